@@ -1,0 +1,48 @@
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/index.ts';
+import type { Metrics } from './metrics.ts';
+
+/** Probes the HTTP server answers with. */
+export interface HealthChecks {
+  /** Alive: the process can serve. */
+  live(): boolean;
+  /** Ready: Redis and the store answer; the reasons when not. */
+  ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
+}
+
+const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/**
+ * The one HTTP port: health, readiness, Prometheus metrics, and (behind the token) the API.
+ * Without a token it binds to loopback only, so an unprotected API is never reachable from outside.
+ */
+export async function startHttpServer(config: Readonly<Config>, metrics: Metrics, health: HealthChecks, log: Logger): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger, disableRequestLogging: true });
+  const token = config.http.token;
+  app.addHook('onRequest', async (req, reply) => {
+    const path = req.url.split('?')[0];
+    if (OPEN_ROUTES.has(path)) return;
+    if (!token) return;
+    if (!tokenMatches(req.headers.authorization, token)) {
+      await reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
+    }
+  });
+  app.get('/healthz', async () => ({ ok: health.live() }));
+  app.get('/readyz', async (_req, reply) => {
+    const r = await health.ready();
+    return reply.code(r.ok ? 200 : 503).send(r);
+  });
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  const host = config.http.host ?? (token ? '0.0.0.0' : '127.0.0.1');
+  await app.listen({ port: config.http.port, host });
+  if (!token) log.warn({ host }, 'http.token is not set: the HTTP server listens on loopback only');
+  return app;
+}

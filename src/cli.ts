@@ -1,0 +1,67 @@
+import { Command, Option } from 'commander';
+import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config/index.ts';
+import { startDaemon, type Roles } from './daemon.ts';
+import { describeError, ImporterError } from './errors.ts';
+import { createLogger } from './log.ts';
+
+const configOption = () => new Option('-c, --config <path>', 'config file').env('IMPORTER_CONFIG').default(DEFAULT_CONFIG_PATH);
+
+async function load(path: string): Promise<Readonly<Config>> {
+  try {
+    return await loadConfig(path);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function fail(err: unknown): never {
+  const e = describeError(err);
+  process.stderr.write(`${e.code}: ${e.message}\n`);
+  process.exit(err instanceof ImporterError && err.code.startsWith('IMP_ERR_CONFIG') ? 2 : 1);
+}
+
+async function runRoles(configPath: string, roles: Roles): Promise<void> {
+  const config = await load(configPath);
+  if (config.store.kind === 'duckdb' && !(roles.scheduler && roles.worker)) {
+    fail(new ImporterError('IMP_ERR_STORE_ROLE', 'the embedded DuckDB store allows one writer process: run `inference-importer run`, or use store.kind: postgres to split scheduler and workers', { permanent: true }));
+  }
+  const log = createLogger(config.log.level);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, { roles, log });
+  } catch (err) {
+    const e = describeError(err);
+    log.fatal({ code: e.code }, e.message);
+    process.exit(1);
+  }
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    daemon
+      .stop()
+      .then(() => process.exit(0))
+      .catch((err) => {
+        log.error({ err: describeError(err) }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+const program = new Command('inference-importer').description('Imports ML inference data (predictions and delayed actuals) from S3 into an inference store');
+
+program.command('run').description('scheduler, workers and HTTP in one process (the single-node default)').addOption(configOption())
+  .action((o: { config: string }) => runRoles(o.config, { scheduler: true, worker: true, http: true }));
+program.command('scheduler').description('only poll and enqueue (needs store.kind: postgres)').addOption(configOption())
+  .action((o: { config: string }) => runRoles(o.config, { scheduler: true, worker: false, http: true }));
+program.command('worker').description('only import queued files (needs store.kind: postgres)').addOption(configOption())
+  .action((o: { config: string }) => runRoles(o.config, { scheduler: false, worker: true, http: true }));
+
+const configCmd = program.command('config').description('configuration tools');
+configCmd.command('check').description('validate the config and print every problem with its key path').addOption(configOption())
+  .action(async (o: { config: string }) => {
+    const config = await load(o.config);
+    process.stdout.write(`${o.config}: ok (${config.jobs.length} job${config.jobs.length > 1 ? 's' : ''}: ${config.jobs.map((j) => j.id).join(', ')})\n`);
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,117 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { createMetrics, type Metrics } from './admin/metrics.ts';
+import { startHttpServer } from './admin/server.ts';
+import type { Config } from './config/index.ts';
+import { describeError } from './errors.ts';
+import { createLogger } from './log.ts';
+import { connectRedis, ImportQueues } from './queue/queues.ts';
+import { PollLock } from './scheduler/poll-lock.ts';
+import { Poller } from './scheduler/poller.ts';
+import { createS3Client } from './source/index.ts';
+import { createStore, type Store } from './store/index.ts';
+import { ImportWorkers } from './worker/workers.ts';
+
+/** Which parts run in this process. `run` is all of them. */
+export interface Roles {
+  scheduler: boolean;
+  worker: boolean;
+  http: boolean;
+}
+
+/** A running daemon and its parts (tests and the demo look inside). */
+export interface Daemon {
+  config: Readonly<Config>;
+  store: Store;
+  queues: ImportQueues;
+  poller?: Poller;
+  metrics: Metrics;
+  http?: FastifyInstance;
+  log: Logger;
+  /** Stops in order: polling → imports (with the shutdown deadline) → queues → store → Redis → HTTP. */
+  stop(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  roles?: Roles;
+  log?: Logger;
+}
+
+/** Starts the configured roles. With the embedded DuckDB store the scheduler and the workers share this one process. */
+export async function startDaemon(config: Readonly<Config>, options: DaemonOptions = {}): Promise<Daemon> {
+  const roles = options.roles ?? { scheduler: true, worker: true, http: true };
+  const log = options.log ?? createLogger(config.log.level);
+  const metrics = createMetrics();
+  const store = createStore(config);
+  await store.init();
+  log.info({ store: store.kind, jobs: config.jobs.map((j) => j.id) }, 'store open');
+
+  const redis = connectRedis(config.redis.url, 'inference-importer');
+  let lastRedisError = 0;
+  redis.on('error', (err) => {
+    if (Date.now() - lastRedisError > 10_000) log.error({ code: 'IMP_ERR_REDIS' }, `Redis unreachable (${err.message}); imports and polling wait until it answers`);
+    lastRedisError = Date.now();
+  });
+  const queues = new ImportQueues(config, redis);
+  const s3 = createS3Client(config.s3);
+  const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
+
+  let workers: ImportWorkers | undefined;
+  if (roles.worker) {
+    workers = new ImportWorkers({ config, store, s3, metrics, log, tmpDir }, redis);
+    workers.start();
+  }
+  let poller: Poller | undefined;
+  let lock: PollLock | undefined;
+  if (roles.scheduler) {
+    lock = new PollLock(redis, `${config.redis.prefix}:poll-lock`, Math.max(30_000, 3 * config.defaults.pollInterval));
+    poller = new Poller({ config, store, s3, queues, metrics, log, lock });
+    poller.start();
+  }
+  let http: FastifyInstance | undefined;
+  let stopping = false;
+  if (roles.http) {
+    http = await startHttpServer(config, metrics, {
+      live: () => !stopping,
+      ready: () => readiness(redis, store),
+    }, log);
+  }
+  log.info({ roles }, 'inference-importer started');
+
+  return {
+    config, store, queues, poller, metrics, http, log,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      log.info('shutting down');
+      await poller?.stop();
+      const clean = workers ? await workers.close(config.worker.shutdownTimeout) : true;
+      if (!clean) log.warn({ timeoutMs: config.worker.shutdownTimeout }, 'imports still running at the deadline were abandoned; they are retried after restart');
+      await queues.close().catch(() => undefined);
+      await lock?.release().catch(() => undefined);
+      await store.close();
+      await redis.quit().catch(() => redis.disconnect());
+      await http?.close();
+      await rm(tmpDir, { recursive: true, force: true });
+      log.info('stopped');
+    },
+  };
+}
+
+async function readiness(redis: Redis, store: Store): Promise<{ ok: boolean; checks: Record<string, string> }> {
+  const checks: Record<string, string> = {};
+  const probe = async (name: string, fn: () => Promise<unknown>) => {
+    try {
+      await Promise.race([fn(), new Promise((_, reject) => setTimeout(() => reject(new Error('timed out after 2s')), 2000))]);
+      checks[name] = 'ok';
+    } catch (err) {
+      checks[name] = describeError(err).message;
+    }
+  };
+  await Promise.all([probe('redis', () => redis.ping()), probe('store', () => store.query('SELECT 1'))]);
+  return { ok: Object.values(checks).every((c) => c === 'ok'), checks };
+}

@@ -1,0 +1,58 @@
+/**
+ * Every error the importer reports, with a stable code. Codes are what the ledger, the logs,
+ * the API and the dry-run report show; messages may improve, codes do not change.
+ */
+export const ErrorCodes = {
+  IMP_ERR_CONFIG_INVALID: 'the configuration has errors',
+  IMP_ERR_CONFIG_READ: 'the configuration file cannot be read',
+  IMP_ERR_SOURCE_ACCESS: 'the bucket or prefix cannot be listed or read',
+  IMP_ERR_SOURCE_TOO_LARGE: 'the file is larger than maxFileBytes',
+  IMP_ERR_SOURCE_SUPERSEDED: 'the file changed after it was listed',
+  IMP_ERR_SOURCE_VANISHED: 'the file was deleted after it was listed',
+  IMP_ERR_FORMAT_UNREADABLE: 'the file cannot be read in its format',
+  IMP_ERR_FORMAT_UNKNOWN: 'the file format cannot be told from its name',
+  IMP_ERR_SCHEMA_MISSING_COLUMN: 'a mapped column is not in the file',
+  IMP_ERR_SCHEMA_BAD_TYPE: 'a column has a type that cannot be used for its field',
+  IMP_ERR_SCHEMA_FEATURE_CONFLICT: 'a feature changed type between files of the same model',
+  IMP_ERR_ROW_PREDICTION_ID_MISSING: 'the prediction ID is null or empty',
+  IMP_ERR_ROW_PREDICTION_ID_TOO_LONG: 'the prediction ID is longer than 128 characters',
+  IMP_ERR_ROW_TIMESTAMP_INVALID: 'the timestamp cannot be parsed',
+  IMP_ERR_ROW_VALUE_INVALID: 'the value cannot be read as a number',
+  IMP_ERR_ROW_DUPLICATE_ID: 'the prediction ID appears again later in the same file',
+  IMP_ERR_STORE: 'the store failed',
+  IMP_ERR_STORE_ROLE: 'this store cannot be shared between processes',
+  IMP_ERR_IMPORT_INTERRUPTED: 'the import was interrupted too often (the process crashed or was killed)',
+  IMP_ERR_INTERNAL: 'unexpected internal error',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Where in a file an error was found; every field is optional because not every error has a place. */
+export interface ErrorLocation {
+  file?: string;
+  column?: string;
+  row?: number;
+}
+
+/** The one error class of the importer: a stable code, a message for the operator, and where. */
+export class ImporterError extends Error {
+  readonly code: ErrorCode;
+  readonly location: ErrorLocation;
+  /** True when retrying the same input cannot help (a broken file, a bad config). */
+  readonly permanent: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { location?: ErrorLocation; permanent?: boolean; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'ImporterError';
+    this.code = code;
+    this.location = opts.location ?? {};
+    this.permanent = opts.permanent ?? false;
+  }
+}
+
+/** Reduces anything thrown to a code and a message, for the ledger and the logs. */
+export function describeError(err: unknown): { code: ErrorCode; message: string; location: ErrorLocation } {
+  if (err instanceof ImporterError) return { code: err.code, message: err.message, location: err.location };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: 'IMP_ERR_INTERNAL', message, location: {} };
+}

@@ -1,0 +1,53 @@
+import { ImporterError } from '../errors.ts';
+import type { SourceFormat } from '../config/index.ts';
+import { readCsv } from './csv.ts';
+import { readJson } from './json.ts';
+import { readParquet } from './parquet.ts';
+import type { FormatReader } from './types.ts';
+
+export type { FormatReader, LocalFile, SourceRelation } from './types.ts';
+export { sqlIdent, sqlString } from './types.ts';
+
+/** Concrete formats (everything `auto` can resolve to). */
+export type ConcreteFormat = Exclude<SourceFormat, 'auto'>;
+
+/** The registry: adding a format is one reader file and one line here. */
+const READERS: Record<ConcreteFormat, FormatReader> = {
+  parquet: readParquet,
+  csv: readCsv,
+  json: readJson,
+};
+
+const EXTENSIONS: Array<[RegExp, ConcreteFormat]> = [
+  [/\.(parquet|pq)$/i, 'parquet'],
+  [/\.csv(\.gz)?$/i, 'csv'],
+  [/\.(json|jsonl|ndjson)(\.gz)?$/i, 'json'],
+];
+
+/** The format of a key by its extension, or undefined when `auto` would not import it. */
+export function formatFromKey(key: string): ConcreteFormat | undefined {
+  return EXTENSIONS.find(([re]) => re.test(key))?.[1];
+}
+
+/** The format to read a key with under a job's configured format. */
+export function resolveFormat(configured: SourceFormat, key: string): ConcreteFormat {
+  if (configured !== 'auto') return configured;
+  const found = formatFromKey(key);
+  if (!found) {
+    throw new ImporterError('IMP_ERR_FORMAT_UNKNOWN', `cannot tell the format of ${key} from its name; set the job's format`, {
+      location: { file: key },
+      permanent: true,
+    });
+  }
+  return found;
+}
+
+/** The file extension a temp copy must keep so DuckDB detects the format's compression. */
+export function extensionOf(key: string): string {
+  const m = /(\.[A-Za-z0-9]+)?(\.gz)?$/i.exec(key.split('/').pop() ?? '');
+  return m?.[0] ?? '';
+}
+
+export function readerFor(format: ConcreteFormat): FormatReader {
+  return READERS[format];
+}

@@ -1,0 +1,135 @@
+import cron, { type ScheduledTask } from 'node-cron';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
+import type { Config, JobConfig } from '../config/index.ts';
+import { describeError } from '../errors.ts';
+import { formatFromKey } from '../formats/index.ts';
+import type { Metrics } from '../admin/metrics.ts';
+import type { ImportQueues } from '../queue/queues.ts';
+import { isSideFile, listObjects, parseS3Url } from '../source/index.ts';
+import type { FileVersion, ListedObject, Store } from '../store/store.ts';
+import type { PollLock } from './poll-lock.ts';
+
+/** What one poll of a job found. */
+export interface PollResult {
+  listed: number;
+  eligible: number;
+  discoveredNew: number;
+  discoveredChanged: number;
+  requeued: number;
+}
+
+export interface PollerDeps {
+  config: Readonly<Config>;
+  store: Store;
+  s3: S3Client;
+  queues: ImportQueues;
+  metrics: Metrics;
+  log: Logger;
+  lock: PollLock;
+  /** Jobs for which polling is paused right now. */
+  isPaused?: (jobId: string) => Promise<boolean>;
+}
+
+/** The objects of a listing a job imports: no side files, and for `auto` only known extensions. */
+export function eligibleObjects(job: JobConfig, prefix: string, objects: ListedObject[]): ListedObject[] {
+  return objects.filter((o) => !isSideFile(prefix, o.key, o.size) && (job.format !== 'auto' || formatFromKey(o.key) !== undefined));
+}
+
+/**
+ * Lists each job's prefix on its interval (one node-cron tick a second decides who is due), diffs
+ * the listing against the ledger by key and ETag, records new and changed versions and queues them.
+ * Versions recorded but never committed are queued again on every poll: that heals a lost Redis
+ * or a crash between the ledger write and the enqueue.
+ */
+export class Poller {
+  private task?: ScheduledTask;
+  private readonly lastStart = new Map<string, number>();
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  private stopped = false;
+
+  constructor(private readonly deps: PollerDeps) {}
+
+  start(): void {
+    this.task = cron.schedule('* * * * * *', () => this.tick(), { noOverlap: true, name: 'poll-tick' });
+    void this.tick();
+  }
+
+  /** One tick: if this process holds the poll lock, start the polls that are due and not already running. */
+  async tick(): Promise<void> {
+    if (this.stopped) return;
+    const { config, lock, log } = this.deps;
+    let leader: boolean;
+    try {
+      leader = await lock.acquireOrRenew();
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'cannot reach Redis for the poll lock; polling waits');
+      return;
+    }
+    if (!leader) return;
+    const now = Date.now();
+    for (const job of config.jobs) {
+      const interval = job.pollInterval ?? config.defaults.pollInterval;
+      if (this.inFlight.has(job.id) || now - (this.lastStart.get(job.id) ?? 0) < interval) continue;
+      this.lastStart.set(job.id, now);
+      const run = this.pollJob(job)
+        .catch(() => undefined)
+        .finally(() => this.inFlight.delete(job.id));
+      this.inFlight.set(job.id, run);
+    }
+  }
+
+  /** Polls one job now. Errors are logged and counted, never thrown past the loop. */
+  async pollJob(job: JobConfig): Promise<PollResult | undefined> {
+    const { store, s3, queues, metrics, log, isPaused } = this.deps;
+    if (isPaused && (await isPaused(job.id))) return undefined;
+    const started = process.hrtime.bigint();
+    const { bucket, prefix } = parseS3Url(job.source);
+    try {
+      const listed = await listObjects(s3, bucket, prefix);
+      const eligible = eligibleObjects(job, prefix, listed);
+      const latest = await store.latestVersions(job.id);
+      const fresh: ListedObject[] = [];
+      let changed = 0;
+      const requeue: FileVersion[] = [];
+      const revived: FileVersion[] = [];
+      for (const o of eligible) {
+        const known = latest.get(o.key);
+        if (!known) fresh.push(o);
+        else if (known.etag !== o.etag || known.size !== o.size) {
+          fresh.push(o);
+          changed++;
+        } else if (known.status === 'pending') requeue.push(known);
+        else if (known.status === 'vanished') revived.push(known);
+      }
+      for (const v of revived) fresh.push(v);
+      const recorded = await store.recordDiscovered(job.id, fresh);
+      // A version recorded before (content went back to an older ETag) may still have a finished BullMQ job under its ID.
+      for (const v of recorded) if (latest.has(v.key)) await queues.forgetFinished(v);
+      await queues.enqueue([...recorded, ...requeue]);
+
+      const result: PollResult = { listed: listed.length, eligible: eligible.length, discoveredNew: fresh.length - changed, discoveredChanged: changed, requeued: requeue.length };
+      metrics.pollDuration.observe({ job: job.id }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.objectsListed.set({ job: job.id }, listed.length);
+      metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
+      if (result.discoveredNew) metrics.filesDiscovered.inc({ job: job.id, kind: 'new' }, result.discoveredNew);
+      if (changed) metrics.filesDiscovered.inc({ job: job.id, kind: 'changed' }, changed);
+      if (result.discoveredNew || changed || requeue.length) log.info({ job: job.id, ...result }, 'poll queued files');
+      else log.debug({ job: job.id, ...result }, 'poll found nothing new');
+      return result;
+    } catch (err) {
+      metrics.pollErrors.inc({ job: job.id });
+      const e = describeError(err);
+      log.error({ job: job.id, source: job.source, code: e.code }, `poll failed: ${e.message}`);
+      throw err;
+    }
+  }
+
+  /** Stops ticking and waits for polls under way. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.task?.stop();
+    await this.task?.destroy();
+    await Promise.all(this.inFlight.values());
+  }
+}

@@ -1,0 +1,1 @@
+export { createS3Client, parseS3Url, isSideFile, listObjects, downloadObject, tooLarge, type DownloadOutcome } from './s3.ts';

@@ -1,0 +1,119 @@
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import type { Config } from '../config/index.ts';
+import { ImporterError } from '../errors.ts';
+import type { ListedObject } from '../store/store.ts';
+
+/** Builds the S3 client: the default AWS credential chain, optional custom endpoint, checksums only where S3 requires them. */
+export function createS3Client(s3: Config['s3']): S3Client {
+  return new S3Client({
+    region: s3.region,
+    endpoint: s3.endpoint,
+    forcePathStyle: s3.forcePathStyle,
+    maxAttempts: s3.maxAttempts,
+    // S3-compatible stores (and the SDK's own streamed uploads to them) mishandle the newer default checksums.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+/** `s3://bucket/prefix/` → its parts. */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
+  if (!m) throw new ImporterError('IMP_ERR_CONFIG_INVALID', `not an s3:// URL: ${url}`, { permanent: true });
+  return { bucket: m[1], prefix: m[2] };
+}
+
+/**
+ * True for objects that are never data: folder markers, empty objects, and Hadoop/Spark side files
+ * (`_SUCCESS`, `_temporary/`, `.crc`), i.e. any path part under the prefix starting with `_` or `.`.
+ */
+export function isSideFile(prefix: string, key: string, size: number): boolean {
+  if (size === 0 || key.endsWith('/')) return true;
+  return key
+    .slice(prefix.length)
+    .split('/')
+    .some((part) => part.startsWith('_') || part.startsWith('.'));
+}
+
+const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
+
+function accessError(what: string, err: unknown): ImporterError {
+  const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  const hint =
+    status === 403 ? 'check the credentials and the bucket policy' : status === 404 ? 'check the bucket name and region' : 'check s3.endpoint and the network';
+  return new ImporterError('IMP_ERR_SOURCE_ACCESS', `${what}: ${e.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${e.message ?? String(err)}; ${hint}`, {
+    cause: err,
+  });
+}
+
+/** Lists every object under the prefix, all pages, no delimiter (recursive). */
+export async function listObjects(client: S3Client, bucket: string, prefix: string): Promise<ListedObject[]> {
+  const out: ListedObject[] = [];
+  let token: string | undefined;
+  do {
+    let page: ListObjectsV2CommandOutput;
+    try {
+      page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    } catch (err) {
+      throw accessError(`cannot list s3://${bucket}/${prefix}`, err);
+    }
+    for (const o of page.Contents ?? []) {
+      if (!o.Key) continue;
+      out.push({ bucket, key: o.Key, etag: unquote(o.ETag), size: Number(o.Size ?? 0), lastModified: o.LastModified ?? new Date(0) });
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
+
+/** How a download ended when it did not produce a file. */
+export type DownloadOutcome = { kind: 'downloaded'; bytes: number } | { kind: 'superseded' } | { kind: 'vanished' };
+
+/**
+ * Downloads exactly the listed version (`If-Match` on its ETag) to `path`. A rewrite since the
+ * listing answers 412 (superseded), a delete 404 (vanished); neither is an error of the file.
+ */
+export async function downloadObject(client: S3Client, object: ListedObject, path: string, maxBytes: number): Promise<DownloadOutcome> {
+  const uri = `s3://${object.bucket}/${object.key}`;
+  let body: Readable;
+  try {
+    const res = await client.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.key, IfMatch: `"${object.etag}"` }));
+    const length = Number(res.ContentLength ?? 0);
+    if (length > maxBytes) {
+      (res.Body as Readable | undefined)?.destroy();
+      throw tooLarge(uri, length, maxBytes);
+    }
+    body = res.Body as Readable;
+  } catch (err) {
+    if (err instanceof ImporterError) throw err;
+    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+    if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return { kind: 'superseded' };
+    if (e.$metadata?.httpStatusCode === 404 || e.name === 'NoSuchKey') return { kind: 'vanished' };
+    throw accessError(`cannot download ${uri}`, err);
+  }
+  let bytes = 0;
+  body.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > maxBytes) body.destroy(tooLarge(uri, bytes, maxBytes));
+  });
+  try {
+    await pipeline(body, createWriteStream(path));
+  } catch (err) {
+    await rm(path, { force: true });
+    if (err instanceof ImporterError) throw err;
+    throw accessError(`download of ${uri} broke off`, err);
+  }
+  return { kind: 'downloaded', bytes };
+}
+
+export function tooLarge(uri: string, size: number, max: number): ImporterError {
+  return new ImporterError('IMP_ERR_SOURCE_TOO_LARGE', `${uri} is ${size} bytes, above maxFileBytes ${max}; raise maxFileBytes for this job or split the file`, {
+    location: { file: uri },
+    permanent: true,
+  });
+}

@@ -1,0 +1,458 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
+import { describeError, ErrorCodes, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
+import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
+import { planMapping, type StructField } from '../schema/mapping.ts';
+import { Mutex } from '../util/mutex.ts';
+import {
+  COMMITTED_STATUSES,
+  type FileStatus,
+  type FileVersion,
+  type ImportRequest,
+  type ImportResult,
+  type ListedObject,
+  type Store,
+} from './store.ts';
+
+/** Options of the embedded store. */
+export interface DuckDbStoreOptions {
+  /** Database file; `:memory:` for throwaway stores. */
+  path: string;
+  /** DuckDB `memory_limit`: bounds the memory of a load; beyond it DuckDB spills to its temp directory. @defaultValue '1GB' */
+  memoryLimit?: string;
+  /** DuckDB `threads`. @defaultValue the number of cores */
+  threads?: number;
+}
+
+const MODEL_SCHEMA = 'model_predictions';
+
+const SCHEMA_SQL = `
+  CREATE SEQUENCE IF NOT EXISTS import_file_ids START 1;
+  CREATE TABLE IF NOT EXISTS import_files (
+    file_id BIGINT NOT NULL DEFAULT nextval('import_file_ids'),
+    job_id VARCHAR NOT NULL, bucket VARCHAR NOT NULL, key VARCHAR NOT NULL, etag VARCHAR NOT NULL,
+    size BIGINT NOT NULL, last_modified TIMESTAMPTZ,
+    status VARCHAR NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    discovered_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ,
+    rows_read BIGINT, predictions_loaded BIGINT, actuals_loaded BIGINT, rows_rejected BIGINT,
+    error_code VARCHAR, error_message VARCHAR, error_column VARCHAR, error_row BIGINT
+  );
+  CREATE TABLE IF NOT EXISTS actuals (
+    model_id VARCHAR NOT NULL, environment VARCHAR NOT NULL, prediction_id VARCHAR NOT NULL,
+    actual_label VARCHAR, actual_score DOUBLE, actual_ts TIMESTAMPTZ,
+    source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS rejected_rows (
+    file_id BIGINT NOT NULL, job_id VARCHAR NOT NULL, key VARCHAR NOT NULL, etag VARCHAR NOT NULL,
+    row_number BIGINT, column_name VARCHAR, code VARCHAR NOT NULL, message VARCHAR NOT NULL, raw JSON
+  );
+  CREATE SCHEMA IF NOT EXISTS ${MODEL_SCHEMA};
+`;
+
+const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL,
+  prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
+  source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL`;
+
+const LEDGER_COLUMNS = `file_id, job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at, finished_at,
+  rows_read, predictions_loaded, actuals_loaded, rows_rejected, error_code, error_message, error_column, error_row`;
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const date = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(String(v).replace(/\+00$/, 'Z').replace(' ', 'T')));
+
+function toVersion(r: Row): FileVersion {
+  return {
+    fileId: Number(r.file_id),
+    jobId: String(r.job_id),
+    bucket: String(r.bucket),
+    key: String(r.key),
+    etag: String(r.etag),
+    size: Number(r.size),
+    lastModified: date(r.last_modified) ?? new Date(0),
+    status: r.status as FileStatus,
+    attempts: Number(r.attempts),
+    discoveredAt: date(r.discovered_at)!,
+    finishedAt: date(r.finished_at),
+    rowsRead: num(r.rows_read),
+    predictionsLoaded: num(r.predictions_loaded),
+    actualsLoaded: num(r.actuals_loaded),
+    rowsRejected: num(r.rows_rejected),
+    errorCode: (r.error_code as string | null) ?? null,
+    errorMessage: (r.error_message as string | null) ?? null,
+    errorColumn: (r.error_column as string | null) ?? null,
+    errorRow: num(r.error_row),
+  };
+}
+
+/** True for DuckDB's optimistic-concurrency conflicts, which succeed when retried. */
+const isConflict = (err: unknown) => /conflict/i.test(String((err as Error)?.message));
+
+/** The embedded store: one DuckDB file, written by this process only. */
+export class DuckDbStore implements Store {
+  readonly kind = 'duckdb';
+  private instance!: DuckDBInstance;
+  private importConn!: DuckDBConnection;
+  private ledgerConn!: DuckDBConnection;
+  private readConn!: DuckDBConnection;
+  /** Imports run one at a time: their deletes and upserts touch the same tables. DuckDB parallelises each one. */
+  private readonly importLock = new Mutex();
+  private readonly ledgerLock = new Mutex();
+  private readonly readLock = new Mutex();
+  private stageSeq = 0;
+
+  constructor(private readonly options: DuckDbStoreOptions) {}
+
+  async init(): Promise<void> {
+    if (this.options.path !== ':memory:') await mkdir(dirname(this.options.path), { recursive: true });
+    const settings: Record<string, string> = { memory_limit: this.options.memoryLimit ?? '1GB', TimeZone: 'UTC' };
+    if (this.options.threads) settings.threads = String(this.options.threads);
+    try {
+      this.instance = await DuckDBInstance.create(this.options.path, settings);
+    } catch (err) {
+      throw new ImporterError('IMP_ERR_STORE', `cannot open DuckDB store ${this.options.path}: ${(err as Error).message} (another process may hold it; the embedded store allows one)`, {
+        cause: err,
+        permanent: true,
+      });
+    }
+    this.importConn = await this.instance.connect();
+    this.ledgerConn = await this.instance.connect();
+    this.readConn = await this.instance.connect();
+    await this.importConn.run(SCHEMA_SQL);
+    await this.rebuildViews(this.importConn);
+  }
+
+  private async all(conn: DuckDBConnection, sql: string, params: DuckDBValue[] = []): Promise<Row[]> {
+    const reader = await conn.runAndReadAll(sql, params);
+    return reader.getRowObjectsJson() as Row[];
+  }
+
+  /** Small ledger writes; retried on write-write conflicts with a concurrent import. */
+  private ledgerWrite<T>(fn: (conn: DuckDBConnection) => Promise<T>): Promise<T> {
+    return this.ledgerLock.run(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.ledgerConn.run('BEGIN TRANSACTION');
+          const out = await fn(this.ledgerConn);
+          await this.ledgerConn.run('COMMIT');
+          return out;
+        } catch (err) {
+          await this.ledgerConn.run('ROLLBACK').catch(() => undefined);
+          if (!isConflict(err) || attempt >= 5) throw err;
+          await new Promise((r) => setTimeout(r, 20 * attempt));
+        }
+      }
+    });
+  }
+
+  query<T = Row>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return this.readLock.run(() => this.all(this.readConn, sql, params as DuckDBValue[]) as Promise<T[]>);
+  }
+
+  async latestVersions(jobId: string): Promise<Map<string, FileVersion>> {
+    const rows = await this.query(
+      `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE job_id = $1
+       QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`,
+      [jobId],
+    );
+    return new Map(rows.map((r) => [String(r.key), toVersion(r)]));
+  }
+
+  async getVersion(fileId: number): Promise<FileVersion | undefined> {
+    const rows = await this.query(`SELECT ${LEDGER_COLUMNS} FROM import_files WHERE file_id = $1`, [fileId]);
+    return rows[0] ? toVersion(rows[0]) : undefined;
+  }
+
+  recordDiscovered(jobId: string, objects: ListedObject[]): Promise<FileVersion[]> {
+    if (objects.length === 0) return Promise.resolve([]);
+    return this.ledgerWrite(async (conn) => {
+      const now = new Date().toISOString();
+      const batch = JSON.stringify(
+        objects.map((o) => ({ bucket: o.bucket, key: o.key, etag: o.etag, size: o.size, last_modified: o.lastModified.toISOString() })),
+      );
+      await conn.run(`CREATE OR REPLACE TEMP TABLE discovered AS
+        SELECT bucket, key, etag, CAST(size AS BIGINT) AS size, CAST(last_modified AS TIMESTAMPTZ) AS last_modified
+        FROM (SELECT unnest(from_json($1::JSON, '[{"bucket":"VARCHAR","key":"VARCHAR","etag":"VARCHAR","size":"BIGINT","last_modified":"VARCHAR"}]'), recursive := true))`, [batch]);
+      // A version seen before (the object went back to older content) becomes current and pending again.
+      await conn.run(
+        `UPDATE import_files f SET status = 'pending', attempts = 0, discovered_at = CAST($2 AS TIMESTAMPTZ), finished_at = NULL,
+           error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
+         FROM discovered d WHERE f.job_id = $1 AND f.key = d.key AND f.etag = d.etag`,
+        [jobId, now],
+      );
+      await conn.run(
+        `INSERT INTO import_files (job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at)
+         SELECT $1, d.bucket, d.key, d.etag, d.size, d.last_modified, 'pending', 0, CAST($2 AS TIMESTAMPTZ) FROM discovered d
+         WHERE NOT EXISTS (SELECT 1 FROM import_files f WHERE f.job_id = $1 AND f.key = d.key AND f.etag = d.etag)`,
+        [jobId, now],
+      );
+      const rows = await this.all(
+        conn,
+        `SELECT ${LEDGER_COLUMNS.split(',').map((c) => `f.${c.trim()}`).join(', ')} FROM import_files f JOIN discovered d ON f.key = d.key AND f.etag = d.etag
+         WHERE f.job_id = $1 ORDER BY f.file_id`,
+        [jobId],
+      );
+      await conn.run('DROP TABLE discovered');
+      return rows.map(toVersion);
+    });
+  }
+
+  recordFailure(fileId: number, attempts: number, error: { code: ErrorCode; message: string; location: ErrorLocation }, final: boolean): Promise<void> {
+    return this.ledgerWrite(async (conn) => {
+      await conn.run(
+        `UPDATE import_files SET status = CASE WHEN status IN ('succeeded', 'partially_succeeded') THEN status ELSE $2 END,
+           attempts = $3, error_code = $4, error_message = $5, error_column = $6, error_row = $7,
+           finished_at = CASE WHEN $2 = 'failed' THEN now() ELSE finished_at END
+         WHERE file_id = $1`,
+        [fileId, final ? 'failed' : 'pending', attempts, error.code, error.message, error.location.column ?? null, error.location.row ?? null],
+      );
+    });
+  }
+
+  recordOutcome(fileId: number, status: 'superseded' | 'vanished', message: string): Promise<void> {
+    return this.ledgerWrite(async (conn) => {
+      await conn.run(
+        `UPDATE import_files SET status = $2, error_message = $3, finished_at = now()
+         WHERE file_id = $1 AND status NOT IN ('succeeded', 'partially_succeeded')`,
+        [fileId, status, message],
+      );
+    });
+  }
+
+  async describe(source: SourceRelation): Promise<Array<{ name: string; type: string }>> {
+    return this.importLock.run(async () => {
+      const rows = await this.all(this.importConn, `DESCRIBE SELECT * FROM ${source.sql}`);
+      return rows.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+    });
+  }
+
+  importFile(request: ImportRequest): Promise<ImportResult> {
+    return this.importLock.run(() => this.importLocked(request));
+  }
+
+  private async importLocked({ job, version, file, source, importTime }: ImportRequest): Promise<ImportResult> {
+    const conn = this.importConn;
+    const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
+    const columns = (await this.all(conn, `DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
+      throw unreadable(file.key, err);
+    })).map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+    const plan = planMapping(job, source, columns, file.key, importTime);
+    const stage = `stage_${++this.stageSeq}`;
+    const modelTable = `${MODEL_SCHEMA}.${sqlIdent(job.model.id)}`;
+    const env = job.model.environment;
+
+    await conn.run('BEGIN TRANSACTION');
+    try {
+      const current = await this.all(
+        conn,
+        `SELECT file_id, status FROM import_files WHERE job_id = $1 AND key = $2 ORDER BY discovered_at DESC, file_id DESC LIMIT 1`,
+        [version.jobId, version.key],
+      );
+      const own = (await this.all(conn, `SELECT status FROM import_files WHERE file_id = $1`, [version.fileId]))[0];
+      if (!own || COMMITTED_STATUSES.has(own.status as FileStatus)) {
+        await conn.run('ROLLBACK');
+        return skipped;
+      }
+      if (Number(current[0]?.file_id) !== version.fileId) {
+        await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = now(), error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
+        await conn.run('COMMIT');
+        return { ...skipped, status: 'superseded' };
+      }
+
+      try {
+        await conn.run(`CREATE OR REPLACE TEMP TABLE ${stage} AS ${plan.stageSql}`);
+      } catch (err) {
+        throw unreadable(file.key, err);
+      }
+      const counts = await this.all(conn, `SELECT reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`);
+      const rejectedByCode: Record<string, number> = {};
+      let rowsRead = 0;
+      let valid = 0;
+      for (const c of counts) {
+        rowsRead += Number(c.n);
+        if (c.reject_code === null) valid = Number(c.n);
+        else rejectedByCode[String(c.reject_code)] = Number(c.n);
+      }
+      const rowsRejected = rowsRead - valid;
+      const previous = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(version.jobId)} AND key = ${sqlString(version.key)}`;
+
+      let predictionsLoaded = 0;
+      let actualsLoaded = 0;
+      if (plan.hasPredictions) {
+        await this.ensureModelTable(conn, job.model.id, plan.features, plan.tags);
+        await conn.run(`DELETE FROM ${modelTable} WHERE source_file_id IN (${previous})`);
+        await conn.run(
+          `DELETE FROM ${modelTable} t USING ${stage} s
+           WHERE s.reject_code IS NULL AND t.environment = $1 AND t.model_version = s.model_version AND t.prediction_id = s.prediction_id`,
+          [env],
+        );
+        const structCols = [plan.features.length ? 'features' : null, plan.tags.length ? 'tags' : null].filter(Boolean);
+        const inserted = await this.all(
+          conn,
+          `INSERT INTO ${modelTable} BY NAME
+           SELECT $1 AS model_id, model_version, $2 AS environment, prediction_id, prediction_ts, prediction_label, prediction_score,
+                  ${structCols.map((c) => `${c}, `).join('')}CAST($3 AS BIGINT) AS source_file_id, source_row, now() AS loaded_at
+           FROM ${stage} WHERE reject_code IS NULL`,
+          [job.model.id, env, version.fileId],
+        );
+        predictionsLoaded = Number(inserted[0]?.Count ?? 0);
+      }
+      if (plan.hasActuals) {
+        await conn.run(`DELETE FROM actuals WHERE source_file_id IN (${previous})`);
+        const actualRows = `SELECT * FROM ${stage} WHERE reject_code IS NULL AND (actual_label IS NOT NULL OR actual_score IS NOT NULL)
+                            QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1`;
+        await conn.run(
+          `DELETE FROM actuals a USING (${actualRows}) s WHERE a.model_id = $1 AND a.environment = $2 AND a.prediction_id = s.prediction_id`,
+          [job.model.id, env],
+        );
+        const inserted = await this.all(
+          conn,
+          `INSERT INTO actuals BY NAME
+           SELECT $1 AS model_id, $2 AS environment, prediction_id, actual_label, actual_score, prediction_ts AS actual_ts,
+                  CAST($3 AS BIGINT) AS source_file_id, source_row, now() AS loaded_at
+           FROM (${actualRows})`,
+          [job.model.id, env, version.fileId],
+        );
+        actualsLoaded = Number(inserted[0]?.Count ?? 0);
+      }
+
+      await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previous})`);
+      if (rowsRejected > 0) {
+        const messages = Object.keys(rejectedByCode)
+          .map((code) => `WHEN ${sqlString(code)} THEN ${sqlString(ErrorCodes[code as ErrorCode] ?? code)}`)
+          .join(' ');
+        await conn.run(
+          `INSERT INTO rejected_rows
+           SELECT CAST($1 AS BIGINT), $2, $3, $4, source_row, reject_column, reject_code,
+                  'row ' || source_row || ', column "' || reject_column || '": ' || CASE reject_code ${messages} END,
+                  to_json(s) FROM ${stage} s WHERE reject_code IS NOT NULL`,
+          [version.fileId, version.jobId, version.key, version.etag],
+        );
+      }
+      const first = rowsRejected > 0
+        ? (await this.all(conn, `SELECT row_number, column_name, code, message FROM rejected_rows WHERE file_id = $1 ORDER BY row_number LIMIT 1`, [version.fileId]))[0]
+        : undefined;
+      const status: FileStatus = rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
+      await conn.run(
+        `UPDATE import_files SET status = $2, finished_at = now(), rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+           error_code = $7, error_message = $8, error_column = $9, error_row = $10
+         WHERE file_id = $1`,
+        [version.fileId, status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected,
+          (first?.code as string) ?? null, first ? `${file.key}: ${rowsRejected} row(s) rejected; first: ${first.message}` : null,
+          (first?.column_name as string) ?? null, first ? Number(first.row_number) : null],
+      );
+      await conn.run(`DROP TABLE ${stage}`);
+      await conn.run('COMMIT');
+      return { status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode };
+    } catch (err) {
+      await conn.run('ROLLBACK').catch(() => undefined);
+      await conn.run(`DROP TABLE IF EXISTS ${stage}`).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Creates the model's typed table, or widens its feature and tag structs to hold this file's fields. */
+  private async ensureModelTable(conn: DuckDBConnection, modelId: string, features: StructField[], tags: StructField[]): Promise<void> {
+    const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
+    const existing = await this.all(
+      conn,
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
+      [MODEL_SCHEMA, modelId],
+    );
+    if (existing.length === 0) {
+      await conn.run(`CREATE TABLE ${table} (${PREDICTION_COLUMNS})`);
+      for (const [column, fields] of [['features', features], ['tags', tags]] as const) {
+        if (fields.length) await conn.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${structType(fields)}`);
+      }
+      await this.rebuildViews(conn);
+      return;
+    }
+    let viewsStale = false;
+    for (const [column, fields] of [['features', features], ['tags', tags]] as const) {
+      if (fields.length === 0) continue;
+      const current = existing.find((c) => c.column_name === column);
+      if (!current) {
+        await conn.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${structType(fields)}`);
+        viewsStale = true;
+        continue;
+      }
+      const have = await this.structFields(conn, table, column);
+      const merged = new Map(have);
+      let changed = false;
+      for (const f of fields) {
+        const old = merged.get(f.name);
+        if (old === undefined) {
+          merged.set(f.name, f.type);
+          changed = true;
+        } else if (old !== f.type) {
+          if (old === 'BIGINT' && f.type === 'DOUBLE') {
+            merged.set(f.name, 'DOUBLE');
+            changed = true;
+          } else if (!(old === 'DOUBLE' && f.type === 'BIGINT')) {
+            throw new ImporterError(
+              'IMP_ERR_SCHEMA_FEATURE_CONFLICT',
+              `${column.slice(0, -1)} "${f.name}" (column "${f.column}") is ${f.type} in this file but ${old} in model "${modelId}"; cast it in the producer or rename it`,
+              { location: { column: f.column }, permanent: true },
+            );
+          }
+        }
+      }
+      if (changed) {
+        const type = `STRUCT(${[...merged].map(([n, t]) => `${sqlIdent(n)} ${t}`).join(', ')})`;
+        await conn.run(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE ${type}`);
+      }
+    }
+    if (viewsStale) await this.rebuildViews(conn);
+  }
+
+  private async structFields(conn: DuckDBConnection, table: string, column: string): Promise<Array<[string, string]>> {
+    const rows = await this.all(conn, `DESCRIBE SELECT ${column}.* FROM ${table}`);
+    return rows.map((r) => [String(r.column_name), String(r.column_type)]);
+  }
+
+  /** `predictions` and `inferences`: every model's rows, with features and tags as JSON; typed data stays in the per-model tables. */
+  private async rebuildViews(conn: DuckDBConnection): Promise<void> {
+    const tables = await this.all(
+      conn,
+      `SELECT table_name, list(column_name) AS cols FROM information_schema.columns WHERE table_schema = $1 GROUP BY table_name ORDER BY table_name`,
+      [MODEL_SCHEMA],
+    );
+    const parts = tables.map((t) => {
+      const cols = t.cols as string[];
+      const json = (c: string) => (cols.includes(c) ? `to_json(${c})` : 'NULL::JSON');
+      return `SELECT model_id, model_version, environment, prediction_id, prediction_ts, prediction_label, prediction_score,
+                ${json('features')} AS features, ${json('tags')} AS tags FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
+    });
+    const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS prediction_id,
+      NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score, NULL::JSON AS features, NULL::JSON AS tags WHERE false`;
+    await conn.run(`CREATE OR REPLACE VIEW predictions AS ${parts.length ? parts.join(' UNION ALL ') : empty}`);
+    await conn.run(`CREATE OR REPLACE VIEW inferences AS
+      SELECT p.*, a.actual_label, a.actual_score, a.actual_ts
+      FROM predictions p LEFT JOIN actuals a
+        ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id`);
+  }
+
+  async close(): Promise<void> {
+    await this.importLock.run(async () => {
+      await this.importConn.run('CHECKPOINT').catch(() => undefined);
+      for (const c of [this.importConn, this.ledgerConn, this.readConn]) c?.closeSync();
+      this.instance?.closeSync();
+    });
+  }
+}
+
+function structType(fields: StructField[]): string {
+  return `STRUCT(${fields.map((f) => `${sqlIdent(f.name)} ${f.type}`).join(', ')})`;
+}
+
+function unreadable(key: string, err: unknown): ImporterError {
+  if (err instanceof ImporterError) return err;
+  const { message } = describeError(err);
+  const row = /line (\d+)/i.exec(message)?.[1];
+  return new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${key}: cannot be read: ${message.split('\n')[0]}`, {
+    location: { file: key, row: row ? Number(row) : undefined },
+    permanent: true,
+    cause: err,
+  });
+}

@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
+import type { Config, JobConfig } from '../config/index.ts';
+import { extensionOf, readerFor, resolveFormat } from '../formats/index.ts';
+import type { Metrics } from '../admin/metrics.ts';
+import { downloadObject, tooLarge } from '../source/index.ts';
+import { COMMITTED_STATUSES, type ImportResult, type Store } from '../store/store.ts';
+
+export interface ImportDeps {
+  config: Readonly<Config>;
+  store: Store;
+  s3: S3Client;
+  metrics: Metrics;
+  log: Logger;
+  /** Private temp folder of this process for downloads. */
+  tmpDir: string;
+}
+
+/**
+ * The import of one file version: download exactly that version → read with DuckDB → map and
+ * validate → load in one store transaction with its ledger row. Throws on anything retryable or
+ * broken; the caller records the failure.
+ */
+export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId: number): Promise<ImportResult | { status: 'skipped' | 'superseded' | 'vanished' }> {
+  const { config, store, s3, metrics, log } = deps;
+  const version = await store.getVersion(fileId);
+  if (!version || COMMITTED_STATUSES.has(version.status) || version.status === 'superseded') return { status: 'skipped' };
+  const uri = `s3://${version.bucket}/${version.key}`;
+  const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
+  if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
+  const format = resolveFormat(job.format, version.key);
+
+  const path = join(deps.tmpDir, `${fileId}-${randomUUID()}${extensionOf(version.key)}`);
+  try {
+    const downloaded = await downloadObject(s3, version, path, maxBytes);
+    if (downloaded.kind !== 'downloaded') {
+      const message = downloaded.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;
+      await store.recordOutcome(fileId, downloaded.kind, message);
+      log.info({ job: job.id, key: version.key, etag: version.etag }, message);
+      return { status: downloaded.kind };
+    }
+    metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
+    const file = { path, key: version.key };
+    const result = await store.importFile({ job, version, file, source: readerFor(format)(file), importTime: new Date() });
+    if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
+      metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));
+      metrics.rowsLoaded.inc({ job: job.id, kind: 'prediction' }, result.predictionsLoaded);
+      metrics.rowsLoaded.inc({ job: job.id, kind: 'actual' }, result.actualsLoaded);
+      for (const [reason, n] of Object.entries(result.rejectedByCode)) metrics.rowsRejected.inc({ job: job.id, reason }, n);
+    }
+    return result;
+  } finally {
+    await rm(path, { force: true });
+  }
+}

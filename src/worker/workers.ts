@@ -1,0 +1,106 @@
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { describeError, ImporterError } from '../errors.ts';
+import { queueName, type ImportJobData } from '../queue/queues.ts';
+import { importFileVersion, type ImportDeps } from './import-file.ts';
+
+/** Counts the imports running in this process, across every job's worker, and caps them. */
+class Slots {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+  async acquire(): Promise<void> {
+    if (this.running < this.max) {
+      this.running++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+}
+
+/**
+ * One BullMQ worker per job queue, all in this process, sharing a cap of `worker.concurrency`
+ * imports. Every attempt's outcome is written to the ledger: a failed attempt with attempts left
+ * stays pending (BullMQ retries it with backoff), the last one makes the version failed.
+ */
+export class ImportWorkers {
+  private readonly workers: Worker<ImportJobData>[] = [];
+  private readonly slots: Slots;
+
+  constructor(
+    private readonly deps: ImportDeps,
+    private readonly connection: Redis,
+  ) {
+    this.slots = new Slots(deps.config.worker.concurrency);
+  }
+
+  start(): void {
+    const { config, log } = this.deps;
+    for (const job of config.jobs) {
+      const worker = new Worker<ImportJobData>(queueName(job.id), (bullJob) => this.process(bullJob), {
+        connection: this.connection,
+        prefix: config.redis.prefix,
+        concurrency: config.worker.concurrency,
+        lockDuration: config.worker.lockDuration,
+        stalledInterval: Math.max(1000, Math.floor(config.worker.lockDuration / 2)),
+        // A kill mid-import is a stall; allow several before BullMQ gives up on the version.
+        maxStalledCount: 5,
+        autorun: true,
+      });
+      worker.on('failed', (bullJob, err) => void this.onFailed(bullJob, err));
+      worker.on('error', (err) => log.warn({ job: job.id, err: describeError(err) }, 'queue worker error'));
+      this.workers.push(worker);
+    }
+  }
+
+  private async process(bullJob: Job<ImportJobData>) {
+    const { config, store, metrics, log } = this.deps;
+    const { jobId, fileId, key } = bullJob.data;
+    const job = config.jobs.find((j) => j.id === jobId);
+    if (!job) return { status: 'skipped' };
+    await this.slots.acquire();
+    const timer = metrics.importDuration.startTimer({ job: jobId });
+    try {
+      const result = await importFileVersion(this.deps, job, fileId);
+      timer();
+      metrics.filesImported.inc({ job: jobId, outcome: result.status });
+      if (result.status !== 'skipped') log.info({ job: jobId, key, fileId, ...result }, `import ${result.status}`);
+      return result;
+    } catch (err) {
+      const attempts = bullJob.attemptsMade + 1;
+      const final = attempts >= (bullJob.opts.attempts ?? 1);
+      const e = describeError(err);
+      metrics.filesImported.inc({ job: jobId, outcome: final ? 'failed' : 'retried' });
+      await store.recordFailure(fileId, attempts, e, final).catch((storeErr) => log.error({ err: describeError(storeErr) }, 'cannot record failure'));
+      log[final ? 'error' : 'warn']({ job: jobId, key, fileId, code: e.code, attempts, final, ...e.location }, e.message);
+      throw err instanceof Error ? err : new ImporterError('IMP_ERR_INTERNAL', String(err));
+    } finally {
+      this.slots.release();
+    }
+  }
+
+  /** Catches versions BullMQ fails without running them (stalled too often after crashes). */
+  private async onFailed(bullJob: Job<ImportJobData> | undefined, err: Error): Promise<void> {
+    if (!bullJob || !/stalled/i.test(err.message)) return;
+    await this.deps.store
+      .recordFailure(bullJob.data.fileId, bullJob.attemptsMade, { code: 'IMP_ERR_IMPORT_INTERRUPTED', message: `${bullJob.data.key}: ${err.message}`, location: { file: bullJob.data.key } }, true)
+      .catch(() => undefined);
+  }
+
+  /** Stops taking work and waits up to `timeoutMs` for running imports; returns false when it had to abandon some. */
+  async close(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const graceful = Promise.all(this.workers.map((w) => w.close())).then(() => true);
+    const deadline = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const done = await Promise.race([graceful, deadline]);
+    clearTimeout(timer);
+    if (!done) await Promise.all(this.workers.map((w) => w.close(true).catch(() => undefined)));
+    return done;
+  }
+}
