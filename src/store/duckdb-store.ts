@@ -106,12 +106,13 @@ export class DuckDbStore implements Store {
 
   async init(): Promise<void> {
     if (this.options.path !== ':memory:') await mkdir(dirname(this.options.path), { recursive: true });
-    const settings: Record<string, string> = { memory_limit: this.options.memoryLimit ?? '1GB', TimeZone: 'UTC' };
+    const settings: Record<string, string> = { memory_limit: this.options.memoryLimit ?? '1GB' };
     if (this.options.threads) settings.threads = String(this.options.threads);
     try {
       this.instance = await DuckDBInstance.create(this.options.path, settings);
     } catch (err) {
-      throw new ImporterError('IMP_ERR_STORE', `cannot open DuckDB store ${this.options.path}: ${(err as Error).message} (another process may hold it; the embedded store allows one)`, {
+      const held = /lock/i.test((err as Error).message) ? ' (another process holds it: the embedded store allows one writer process)' : '';
+      throw new ImporterError('IMP_ERR_STORE', `cannot open DuckDB store ${this.options.path}: ${(err as Error).message}${held}`, {
         cause: err,
         permanent: true,
       });
@@ -119,6 +120,8 @@ export class DuckDbStore implements Store {
     this.importConn = await this.instance.connect();
     this.ledgerConn = await this.instance.connect();
     this.readConn = await this.instance.connect();
+    // Naive timestamps in files are read as UTC, whatever the host's zone.
+    for (const c of [this.importConn, this.ledgerConn, this.readConn]) await c.run("SET TimeZone = 'UTC'");
     await this.importConn.run(SCHEMA_SQL);
     await this.rebuildViews(this.importConn);
   }

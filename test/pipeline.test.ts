@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Daemon } from '../src/daemon.ts';
+import { BUCKET, counts, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+
+/** n prediction rows with ids p<start>..; features feature/age, feature/city; tag tag/region. */
+const predictionsSql = (start: number, n: number) => `
+  SELECT 'p' || i AS prediction_id, TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(i) AS prediction_ts,
+         CASE WHEN i % 2 = 0 THEN 'click' ELSE 'no_click' END AS predicted_label, (i % 100) / 100.0 AS proba,
+         20 + i % 50 AS "feature/age", CASE WHEN i % 3 = 0 THEN 'Oslo' ELSE 'Lima' END AS "feature/city", 'eu' AS "tag/region"
+  FROM range(${start}, ${start + n}) t(i)`;
+
+const actualsSql = (start: number, n: number) => `
+  SELECT 'p' || i AS prediction_id, CASE WHEN i % 4 = 0 THEN 'click' ELSE 'no_click' END AS label FROM range(${start}, ${start + n}) t(i)`;
+
+const predictionJob = (id: string, prefix: string, format = 'auto') => ({
+  id, source: `s3://${BUCKET}/${prefix}`, format,
+  model: { id: 'ctr', version: 'v1', environment: 'production' },
+  schema: { predictionId: 'prediction_id', timestamp: 'prediction_ts', predictionLabel: 'predicted_label', predictionScore: 'proba', features: 'feature/', tags: 'tag/' },
+});
+const actualsJob = (id: string, prefix: string) => ({
+  id, source: `s3://${BUCKET}/${prefix}`, model: { id: 'ctr', environment: 'production' }, schema: { predictionId: 'prediction_id', actualLabel: 'label' },
+});
+
+describe('import pipeline', () => {
+  let stack: Stack;
+  let daemon: Daemon;
+
+  before(async () => {
+    stack = await startStack();
+    daemon = await runDaemon(stack.config([predictionJob('preds', 'ctr/prediction/'), actualsJob('acts', 'ctr/actuals/')]));
+  });
+  after(async () => {
+    await daemon?.stop();
+    await stack?.stop();
+  });
+
+  const upload = async (key: string, sql: string, options: string) => {
+    const path = await writeFixture(join(stack.tmp.path, key.replaceAll('/', '_')), sql, options);
+    return stack.s3.put(BUCKET, key, await readFile(path));
+  };
+
+  it('imports parquet, csv, csv.gz, json and ndjson.gz from prefixes three levels deep', async () => {
+    await upload('ctr/prediction/2026/11/01/a.parquet', predictionsSql(0, 100), 'FORMAT parquet');
+    await upload('ctr/prediction/2026/11/02/b.csv', predictionsSql(100, 50), 'FORMAT csv, HEADER true');
+    await upload('ctr/prediction/2026/11/03/c.csv.gz', predictionsSql(150, 40), 'FORMAT csv, HEADER true, COMPRESSION gzip');
+    await upload('ctr/prediction/2026/11/04/d.json', predictionsSql(190, 30), 'FORMAT json, ARRAY true');
+    await upload('ctr/prediction/2026/11/05/e.ndjson.gz', predictionsSql(220, 20), 'FORMAT json, COMPRESSION gzip');
+    const rows = await waitFor('5 files imported', async () => {
+      const l = await ledger(daemon, 'preds');
+      return l.length === 5 && l.every((r) => r.status === 'succeeded') && l;
+    });
+    assert.deepEqual(rows.map((r) => [r.key, r.predictions_loaded]), [
+      ['ctr/prediction/2026/11/01/a.parquet', 100],
+      ['ctr/prediction/2026/11/02/b.csv', 50],
+      ['ctr/prediction/2026/11/03/c.csv.gz', 40],
+      ['ctr/prediction/2026/11/04/d.json', 30],
+      ['ctr/prediction/2026/11/05/e.ndjson.gz', 20],
+    ]);
+    assert.equal((await counts(daemon)).p, 240);
+    const [typed] = await daemon.store.query<{ age: number; city: string; region: string; ts: string; label: string; score: number }>(
+      `SELECT features.age::INT AS age, features.city AS city, tags.region AS region, strftime(prediction_ts, '%Y-%m-%dT%H:%M:%S') AS ts, prediction_label AS label, prediction_score AS score
+       FROM model_predictions.ctr WHERE prediction_id = 'p103'`,
+    );
+    assert.deepEqual(typed, { age: 23, city: 'Lima', region: 'eu', ts: '2026-11-01T00:01:43', label: 'no_click', score: 0.03 });
+  });
+
+  it('imports a file listed on many polls once, and an identical re-upload not at all', async () => {
+    await upload('ctr/prediction/once/f.parquet', predictionsSql(300, 25), 'FORMAT parquet');
+    await waitFor('f imported', async () => (await ledger(daemon, 'preds')).some((r) => r.key.endsWith('once/f.parquet') && r.status === 'succeeded'));
+    const before = await daemon.store.query<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
+    await upload('ctr/prediction/once/f.parquet', predictionsSql(300, 25), 'FORMAT parquet'); // same bytes, same ETag
+    await new Promise((r) => setTimeout(r, 3500)); // three more polls
+    const rows = (await ledger(daemon, 'preds')).filter((r) => r.key.endsWith('once/f.parquet'));
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0].attempts, 0);
+    const after = await daemon.store.query<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
+    assert.deepEqual(after, before);
+    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id BETWEEN 'p300' AND 'p324' AND length(prediction_id) = 4`);
+    assert.equal(n, 25);
+  });
+
+  it('replaces the rows of a rewritten key: v2 with fewer rows leaves no v1 row behind', async () => {
+    const key = 'ctr/prediction/rewrite/r.parquet';
+    await upload(key, predictionsSql(1000, 30), 'FORMAT parquet');
+    await waitFor('v1 imported', async () => (await ledger(daemon, 'preds')).some((r) => r.key === key && r.status === 'succeeded'));
+    await upload(key, `SELECT * REPLACE ('v2' AS predicted_label) FROM (${predictionsSql(1000, 10)})`, 'FORMAT parquet');
+    const rows = await waitFor('v2 imported', async () => {
+      const l = (await ledger(daemon, 'preds')).filter((r) => r.key === key);
+      return l.length === 2 && l.every((r) => r.status === 'succeeded') && l;
+    });
+    assert.deepEqual(rows.map((r) => r.predictions_loaded), [30, 10]);
+    const left = await daemon.store.query<{ n: number; labels: string }>(
+      `SELECT count(*)::INT AS n, string_agg(DISTINCT prediction_label, ',') AS labels FROM model_predictions.ctr WHERE prediction_id BETWEEN 'p1000' AND 'p1029' AND length(prediction_id) = 5`,
+    );
+    assert.deepEqual(left, [{ n: 10, labels: 'v2' }]);
+  });
+
+  it('joins actuals that arrive before their predictions once the predictions land', async () => {
+    await upload('ctr/actuals/2026/11/06/early.csv', actualsSql(5000, 20), 'FORMAT csv, HEADER true');
+    await waitFor('actuals imported', async () => (await ledger(daemon, 'acts')).some((r) => r.key.endsWith('early.csv') && r.status === 'succeeded'));
+    const joined = async () =>
+      (await daemon.store.query<{ n: number }>(`SELECT count(actual_label)::INT AS n FROM inferences WHERE prediction_id LIKE 'p50__'`))[0].n;
+    assert.equal(await joined(), 0);
+    const [{ waiting }] = await daemon.store.query<{ waiting: number }>(`SELECT count(*)::INT AS waiting FROM actuals WHERE prediction_id LIKE 'p50__'`);
+    assert.equal(waiting, 20);
+    await upload('ctr/prediction/2026/11/06/late.parquet', predictionsSql(5000, 30), 'FORMAT parquet');
+    await waitFor('predictions joined', async () => (await joined()) === 20);
+    const [row] = await daemon.store.query(`SELECT prediction_label, actual_label FROM inferences WHERE prediction_id = 'p5004'`);
+    assert.deepEqual(row, { prediction_label: 'click', actual_label: 'click' });
+  });
+
+  it('ignores side files (_SUCCESS, .crc, _temporary/, empty objects) without errors', async () => {
+    await stack.s3.put(BUCKET, 'ctr/prediction/side/_SUCCESS', '');
+    await stack.s3.put(BUCKET, 'ctr/prediction/side/.part-0.parquet.crc', 'crc bytes');
+    await stack.s3.put(BUCKET, 'ctr/prediction/side/_temporary/0/part-0.parquet', 'not yet');
+    await stack.s3.put(BUCKET, 'ctr/prediction/side/empty.parquet', '');
+    await stack.s3.put(BUCKET, 'ctr/prediction/side/notes.txt', 'hello'); // auto: unknown extension
+    await upload('ctr/prediction/side/part-0.parquet', predictionsSql(6000, 5), 'FORMAT parquet');
+    await waitFor('part-0 imported', async () => (await ledger(daemon, 'preds')).some((r) => r.key.endsWith('side/part-0.parquet') && r.status === 'succeeded'));
+    const side = (await ledger(daemon, 'preds')).filter((r) => r.key.includes('/side/'));
+    assert.deepEqual(side.map((r) => r.key), ['ctr/prediction/side/part-0.parquet']);
+  });
+
+  it('fails a corrupt parquet and a CSV without the ID column with messages naming them; other files import', async () => {
+    const good = await writeFixture(join(stack.tmp.path, 'good.parquet'), predictionsSql(7000, 10), 'FORMAT parquet');
+    const bytes = await readFile(good);
+    await stack.s3.put(BUCKET, 'ctr/prediction/bad/corrupt.parquet', Buffer.concat([bytes.subarray(0, 200), Buffer.alloc(300, 7), bytes.subarray(-8)]));
+    await upload('ctr/prediction/bad/no-id.csv', `SELECT * EXCLUDE (prediction_id) FROM (${predictionsSql(7100, 5)})`, 'FORMAT csv, HEADER true');
+    await upload('ctr/prediction/bad/fine.parquet', predictionsSql(7200, 7), 'FORMAT parquet');
+    const rows = await waitFor('bad files failed', async () => {
+      const l = (await ledger(daemon, 'preds')).filter((r) => r.key.includes('/bad/'));
+      return l.length === 3 && l.every((r) => r.status !== 'pending') && l;
+    }, 60_000);
+    const byKey = Object.fromEntries(rows.map((r) => [r.key.split('/').pop(), r]));
+    assert.equal(byKey['fine.parquet'].status, 'succeeded');
+    assert.equal(byKey['fine.parquet'].predictions_loaded, 7);
+    assert.equal(byKey['corrupt.parquet'].status, 'failed');
+    assert.equal(byKey['corrupt.parquet'].error_code, 'IMP_ERR_FORMAT_UNREADABLE');
+    assert.equal(byKey['corrupt.parquet'].attempts, 3);
+    assert.match(byKey['corrupt.parquet'].error_message!, /^ctr\/prediction\/bad\/corrupt\.parquet: cannot be read: /);
+    assert.equal(byKey['no-id.csv'].status, 'failed');
+    assert.equal(byKey['no-id.csv'].error_code, 'IMP_ERR_SCHEMA_MISSING_COLUMN');
+    assert.equal(
+      byKey['no-id.csv'].error_message,
+      'ctr/prediction/bad/no-id.csv: mapped column "prediction_id" not found; the file has "prediction_ts", "predicted_label", "proba", "feature/age", "feature/city", "tag/region"',
+    );
+    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id LIKE 'p71__'`);
+    assert.equal(n, 0);
+  });
+});
