@@ -25,7 +25,8 @@ function tokenMatches(header: string | undefined, token: string): boolean {
  * Without a token it binds to loopback only, so an unprotected API is never reachable from outside.
  */
 export async function startHttpServer(config: Readonly<Config>, metrics: Metrics, health: HealthChecks, log: Logger): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: log.child({ component: 'http' }) as unknown as FastifyBaseLogger, disableRequestLogging: true });
+  // Requests are logged at info; the child logs warnings and up so health probes and scrapes stay quiet.
+  const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as unknown as FastifyBaseLogger });
   const token = config.http.token;
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0];

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { expandEnv, loadConfig, parseDuration, parseSize } from '../src/config/index.ts';
+import { spawnCli } from './helpers/child.ts';
+import { tmpDir, type TmpDir } from './helpers/tmp.ts';
+
+const BAD = `
+redis: { url: not-a-url, bogus: 1 }
+defaults: { pollInterval: 10 parsecs, maxFileBytes: lots }
+store: { kind: duckdb, path: \${STORE_PATH:./data/x.duckdb} }
+jobs:
+  - id: ctr
+    source: s3://bucket/ctr/
+    model: { id: ctr }
+    schema: { predictionLabel: label }
+  - id: ctr
+    source: http://bucket/x
+    format: xml
+    model: { id: ctr, environment: staging }
+    schema: { predictionId: id, actualLabel: y, extra: 1 }
+`;
+
+describe('config', () => {
+  let tmp: TmpDir;
+  before(async () => (tmp = await tmpDir('importer-config-')));
+  after(async () => tmp?.cleanup());
+
+  it('lists every error with its key path and exits non-zero', async () => {
+    const path = join(tmp.path, 'bad.yaml');
+    await writeFile(path, BAD);
+    const child = await spawnCli(['config', 'check', '--config', path]);
+    const { code } = await child.exited;
+    assert.equal(code, 2);
+    assert.equal(
+      child.output().replace(/^.*NodeVersionSupportWarning.*\n?/gm, '').trim(),
+      [
+        `IMP_ERR_CONFIG_INVALID: ${path} has 10 errors:`,
+        '  redis.url: Invalid URL',
+        '  redis: unknown key "bogus"',
+        '  defaults.pollInterval: not a duration: "10 parsecs" (use e.g. 500ms, 10s, 5m, 1h)',
+        '  defaults.maxFileBytes: not a size: "lots" (use e.g. 512MiB, 1GiB, or bytes)',
+        '  jobs[0].schema.predictionId: required',
+        '  jobs[1].source: must be s3://bucket/prefix/',
+        '  jobs[1].format: Invalid option: expected one of "auto"|"parquet"|"csv"|"json"',
+        '  jobs[1].model.environment: Invalid option: expected one of "production"|"training"|"validation"',
+        '  jobs[1].schema: unknown key "extra"',
+        '  jobs[1].id: duplicates jobs[0].id "ctr"',
+      ].join('\n'),
+    );
+  });
+
+  it('reports unset environment references, and `run` refuses a bad config the same way', async () => {
+    const path = join(tmp.path, 'env.yaml');
+    await writeFile(path, 'http: { token: ${ADMIN_TOKEN} }\njobs:\n  - { id: a, source: "s3://bucket/a/", model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
+    const child = await spawnCli(['run', '--config', path], undefined, { ADMIN_TOKEN: '' });
+    assert.equal((await child.exited).code, 2);
+    assert.match(child.output(), /IMP_ERR_CONFIG_INVALID: .*env\.yaml has \d+ errors?:\n {2}\$\{ADMIN_TOKEN\}: environment variable is not set and has no default\n/);
+  });
+
+  it('expands ${VAR} and ${VAR:default}, parses units, applies defaults and freezes the result', async () => {
+    const path = join(tmp.path, 'good.yaml');
+    await writeFile(path, 'store: { kind: duckdb, path: ${STORE:/tmp/s.duckdb} }\nhttp: { token: ${TOKEN} }\njobs:\n  - { id: a, source: "s3://bucket/a/", pollInterval: 2m, maxFileBytes: 5MiB, model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
+    const config = await loadConfig(path, { TOKEN: 'sixteen-chars-long!' });
+    assert.equal(config.http.token, 'sixteen-chars-long!');
+    assert.deepEqual(config.store, { kind: 'duckdb', path: '/tmp/s.duckdb', memoryLimit: '1GB' });
+    assert.equal(config.defaults.pollInterval, 10_000);
+    assert.equal(config.defaults.maxFileBytes, 1024 ** 3);
+    assert.equal(config.jobs[0].pollInterval, 120_000);
+    assert.equal(config.jobs[0].maxFileBytes, 5 * 1024 ** 2);
+    assert.equal(config.jobs[0].format, 'auto');
+    assert.equal(config.jobs[0].model.environment, 'production');
+    assert.ok(Object.isFrozen(config.jobs[0].schema));
+    assert.equal(expandEnv('a ${X} ${Y:d}', { X: '1' }, []), 'a 1 d');
+    assert.deepEqual([parseDuration('500ms'), parseDuration('1.5h'), parseDuration(3), parseDuration('x')], [500, 5_400_000, 3000, undefined]);
+    assert.deepEqual([parseSize('1GiB'), parseSize('512MB'), parseSize(7), parseSize('-1')], [1024 ** 3, 512e6, 7, undefined]);
+  });
+});
