@@ -58,9 +58,9 @@ export function runDaemon(config: Readonly<Config>): Promise<Daemon> {
 }
 
 /** Polls `fn` until it returns a truthy value; fails with the last value after `timeoutMs`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T | false | null | undefined | 0 | ''>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
+  let last: T | false | null | undefined | 0 | '';
   for (;;) {
     last = await fn();
     if (last) return last;
