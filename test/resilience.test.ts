@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { startDaemon } from '../src/daemon.ts';
+import { createLogger } from '../src/log.ts';
 import { BUCKET, counts, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 
 const rowsSql = (start: number, n: number) => `SELECT 'r' || i AS pid, (i % 10) / 10.0 AS score, i % 5 AS f FROM range(${start}, ${start + n}) t(i)`;
@@ -79,6 +82,25 @@ describe('resilience', () => {
       assert.equal(small.status, 'succeeded');
       assert.equal(small.attempts, 1);
       assert.equal(small.predictions_loaded, 3);
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it("keeps importing other jobs while one job's bucket cannot be listed, and says why", async () => {
+    const lines: string[] = [];
+    const config = stack.config([job('gone', 'x/'), job('alive', 'alive/')]);
+    const broken = { ...config, jobs: [{ ...config.jobs[0], source: 's3://no-such-bucket/x/' }, config.jobs[1]] };
+    const sink = new Writable({ write: (c, _e, done) => (lines.push(String(c)), done()) });
+    const daemon = await startDaemon(broken, { log: createLogger('error', sink) });
+    try {
+      await putRows('alive/a.parquet', 0, 6);
+      await waitFor('alive imported', async () => (await ledger(daemon, 'alive')).some((r) => r.status === 'succeeded'));
+      const text = await daemon.metrics.registry.getSingleMetricAsString('importer_poll_errors_total');
+      assert.match(text, /importer_poll_errors_total\{job="gone"\} [1-9]/);
+      const logged = lines.map((l) => JSON.parse(l)).find((l) => l.job === 'gone');
+      assert.equal(logged.code, 'IMP_ERR_SOURCE_ACCESS');
+      assert.match(logged.msg, /^poll failed: cannot list s3:\/\/no-such-bucket\/x\/: NoSuchBucket \(HTTP 404\): .*check the bucket name and region$/);
     } finally {
       await daemon.stop();
     }
