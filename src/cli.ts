@@ -2,6 +2,8 @@ import { Command, Option } from 'commander';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config/index.ts';
 import { startDaemon, type Roles } from './daemon.ts';
 import { describeError, ImporterError } from './errors.ts';
+import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
+import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { createLogger } from './log.ts';
 
 const configOption = () => new Option('-c, --config <path>', 'config file').env('IMPORTER_CONFIG').default(DEFAULT_CONFIG_PATH);
@@ -48,7 +50,10 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
-const program = new Command('inference-importer').description('Imports ML inference data (predictions and delayed actuals) from S3 into an inference store');
+const program = new Command('inference-importer')
+  .description('Imports ML inference data (predictions and delayed actuals) from S3 into an inference store')
+  // `jobs --config X` and `jobs pause ID --config X` both work: options bind to the command they follow.
+  .enablePositionalOptions();
 
 program.command('run').description('scheduler, workers and HTTP in one process (the single-node default)').addOption(configOption())
   .action((o: { config: string }) => runRoles(o.config, { scheduler: true, worker: true, http: true }));
@@ -63,5 +68,58 @@ configCmd.command('check').description('validate the config and print every prob
     const config = await load(o.config);
     process.stdout.write(`${o.config}: ok (${config.jobs.length} job${config.jobs.length > 1 ? 's' : ''}: ${config.jobs.map((j) => j.id).join(', ')})\n`);
   });
+
+/** Runs a command that needs only Redis (never the store, which a running daemon holds). */
+async function withQueues(configPath: string, fn: (config: Readonly<Config>, queues: ImportQueues) => Promise<void>): Promise<void> {
+  const config = await load(configPath);
+  const redis = connectRedis(config.redis.url, 'inference-importer-cli');
+  redis.on('error', () => undefined);
+  const queues = new ImportQueues(config, redis);
+  try {
+    await Promise.race([
+      redis.ping(),
+      new Promise((_, reject) => setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000)),
+    ]);
+    await fn(config, queues);
+  } catch (err) {
+    await queues.close().catch(() => undefined);
+    redis.disconnect();
+    fail(err);
+  }
+  await queues.close();
+  await redis.quit();
+}
+
+const jobsCmd = program.command('jobs').description('list jobs with their queue state').enablePositionalOptions().addOption(configOption()).option('--json', 'JSON output')
+  .action((o: { config: string; json?: boolean }) =>
+    withQueues(o.config, async (config, queues) => {
+      const states = await jobQueueStates(config, queues);
+      if (o.json) process.stdout.write(`${JSON.stringify(states, null, 2)}\n`);
+      else {
+        const rows = [['JOB', 'STATE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED'], ...states.map((s) => [s.id, s.state, s.waiting, s.active, s.delayed, s.failed].map(String))];
+        const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+        process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
+      }
+    }),
+  );
+for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
+  jobsCmd.command(`${name} <id>`).description(`${name} one job's polling and imports`).addOption(configOption())
+    .action((id: string, o: { config: string }) =>
+      withQueues(o.config, async (config, queues) => {
+        await (paused ? pauseJob : resumeJob)(config, queues, id);
+        process.stdout.write(`job ${id} ${paused ? 'paused' : 'resumed'}\n`);
+      }),
+    );
+}
+const queueCmd = program.command('queue').description('every job at once');
+for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
+  queueCmd.command(name).description(`${name} every job`).addOption(configOption())
+    .action((o: { config: string }) =>
+      withQueues(o.config, async (config, queues) => {
+        await setAllPaused(config, queues, paused);
+        process.stdout.write(`${config.jobs.length} job${config.jobs.length > 1 ? 's' : ''} ${paused ? 'paused' : 'resumed'}\n`);
+      }),
+    );
+}
 
 await program.parseAsync(process.argv);

@@ -9,6 +9,7 @@ import { startHttpServer } from './admin/server.ts';
 import type { Config } from './config/index.ts';
 import { describeError } from './errors.ts';
 import { createLogger } from './log.ts';
+import { isJobPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { PollLock } from './scheduler/poll-lock.ts';
 import { Poller } from './scheduler/poller.ts';
@@ -69,7 +70,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   let lock: PollLock | undefined;
   if (roles.scheduler) {
     lock = new PollLock(redis, `${config.redis.prefix}:poll-lock`, Math.max(30_000, 3 * config.defaults.pollInterval));
-    poller = new Poller({ config, store, s3, queues, metrics, log, lock });
+    poller = new Poller({ config, store, s3, queues, metrics, log, lock, isPaused: (jobId) => isJobPaused(queues, jobId) });
     poller.start();
   }
   let http: FastifyInstance | undefined;
