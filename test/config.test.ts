@@ -73,6 +73,9 @@ describe('config', () => {
     assert.equal(config.jobs[0].model.environment, 'production');
     assert.ok(Object.isFrozen(config.jobs[0].schema));
     assert.equal(expandEnv('a ${X} ${Y:d}', { X: '1' }, []), 'a 1 d');
+    const missing: string[] = [];
+    assert.equal(expandEnv('# token: ${NOPE}\nx: "#${X}" # ${NOPE2}\ny: 1', { X: '1' }, missing), '# token: ${NOPE}\nx: "#1" # ${NOPE2}\ny: 1');
+    assert.deepEqual(missing, []);
     assert.deepEqual([parseDuration('500ms'), parseDuration('1.5h'), parseDuration(3), parseDuration('x')], [500, 5_400_000, 3000, undefined]);
     assert.deepEqual([parseSize('1GiB'), parseSize('512MB'), parseSize(7), parseSize('-1')], [1024 ** 3, 512e6, 7, undefined]);
   });

@@ -8,10 +8,21 @@ import { configSchema, type Config } from './schema.ts';
 export const DEFAULT_CONFIG_PATH = 'config/importer.yaml';
 
 /**
- * Replaces `${VAR}` and `${VAR:default}` in the raw YAML text. A reference to an unset variable
- * without a default is collected as an error rather than silently becoming empty.
+ * Replaces `${VAR}` and `${VAR:default}` in the raw YAML text (so references work anywhere, flow
+ * mappings included), except in comments. A reference to an unset variable without a default is
+ * collected as an error rather than silently becoming empty.
  */
 export function expandEnv(text: string, env: NodeJS.ProcessEnv, missing: string[]): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      const cut = commentStart(line);
+      return expandLine(line.slice(0, cut), env, missing) + line.slice(cut);
+    })
+    .join('\n');
+}
+
+function expandLine(text: string, env: NodeJS.ProcessEnv, missing: string[]): string {
   return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g, (_, name: string, dflt: string | undefined) => {
     const value = env[name];
     if (value !== undefined && value !== '') return value;
@@ -19,6 +30,19 @@ export function expandEnv(text: string, env: NodeJS.ProcessEnv, missing: string[
     missing.push(name);
     return '';
   });
+}
+
+/** Index where a YAML comment starts on a line (`#` at the start or after white space, outside quotes), or the line length. */
+function commentStart(line: string): number {
+  let quote: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quote) {
+      if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && (i === 0 || line[i - 1] === ' ' || line[i - 1] === '\t')) return i;
+  }
+  return line.length;
 }
 
 /** `jobs[1].schema.predictionId` from zod's path array. */
