@@ -177,9 +177,10 @@ export class DuckDbStore implements Store {
       await conn.run(`CREATE OR REPLACE TEMP TABLE discovered AS
         SELECT bucket, key, etag, CAST(size AS BIGINT) AS size, CAST(last_modified AS TIMESTAMPTZ) AS last_modified
         FROM (SELECT unnest(from_json($1::JSON, '[{"bucket":"VARCHAR","key":"VARCHAR","etag":"VARCHAR","size":"BIGINT","last_modified":"VARCHAR"}]'), recursive := true))`, [batch]);
-      // A version seen before (the object went back to older content) becomes current and pending again.
+      // A version seen before (the object went back to older content, or its listed size changed) becomes current and pending again.
       await conn.run(
         `UPDATE import_files f SET status = 'pending', attempts = 0, discovered_at = CAST($2 AS TIMESTAMPTZ), finished_at = NULL,
+           size = d.size, last_modified = d.last_modified,
            error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
          FROM discovered d WHERE f.job_id = $1 AND f.key = d.key AND f.etag = d.etag`,
         [jobId, now],
@@ -206,7 +207,7 @@ export class DuckDbStore implements Store {
       await conn.run(
         `UPDATE import_files SET status = CASE WHEN status IN ('succeeded', 'partially_succeeded') THEN status ELSE $2 END,
            attempts = $3, error_code = $4, error_message = $5, error_column = $6, error_row = $7,
-           finished_at = CASE WHEN $2 = 'failed' THEN now() ELSE finished_at END
+           finished_at = CASE WHEN $2 = 'failed' THEN ${nowSql()} ELSE finished_at END
          WHERE file_id = $1`,
         [fileId, final ? 'failed' : 'pending', attempts, error.code, error.message, error.location.column ?? null, error.location.row ?? null],
       );
@@ -216,7 +217,7 @@ export class DuckDbStore implements Store {
   recordOutcome(fileId: number, status: 'superseded' | 'vanished', message: string): Promise<void> {
     return this.ledgerWrite(async (conn) => {
       await conn.run(
-        `UPDATE import_files SET status = $2, error_message = $3, finished_at = now()
+        `UPDATE import_files SET status = $2, error_message = $3, finished_at = ${nowSql()}
          WHERE file_id = $1 AND status NOT IN ('succeeded', 'partially_succeeded')`,
         [fileId, status, message],
       );
@@ -258,7 +259,7 @@ export class DuckDbStore implements Store {
         return skipped;
       }
       if (Number(current[0]?.file_id) !== version.fileId) {
-        await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = now(), error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
+        await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = ${nowSql()}, error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
         await conn.run('COMMIT');
         return { ...skipped, status: 'superseded' };
       }
@@ -295,7 +296,7 @@ export class DuckDbStore implements Store {
           conn,
           `INSERT INTO ${modelTable} BY NAME
            SELECT $1 AS model_id, model_version, $2 AS environment, prediction_id, prediction_ts, prediction_label, prediction_score,
-                  ${structCols.map((c) => `${c}, `).join('')}CAST($3 AS BIGINT) AS source_file_id, source_row, now() AS loaded_at
+                  ${structCols.map((c) => `${c}, `).join('')}CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM ${stage} WHERE reject_code IS NULL`,
           [job.model.id, env, version.fileId],
         );
@@ -313,7 +314,7 @@ export class DuckDbStore implements Store {
           conn,
           `INSERT INTO actuals BY NAME
            SELECT $1 AS model_id, $2 AS environment, prediction_id, actual_label, actual_score, prediction_ts AS actual_ts,
-                  CAST($3 AS BIGINT) AS source_file_id, source_row, now() AS loaded_at
+                  CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM (${actualRows})`,
           [job.model.id, env, version.fileId],
         );
@@ -338,7 +339,7 @@ export class DuckDbStore implements Store {
         : undefined;
       const status: FileStatus = rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
       await conn.run(
-        `UPDATE import_files SET status = $2, finished_at = now(), rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+        `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
            error_code = $7, error_message = $8, error_column = $9, error_row = $10
          WHERE file_id = $1`,
         [version.fileId, status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected,
@@ -443,6 +444,14 @@ export class DuckDbStore implements Store {
       this.instance?.closeSync();
     });
   }
+}
+
+/**
+ * The wall clock as a SQL literal. DuckDB's now() is the start of the transaction as DuckDB sees it,
+ * which we saw lag the ledger's discovery stamps (taken in JS); one clock keeps durations honest.
+ */
+function nowSql(): string {
+  return `TIMESTAMPTZ ${sqlString(new Date().toISOString())}`;
 }
 
 function structType(fields: StructField[]): string {
