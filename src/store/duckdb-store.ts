@@ -6,7 +6,6 @@ import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
 import { planMapping, type StructField } from '../schema/mapping.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
-  COMMITTED_STATUSES,
   type FileStatus,
   type FileVersion,
   type ImportRequest,
@@ -254,7 +253,8 @@ export class DuckDbStore implements Store {
         [version.jobId, version.key],
       );
       const own = (await this.all(conn, `SELECT status FROM import_files WHERE file_id = $1`, [version.fileId]))[0];
-      if (!own || COMMITTED_STATUSES.has(own.status as FileStatus)) {
+      // Only pending versions import: committed ones are done, failed/superseded/vanished ones wait for a new listing or a retry.
+      if (!own || own.status !== 'pending') {
         await conn.run('ROLLBACK');
         return skipped;
       }

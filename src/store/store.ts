@@ -11,9 +11,6 @@ export type FileStatus =
   | 'superseded' // the object changed after it was listed; the newer version is imported instead
   | 'vanished'; // the object was deleted after it was listed
 
-/** Statuses after which a version is never imported again by itself. */
-export const COMMITTED_STATUSES: ReadonlySet<FileStatus> = new Set(['succeeded', 'partially_succeeded']);
-
 /** One object version as listed from S3. */
 export interface ListedObject {
   bucket: string;

@@ -7,7 +7,7 @@ import type { Config, JobConfig } from '../config/index.ts';
 import { extensionOf, readerFor, resolveFormat } from '../formats/index.ts';
 import type { Metrics } from '../admin/metrics.ts';
 import { downloadObject, tooLarge } from '../source/index.ts';
-import { COMMITTED_STATUSES, type ImportResult, type Store } from '../store/store.ts';
+import type { ImportResult, Store } from '../store/store.ts';
 
 export interface ImportDeps {
   config: Readonly<Config>;
@@ -27,7 +27,7 @@ export interface ImportDeps {
 export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId: number): Promise<ImportResult | { status: 'skipped' | 'superseded' | 'vanished' }> {
   const { config, store, s3, metrics, log } = deps;
   const version = await store.getVersion(fileId);
-  if (!version || COMMITTED_STATUSES.has(version.status) || version.status === 'superseded') return { status: 'skipped' };
+  if (!version || version.status !== 'pending') return { status: 'skipped' };
   const uri = `s3://${version.bucket}/${version.key}`;
   const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
   if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
