@@ -17,8 +17,13 @@ export const ErrorCodes = {
   IMP_ERR_ROW_PREDICTION_ID_MISSING: 'the prediction ID is null or empty',
   IMP_ERR_ROW_PREDICTION_ID_TOO_LONG: 'the prediction ID is longer than 128 characters',
   IMP_ERR_ROW_TIMESTAMP_INVALID: 'the timestamp cannot be parsed',
+  IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE: 'the timestamp is outside the accepted window (timestamps.maxAge / maxAhead)',
+  IMP_ERR_ROW_SCORE_NOT_FINITE: 'the score is NaN or infinite',
+  IMP_ERR_ROW_PREDICTION_MISSING: 'the row has neither a prediction label nor a prediction score',
+  IMP_ERR_ROW_ACTUAL_MISSING: 'the row has neither an actual label nor an actual score',
   IMP_ERR_ROW_VALUE_INVALID: 'the value cannot be read as a number',
   IMP_ERR_ROW_DUPLICATE_ID: 'the prediction ID appears again later in the same file',
+  IMP_ERR_ROWS_INVALID: 'the file has invalid rows and the job says onInvalidRows: fail',
   IMP_ERR_STORE: 'the store failed',
   IMP_ERR_STORE_ROLE: 'this store cannot be shared between processes',
   IMP_ERR_IMPORT_INTERRUPTED: 'the import was interrupted too often (the process crashed or was killed)',
@@ -34,19 +39,30 @@ export interface ErrorLocation {
   row?: number;
 }
 
+/** One problem among several found at once (e.g. every missing column of a file). */
+export interface ErrorDetail {
+  code: ErrorCode;
+  message: string;
+  column?: string;
+  row?: number;
+}
+
 /** The one error class of the importer: a stable code, a message for the operator, and where. */
 export class ImporterError extends Error {
   readonly code: ErrorCode;
   readonly location: ErrorLocation;
   /** True when retrying the same input cannot help (a broken file, a bad config). */
   readonly permanent: boolean;
+  /** Every problem when several were found together; the message summarises them. */
+  readonly details: ErrorDetail[];
 
-  constructor(code: ErrorCode, message: string, opts: { location?: ErrorLocation; permanent?: boolean; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { location?: ErrorLocation; permanent?: boolean; cause?: unknown; details?: ErrorDetail[] } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'ImporterError';
     this.code = code;
     this.location = opts.location ?? {};
     this.permanent = opts.permanent ?? false;
+    this.details = opts.details ?? [{ code, message, column: this.location.column, row: this.location.row }];
   }
 }
 

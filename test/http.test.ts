@@ -42,8 +42,9 @@ describe('HTTP: health, readiness, metrics, token', () => {
     const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
     assert.equal(value('importer_files_discovered_total{job="web",kind="new"}'), 1);
     assert.equal(value('importer_files_imported_total{job="web",outcome="partially_succeeded"}'), 1);
-    assert.equal(value('importer_rows_loaded_total{job="web",kind="prediction"}'), 12);
+    assert.equal(value('importer_rows_loaded_total{job="web",kind="prediction"}'), 11);
     assert.equal(value('importer_rows_rejected_total{job="web",reason="IMP_ERR_ROW_PREDICTION_ID_MISSING"}'), 1);
+    assert.equal(value('importer_rows_rejected_total{job="web",reason="IMP_ERR_ROW_PREDICTION_MISSING"}'), 1);
     assert.equal(value('importer_bytes_read_total{job="web"}'), bytes.length);
     assert.equal(value('importer_import_duration_seconds_count{job="web"}'), 1);
     assert.ok(value('importer_last_successful_poll_timestamp_seconds{job="web"}') > Date.now() / 1000 - 60);
@@ -51,11 +52,11 @@ describe('HTTP: health, readiness, metrics, token', () => {
     // Every line is a comment or a sample of an importer_ metric: nothing else, nothing keyed by file.
     for (const line of text.split('\n').filter(Boolean)) assert.match(line, /^(# (HELP|TYPE) importer_\w+ |importer_\w+(\{[^}]*\})? \S+$)/);
     assert.doesNotMatch(text, /w\.parquet/);
-    const [rejected] = await daemon.store.query(`SELECT row_number::INT AS row_number, column_name, code, message FROM rejected_rows`);
-    assert.deepEqual(rejected, {
-      row_number: 13, column_name: 'pid', code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING',
-      message: 'row 13, column "pid": the prediction ID is null or empty',
-    });
+    const rejected = await daemon.store.query(`SELECT row_number::INT AS row_number, column_name, code, message, raw::VARCHAR AS raw FROM rejected_rows ORDER BY row_number`);
+    assert.deepEqual(rejected, [
+      { row_number: 4, column_name: 'score', code: 'IMP_ERR_ROW_PREDICTION_MISSING', message: 'row 4, column "score": the row has neither a prediction label nor a prediction score', raw: '{"pid":"w3","score":null}' },
+      { row_number: 13, column_name: 'pid', code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', message: 'row 13, column "pid": the prediction ID is null or empty', raw: '{"pid":null,"score":0.1}' },
+    ]);
   });
 
   it('answers 401 on other routes without the right token', async () => {

@@ -48,7 +48,8 @@ const modelSchema = z
     id: z.string().min(1).max(128).describe('Model ID the rows belong to'),
     version: z.string().min(1).max(128).optional().describe('Constant model version; schema.version names a column instead'),
     type: z.enum(['binary', 'multiclass', 'regression', 'ranking']).optional().describe('Model type'),
-    environment: z.enum(['production', 'training', 'validation']).default('production').describe('Environment of the rows'),
+    environment: z.enum(['production', 'training', 'validation']).default('production').describe('Environment of the rows; training and validation sets are baselines'),
+    batchId: z.string().min(1).max(128).optional().describe('Constant batch ID (training/validation only); schema.batchId names a column instead'),
   })
   .describe('The model the rows of this job belong to');
 
@@ -63,6 +64,8 @@ const fieldMapping = z
     actualScore: columnName.optional().describe('Column with the actual (ground truth) score'),
     features: columnSelection.optional().describe('Feature columns: a name prefix (stripped from the feature name) or a list; omitted = every unmapped column'),
     tags: columnSelection.optional().describe('Tag columns: a name prefix (stripped) or a list; omitted = none'),
+    exclude: z.array(columnName).optional().describe('Columns never taken as features when features are inferred (features omitted)'),
+    batchId: columnName.optional().describe('Column with the batch ID (training/validation only)'),
   })
   .describe('How the columns of the files map to model fields');
 
@@ -78,6 +81,16 @@ const jobSchema = z
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
     model: modelSchema,
     schema: fieldMapping,
+    timestamps: z
+      .strictObject({
+        unit: z.enum(['s', 'ms']).default('s').describe('Unit of numeric (epoch) timestamps'),
+        timeZone: z.string().default('UTC').describe('IANA time zone of timestamps written without an offset'),
+        maxAge: durationValue.prefault('5y').describe('Rows older than this (from the import time) are rejected'),
+        maxAhead: durationValue.prefault('1y').describe('Rows further in the future than this are rejected'),
+      })
+      .prefault({})
+      .describe('How timestamps are read and which are plausible'),
+    onInvalidRows: z.enum(['skip', 'fail']).default('skip').describe('skip: load the good rows and record the bad ones; fail: load nothing of a file with a bad row'),
   })
   .superRefine((job, ctx) => {
     const s = job.schema;
@@ -89,6 +102,28 @@ const jobSchema = z
         path: ['schema'],
         message: 'maps neither predictions (predictionLabel/predictionScore) nor actuals (actualLabel/actualScore)',
       });
+    }
+    const type = job.model.type;
+    if (type === 'regression') {
+      if (predicts && !s.predictionScore) ctx.addIssue({ code: 'custom', path: ['schema', 'predictionScore'], message: 'required for a regression model (the predicted value)' });
+      if (actual && !s.actualScore) ctx.addIssue({ code: 'custom', path: ['schema', 'actualScore'], message: 'required for a regression model (the actual value)' });
+    }
+    if (type === 'ranking') {
+      ctx.addIssue({ code: 'custom', path: ['model', 'type'], message: 'ranking models (group ID, rank, relevance) are not supported yet' });
+    }
+    if ((job.model.batchId || s.batchId) && job.model.environment === 'production') {
+      ctx.addIssue({ code: 'custom', path: [job.model.batchId ? 'model' : 'schema', 'batchId'], message: 'batch IDs belong to training and validation data; set model.environment' });
+    }
+    if (job.model.batchId && s.batchId) {
+      ctx.addIssue({ code: 'custom', path: ['schema', 'batchId'], message: 'model.batchId (constant) and schema.batchId (column) exclude each other' });
+    }
+    if (s.exclude && s.features !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['schema', 'exclude'], message: 'only applies when features are inferred (leave schema.features out)' });
+    }
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: job.timestamps.timeZone });
+    } catch {
+      ctx.addIssue({ code: 'custom', path: ['timestamps', 'timeZone'], message: `unknown time zone "${job.timestamps.timeZone}" (use an IANA name like Europe/Oslo)` });
     }
   });
 

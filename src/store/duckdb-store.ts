@@ -1,9 +1,10 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
-import { describeError, ErrorCodes, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
+import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
 import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
 import { planMapping, type StructField } from '../schema/mapping.ts';
+import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   type FileStatus,
@@ -49,7 +50,7 @@ const SCHEMA_SQL = `
   CREATE SCHEMA IF NOT EXISTS ${MODEL_SCHEMA};
 `;
 
-const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL,
+const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL, batch_id VARCHAR,
   prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
   source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL`;
 
@@ -269,21 +270,14 @@ export class DuckDbStore implements Store {
       } catch (err) {
         throw unreadable(file.key, err);
       }
-      const counts = await this.all(conn, `SELECT reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`);
-      const rejectedByCode: Record<string, number> = {};
-      let rowsRead = 0;
-      let valid = 0;
-      for (const c of counts) {
-        rowsRead += Number(c.n);
-        if (c.reject_code === null) valid = Number(c.n);
-        else rejectedByCode[String(c.reject_code)] = Number(c.n);
-      }
-      const rowsRejected = rowsRead - valid;
+      const { rowsRead, rowsRejected, rejectedByCode } = await stageStats((sql) => this.all(conn, sql), stage);
       const previous = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(version.jobId)} AND key = ${sqlString(version.key)}`;
+      // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
+      const refuse = rowsRejected > 0 && job.onInvalidRows === 'fail';
 
       let predictionsLoaded = 0;
       let actualsLoaded = 0;
-      if (plan.hasPredictions) {
+      if (plan.hasPredictions && !refuse) {
         await this.ensureModelTable(conn, job.model.id, plan.features, plan.tags);
         await conn.run(`DELETE FROM ${modelTable} WHERE source_file_id IN (${previous})`);
         await conn.run(
@@ -295,14 +289,14 @@ export class DuckDbStore implements Store {
         const inserted = await this.all(
           conn,
           `INSERT INTO ${modelTable} BY NAME
-           SELECT $1 AS model_id, model_version, $2 AS environment, prediction_id, prediction_ts, prediction_label, prediction_score,
+           SELECT $1 AS model_id, model_version, $2 AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                   ${structCols.map((c) => `${c}, `).join('')}CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM ${stage} WHERE reject_code IS NULL`,
           [job.model.id, env, version.fileId],
         );
         predictionsLoaded = Number(inserted[0]?.Count ?? 0);
       }
-      if (plan.hasActuals) {
+      if (plan.hasActuals && !refuse) {
         await conn.run(`DELETE FROM actuals WHERE source_file_id IN (${previous})`);
         const actualRows = `SELECT * FROM ${stage} WHERE reject_code IS NULL AND (actual_label IS NOT NULL OR actual_score IS NOT NULL)
                             QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1`;
@@ -323,27 +317,26 @@ export class DuckDbStore implements Store {
 
       await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previous})`);
       if (rowsRejected > 0) {
-        const messages = Object.keys(rejectedByCode)
-          .map((code) => `WHEN ${sqlString(code)} THEN ${sqlString(ErrorCodes[code as ErrorCode] ?? code)}`)
-          .join(' ');
         await conn.run(
-          `INSERT INTO rejected_rows
-           SELECT CAST($1 AS BIGINT), $2, $3, $4, source_row, reject_column, reject_code,
-                  'row ' || source_row || ', column "' || reject_column || '": ' || CASE reject_code ${messages} END,
-                  to_json(s) FROM ${stage} s WHERE reject_code IS NOT NULL`,
+          `INSERT INTO rejected_rows SELECT CAST($1 AS BIGINT), $2, $3, $4, row_number, column_name, code, message, raw FROM (${rejectedRowsSql(stage, source)})`,
           [version.fileId, version.jobId, version.key, version.etag],
         );
       }
       const first = rowsRejected > 0
         ? (await this.all(conn, `SELECT row_number, column_name, code, message FROM rejected_rows WHERE file_id = $1 ORDER BY row_number LIMIT 1`, [version.fileId]))[0]
         : undefined;
-      const status: FileStatus = rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
+      const status: FileStatus = refuse ? 'failed' : rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
+      const summary = first
+        ? refuse
+          ? `${file.key}: ${rowsRejected} invalid row(s) and onInvalidRows: fail, so nothing was loaded; first: ${first.message}`
+          : `${file.key}: ${rowsRejected} row(s) rejected; first: ${first.message}`
+        : null;
       await conn.run(
         `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
            error_code = $7, error_message = $8, error_column = $9, error_row = $10
          WHERE file_id = $1`,
         [version.fileId, status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected,
-          (first?.code as string) ?? null, first ? `${file.key}: ${rowsRejected} row(s) rejected; first: ${first.message}` : null,
+          refuse ? 'IMP_ERR_ROWS_INVALID' : ((first?.code as string) ?? null), summary,
           (first?.column_name as string) ?? null, first ? Number(first.row_number) : null],
       );
       await conn.run(`DROP TABLE ${stage}`);
@@ -425,10 +418,10 @@ export class DuckDbStore implements Store {
     const parts = tables.map((t) => {
       const cols = t.cols as string[];
       const json = (c: string) => (cols.includes(c) ? `to_json(${c})` : 'NULL::JSON');
-      return `SELECT model_id, model_version, environment, prediction_id, prediction_ts, prediction_label, prediction_score,
+      return `SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                 ${json('features')} AS features, ${json('tags')} AS tags FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
     });
-    const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS prediction_id,
+    const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS batch_id, NULL::VARCHAR AS prediction_id,
       NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score, NULL::JSON AS features, NULL::JSON AS tags WHERE false`;
     await conn.run(`CREATE OR REPLACE VIEW predictions AS ${parts.length ? parts.join(' UNION ALL ') : empty}`);
     await conn.run(`CREATE OR REPLACE VIEW inferences AS

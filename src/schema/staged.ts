@@ -1,0 +1,57 @@
+import { ErrorCodes, type ErrorCode } from '../errors.ts';
+import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
+
+/** Runs a query on a DuckDB connection and returns JSON-friendly rows. */
+export type RunQuery = (sql: string) => Promise<Array<Record<string, unknown>>>;
+
+/** Row counts of a staged file. */
+export interface StageStats {
+  rowsRead: number;
+  rowsValid: number;
+  rowsRejected: number;
+  rejectedByCode: Record<string, number>;
+}
+
+/** One rejected row as reported (ledger, dry run, API). */
+export interface RowError {
+  code: string;
+  message: string;
+  row: number;
+  column: string;
+}
+
+export async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {
+  const counts = await run(`SELECT reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`);
+  const rejectedByCode: Record<string, number> = {};
+  let rowsRead = 0;
+  let rowsValid = 0;
+  for (const c of counts) {
+    rowsRead += Number(c.n);
+    if (c.reject_code === null) rowsValid = Number(c.n);
+    else rejectedByCode[String(c.reject_code)] = Number(c.n);
+  }
+  return { rowsRead, rowsValid, rowsRejected: rowsRead - rowsValid, rejectedByCode };
+}
+
+/**
+ * The rejected rows of a staged file with their messages and the raw source row as JSON, read
+ * again from the file (only rows that failed are joined back, so a clean file pays nothing).
+ */
+export function rejectedRowsSql(stage: string, source: SourceRelation, limit?: number): string {
+  const messages = Object.entries(ErrorCodes)
+    .filter(([code]) => code.startsWith('IMP_ERR_ROW_'))
+    .map(([code, text]) => `WHEN ${sqlString(code)} THEN ${sqlString(text)}`)
+    .join(' ');
+  const rowCol = sqlIdent(source.rowNumberColumn);
+  return `SELECT s.source_row AS row_number, s.reject_column AS column_name, s.reject_code AS code,
+      'row ' || s.source_row || ', column "' || s.reject_column || '": ' || CASE s.reject_code ${messages} ELSE s.reject_code END AS message,
+      json_merge_patch(to_json(src), '{"__join_row": null}') AS raw
+    FROM (SELECT * FROM ${stage} WHERE reject_code IS NOT NULL ORDER BY source_row ${limit ? `LIMIT ${Math.floor(limit)}` : ''}) s
+    JOIN (SELECT * EXCLUDE (${rowCol}), ${rowCol} AS __join_row FROM ${source.sql}) src ON src.__join_row = s.source_row
+    ORDER BY s.source_row`;
+}
+
+/** Human text of a row error code. */
+export function rowErrorText(code: string): string {
+  return ErrorCodes[code as ErrorCode] ?? code;
+}
