@@ -4,6 +4,8 @@ import { startDaemon, type Roles } from './daemon.ts';
 import { describeError, ImporterError } from './errors.ts';
 import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
+import { createS3Client } from './source/index.ts';
+import { dryRun, formatDryRun } from './worker/dry-run.ts';
 import { createLogger } from './log.ts';
 
 const configOption = () => new Option('-c, --config <path>', 'config file').env('IMPORTER_CONFIG').default(DEFAULT_CONFIG_PATH);
@@ -62,11 +64,33 @@ program.command('scheduler').description('only poll and enqueue (needs store.kin
 program.command('worker').description('only import queued files (needs store.kind: postgres)').addOption(configOption())
   .action((o: { config: string }) => runRoles(o.config, { scheduler: false, worker: true, http: true }));
 
+program.command('dry-run').description('check access, schema and every row of one file of a job; writes nothing; exit 1 when it would not import cleanly')
+  .requiredOption('--job <id>', 'job ID').option('--file <key>', 'object key (default: the first importable file)').option('--json', 'JSON report')
+  .addOption(configOption())
+  .action(async (o: { config: string; job: string; file?: string; json?: boolean }) => {
+    const config = await load(o.config);
+    const job = config.jobs.find((j) => j.id === o.job);
+    if (!job) fail(new ImporterError('IMP_ERR_CONFIG_INVALID', `no job "${o.job}" in the config; jobs: ${config.jobs.map((j) => j.id).join(', ')}`));
+    const report = await dryRun(config, job, createS3Client(config.s3), { key: o.file });
+    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatDryRun(report));
+    process.exit(report.status === 'ok' ? 0 : 1);
+  });
+
 const configCmd = program.command('config').description('configuration tools');
 configCmd.command('check').description('validate the config and print every problem with its key path').addOption(configOption())
-  .action(async (o: { config: string }) => {
+  .option('--dry-run', 'also dry-run the first file of every job')
+  .action(async (o: { config: string; dryRun?: boolean }) => {
     const config = await load(o.config);
     process.stdout.write(`${o.config}: ok (${config.jobs.length} job${config.jobs.length > 1 ? 's' : ''}: ${config.jobs.map((j) => j.id).join(', ')})\n`);
+    if (!o.dryRun) return;
+    const s3 = createS3Client(config.s3);
+    let clean = true;
+    for (const job of config.jobs) {
+      const report = await dryRun(config, job, s3);
+      process.stdout.write(formatDryRun(report));
+      clean &&= report.status === 'ok';
+    }
+    process.exit(clean ? 0 : 1);
   });
 
 /** Runs a command that needs only Redis (never the store, which a running daemon holds). */

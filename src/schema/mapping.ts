@@ -44,10 +44,10 @@ export function storedType(duckType: string): string {
   return duckType;
 }
 
-const isNumeric = (t: string) => /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|REAL|DECIMAL)/i.test(t);
-const isTimestamp = (t: string) => /^(TIMESTAMP|DATE)/i.test(t);
-const isText = (t: string) => /^VARCHAR/i.test(t);
 const isNested = (t: string) => /^(STRUCT|MAP|UNION)|\[\d*\]$/i.test(t);
+const isNumeric = (t: string) => !isNested(t) && /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|REAL|DECIMAL)/i.test(t);
+const isTimestamp = (t: string) => !isNested(t) && /^(TIMESTAMP|DATE)/i.test(t);
+const isText = (t: string) => t.toUpperCase() === 'VARCHAR';
 
 function selectColumns(
   selection: string | readonly string[] | undefined,

@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { DuckDBInstance } from '@duckdb/node-api';
+import type { Config, JobConfig } from '../config/index.ts';
+import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
+import { extensionOf, readerFor, resolveFormat } from '../formats/index.ts';
+import { eligibleObjects } from '../scheduler/poller.ts';
+import { planMapping } from '../schema/mapping.ts';
+import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
+import { downloadObject, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
+import type { ListedObject } from '../store/store.ts';
+
+/** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
+export interface DryRunReport {
+  /** ok: the file would import cleanly; invalid: some rows would be rejected; failed: the file would not import. */
+  status: 'ok' | 'invalid' | 'failed';
+  job: string;
+  file: string | null;
+  format: string | null;
+  checks: { access: CheckState; schema: CheckState; records: CheckState };
+  columns: Array<{ name: string; type: string }>;
+  rows: { read: number; valid: number; rejected: number } | null;
+  rejectedByCode: Record<string, number>;
+  errors: ErrorDetail[];
+}
+
+type CheckState = 'ok' | 'failed' | 'skipped';
+
+export interface DryRunOptions {
+  /** A key to check instead of the first importable file under the prefix. */
+  key?: string;
+  /** How many row errors to list. @defaultValue 20 */
+  maxErrors?: number;
+}
+
+/**
+ * Checks one file of a job the way an import would — listing and reading access, file-level
+ * schema checks, every row — and writes nothing: no store, no Redis. Reads happen in a private
+ * in-memory DuckDB.
+ */
+export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Client, options: DryRunOptions = {}): Promise<DryRunReport> {
+  const report: DryRunReport = {
+    status: 'failed', job: job.id, file: null, format: null,
+    checks: { access: 'skipped', schema: 'skipped', records: 'skipped' },
+    columns: [], rows: null, rejectedByCode: {}, errors: [],
+  };
+  const fail = (err: unknown) => {
+    report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
+    return report;
+  };
+  const { bucket, prefix } = parseS3Url(job.source);
+  let object: ListedObject | undefined;
+  try {
+    const listed = await listObjects(s3, bucket, prefix);
+    object = options.key ? listed.find((o) => o.key === options.key) : eligibleObjects(job, prefix, listed).sort((a, b) => a.key.localeCompare(b.key))[0];
+  } catch (err) {
+    report.checks.access = 'failed';
+    return fail(err);
+  }
+  if (!object) {
+    report.checks.access = 'failed';
+    const what = options.key ? `s3://${bucket}/${options.key} is not under ${job.source}` : `no importable file under ${job.source} yet`;
+    return fail(new ImporterError('IMP_ERR_SOURCE_ACCESS', what));
+  }
+  report.file = `s3://${bucket}/${object.key}`;
+  const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
+  const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.kind === 'duckdb' ? config.store.memoryLimit : '1GB' });
+  const conn = await db.connect();
+  try {
+    const format = resolveFormat(job.format, object.key);
+    report.format = format;
+    const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
+    if (object.size > maxBytes) throw tooLarge(report.file, object.size, maxBytes);
+    const path = join(dir, `${randomUUID()}${extensionOf(object.key)}`);
+    const downloaded = await downloadObject(s3, object, path, maxBytes);
+    if (downloaded.kind !== 'downloaded') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
+    report.checks.access = 'ok';
+
+    await conn.run("SET TimeZone = 'UTC'");
+    const run = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>;
+    const file = { path, key: object.key };
+    const source = readerFor(format)(file);
+    report.checks.schema = 'failed';
+    const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
+      throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${object.key}: cannot be read: ${describeError(err).message.split('\n')[0]}`);
+    });
+    report.columns = described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) })).filter((c) => c.name !== source.rowNumberColumn);
+    const plan = planMapping(job, source, [...report.columns, { name: source.rowNumberColumn, type: 'BIGINT' }], object.key, new Date());
+    report.checks.schema = 'ok';
+
+    report.checks.records = 'failed';
+    await run(`CREATE TEMP TABLE stage AS ${plan.stageSql}`).catch((err) => {
+      throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${object.key}: cannot be read: ${describeError(err).message.split('\n')[0]}`);
+    });
+    const stats = await stageStats(run, 'stage');
+    report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
+    report.rejectedByCode = stats.rejectedByCode;
+    const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
+    report.errors = rejected.map((r) => ({ code: r.code as ErrorDetail['code'], message: String(r.message), row: Number(r.row_number), column: String(r.column_name) }));
+    report.checks.records = stats.rowsRejected ? 'failed' : 'ok';
+    report.status = stats.rowsRejected ? 'invalid' : 'ok';
+    return report;
+  } catch (err) {
+    if (report.checks.access === 'skipped') report.checks.access = 'failed';
+    return fail(err);
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The report as text for a terminal. */
+export function formatDryRun(r: DryRunReport): string {
+  const lines = [`dry run of job ${r.job}: ${r.file ?? '(no file)'}${r.format ? ` (${r.format})` : ''}`];
+  lines.push(`  access   ${r.checks.access}`);
+  lines.push(`  schema   ${r.checks.schema}${r.checks.schema === 'ok' ? ` (${r.columns.length} columns)` : ''}`);
+  lines.push(`  records  ${r.rows ? `${r.rows.read} rows, ${r.rows.valid} valid, ${r.rows.rejected} invalid` : r.checks.records}`);
+  lines.push(`status: ${r.status}`);
+  if (r.errors.length) {
+    lines.push('errors:');
+    for (const e of r.errors) lines.push(`  ${e.code}${e.row !== undefined ? ` row ${e.row}` : ''}${e.column ? ` column "${e.column}"` : ''}: ${e.message}`);
+    const shown = r.errors.filter((e) => e.row !== undefined).length;
+    if (r.rows && r.rows.rejected > shown) lines.push(`  ... and ${r.rows.rejected - shown} more invalid rows (${Object.entries(r.rejectedByCode).map(([c, n]) => `${c}: ${n}`).join(', ')})`);
+  }
+  return `${lines.join('\n')}\n`;
+}
