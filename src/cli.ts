@@ -1,10 +1,12 @@
 import { Command, Option } from 'commander';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from './config/index.ts';
 import { startDaemon, type Roles } from './daemon.ts';
 import { describeError, ImporterError } from './errors.ts';
 import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { createS3Client } from './source/index.ts';
+import { checkSelect } from './schema/select.ts';
 import { dryRun, formatDryRun } from './worker/dry-run.ts';
 import { createLogger } from './log.ts';
 
@@ -81,6 +83,16 @@ configCmd.command('check').description('validate the config and print every prob
   .option('--dry-run', 'also dry-run the first file of every job')
   .action(async (o: { config: string; dryRun?: boolean }) => {
     const config = await load(o.config);
+    const db = await DuckDBInstance.create(':memory:');
+    const conn = await db.connect();
+    try {
+      for (const job of config.jobs) await checkSelect(async (sql) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>, job);
+    } catch (err) {
+      fail(err);
+    } finally {
+      conn.closeSync();
+      db.closeSync();
+    }
     process.stdout.write(`${o.config}: ok (${config.jobs.length} job${config.jobs.length > 1 ? 's' : ''}: ${config.jobs.map((j) => j.id).join(', ')})\n`);
     if (!o.dryRun) return;
     const s3 = createS3Client(config.s3);

@@ -47,7 +47,8 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const roles = options.roles ?? { scheduler: true, worker: true, http: true };
   const log = options.log ?? createLogger(config.log.level);
   const metrics = createMetrics();
-  const store = createStore(config);
+  const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
+  const store = createStore(config, tmpDir);
   await store.init();
   log.info({ store: store.kind, jobs: config.jobs.map((j) => j.id) }, 'store open');
 
@@ -59,7 +60,6 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   });
   const queues = new ImportQueues(config, redis);
   const s3 = createS3Client(config.s3);
-  const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
 
   let workers: ImportWorkers | undefined;
   if (roles.worker) {

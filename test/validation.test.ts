@@ -142,4 +142,33 @@ describe('validation and dry run', () => {
       redis.disconnect();
     }
   });
+
+  it('applies read options and select expressions, refuses subqueries, and reads nothing but the download', async () => {
+    const job = {
+      id: 'eu', source: `s3://${BUCKET}/eu/`, model: { id: 'eu' },
+      readOptions: { delim: ';', all_varchar: true },
+      select: ['* EXCLUDE (score_txt, country)', "CAST(replace(score_txt, ',', '.') AS DOUBLE) AS score", 'upper(country) AS country'],
+      schema: { predictionId: 'pid', predictionScore: 'score', features: ['country'] },
+    };
+    const config = stack.config([job]);
+    const daemon = await runDaemon(config);
+    try {
+      await stack.s3.put(BUCKET, 'eu/a.csv', 'pid;score_txt;country\na;0,25;no\nb;1,5;se\n');
+      await waitFor('imported', async () => (await ledger(daemon, 'eu')).some((r) => r.status === 'succeeded'));
+      assert.deepEqual(await daemon.store.query(`SELECT prediction_id, prediction_score, features.country AS country FROM model_predictions.eu ORDER BY 1`), [
+        { prediction_id: 'a', prediction_score: 0.25, country: 'NO' },
+        { prediction_id: 'b', prediction_score: 1.5, country: 'SE' },
+      ]);
+      await assert.rejects(daemon.store.query(`SELECT * FROM read_csv('/etc/passwd')`), /Permission Error: Cannot access file "\/etc\/passwd"/);
+      await assert.rejects(daemon.store.query(`COPY (SELECT 1) TO '${join(stack.tmp.path, 'leak.csv')}'`), /Permission Error/);
+    } finally {
+      await daemon.stop();
+    }
+    const sneaky = await check({ ...job, select: ['*', "(SELECT content FROM read_text('/etc/passwd')) AS pw", 'a, b'] }, 'eu/a.csv');
+    assert.equal(sneaky.status, 'failed');
+    assert.deepEqual(sneaky.errors.map((e) => e.message), [
+      `jobs.eu.select[1] "(SELECT content FROM read_text('/etc/passwd')) AS pw" must not contain a subquery`,
+      'jobs.eu.select[2] "a, b" must be a single expression (use one list entry per column)',
+    ]);
+  });
 });

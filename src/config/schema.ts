@@ -90,6 +90,18 @@ const jobSchema = z
       })
       .prefault({})
       .describe('How timestamps are read and which are plausible'),
+    readOptions: z
+      .record(
+        z.string().regex(/^[a-z_][a-z0-9_]*$/i, 'must be a DuckDB reader option name'),
+        z.union([z.string(), z.number(), z.boolean(), z.array(z.string()), z.record(z.string(), z.string())]),
+      )
+      .optional()
+      .describe("Options passed to DuckDB's reader: delim, quote, escape, header, compression, dateformat, timestampformat, types, ..."),
+    select: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe('DuckDB SQL expressions applied to each file before mapping (one per entry; "*" keeps every column)'),
     onInvalidRows: z.enum(['skip', 'fail']).default('skip').describe('skip: load the good rows and record the bad ones; fail: load nothing of a file with a bad row'),
   })
   .superRefine((job, ctx) => {

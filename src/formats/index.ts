@@ -6,7 +6,7 @@ import { readParquet } from './parquet.ts';
 import type { FormatReader } from './types.ts';
 
 export type { FormatReader, LocalFile, SourceRelation } from './types.ts';
-export { sqlIdent, sqlString } from './types.ts';
+export { sqlIdent, sqlString, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
 
 /** Concrete formats (everything `auto` can resolve to). */
 export type ConcreteFormat = Exclude<SourceFormat, 'auto'>;

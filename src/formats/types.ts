@@ -15,8 +15,33 @@ export interface SourceRelation {
   rowNumberColumn: string;
 }
 
-/** One reader per format, all of this shape: a local file in, a DuckDB relation out. */
-export type FormatReader = (file: LocalFile) => SourceRelation;
+/** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */
+export type ReadOptions = Readonly<Record<string, string | number | boolean | readonly string[] | Readonly<Record<string, string>>>>;
+
+/** One reader per format, all of this shape: a local file (and the job's read options) in, a DuckDB relation out. */
+export type FormatReader = (file: LocalFile, options?: ReadOptions) => SourceRelation;
+
+/** The name readers give the 1-based row number column. */
+export const ROW_NUMBER_COLUMN = '__source_row';
+
+/** Renders read options as `, name = literal` arguments of a DuckDB table function. */
+export function readOptionsSql(options: ReadOptions | undefined): string {
+  if (!options) return '';
+  return Object.entries(options)
+    .map(([name, value]) => {
+      if (!/^[a-z_][a-z0-9_]*$/i.test(name)) throw new Error(`read option name ${JSON.stringify(name)} is not an identifier`);
+      return `, ${name} = ${literal(value)}`;
+    })
+    .join('');
+}
+
+function literal(value: ReadOptions[string]): string {
+  if (typeof value === 'string') return sqlString(value);
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'NULL';
+  if (typeof value === 'boolean') return value ? 'true' : 'false';
+  if (Array.isArray(value)) return `[${value.map((v) => sqlString(String(v))).join(', ')}]`;
+  return `{${Object.entries(value as Record<string, string>).map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`).join(', ')}}`;
+}
 
 /** Quotes a string as a SQL literal. */
 export function sqlString(value: string): string {

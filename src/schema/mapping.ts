@@ -1,6 +1,7 @@
 import type { FieldMapping, JobConfig } from '../config/index.ts';
 import { ImporterError, type ErrorCode, type ErrorDetail } from '../errors.ts';
 import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
+import { INTERNAL_COLUMNS } from './select.ts';
 
 /** A column of a file as DuckDB describes it. */
 export interface FileColumn {
@@ -104,7 +105,7 @@ function structSql(fields: StructField[]): string {
  */
 export function planMapping(job: JobConfig, source: SourceRelation, columns: FileColumn[], key: string, importTime: Date): MappingPlan {
   const m: FieldMapping = job.schema;
-  const visible = columns.filter((c) => c.name !== source.rowNumberColumn);
+  const visible = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
   const byName = new Map(visible.map((c) => [c.name, c]));
   const missing: string[] = [];
   const problems: ErrorDetail[] = [];

@@ -45,7 +45,7 @@ export function rejectedRowsSql(stage: string, source: SourceRelation, limit?: n
   const rowCol = sqlIdent(source.rowNumberColumn);
   return `SELECT s.source_row AS row_number, s.reject_column AS column_name, s.reject_code AS code,
       'row ' || s.source_row || ', column "' || s.reject_column || '": ' || CASE s.reject_code ${messages} ELSE s.reject_code END AS message,
-      json_merge_patch(to_json(src), '{"__join_row": null}') AS raw
+      json_merge_patch(to_json(src), '{"__join_row": null, "__source_row": null}') AS raw
     FROM (SELECT * FROM ${stage} WHERE reject_code IS NOT NULL ORDER BY source_row ${limit ? `LIMIT ${Math.floor(limit)}` : ''}) s
     JOIN (SELECT * EXCLUDE (${rowCol}), ${rowCol} AS __join_row FROM ${source.sql}) src ON src.__join_row = s.source_row
     ORDER BY s.source_row`;

@@ -4,6 +4,7 @@ import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
 import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
 import { planMapping, type StructField } from '../schema/mapping.ts';
+import { checkSelect } from '../schema/select.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
@@ -23,6 +24,12 @@ export interface DuckDbStoreOptions {
   memoryLimit?: string;
   /** DuckDB `threads`. @defaultValue the number of cores */
   threads?: number;
+  /**
+   * The only folder SQL run by this store may read (the downloads). DuckDB's external access is
+   * switched off for everything else — other paths, the network, ATTACH, COPY — so a job's
+   * `select` expressions and read options can reach nothing but the file being imported.
+   */
+  readableDirectory?: string;
 }
 
 const MODEL_SCHEMA = 'model_predictions';
@@ -124,6 +131,11 @@ export class DuckDbStore implements Store {
     for (const c of [this.importConn, this.ledgerConn, this.readConn]) await c.run("SET TimeZone = 'UTC'");
     await this.importConn.run(SCHEMA_SQL);
     await this.rebuildViews(this.importConn);
+    if (this.options.readableDirectory) {
+      const dir = this.options.readableDirectory.endsWith('/') ? this.options.readableDirectory : `${this.options.readableDirectory}/`;
+      await this.importConn.run(`SET allowed_directories = [${sqlString(dir)}]`);
+      await this.importConn.run('SET enable_external_access = false');
+    }
   }
 
   private async all(conn: DuckDBConnection, sql: string, params: DuckDBValue[] = []): Promise<Row[]> {
@@ -238,6 +250,7 @@ export class DuckDbStore implements Store {
   private async importLocked({ job, version, file, source, importTime }: ImportRequest): Promise<ImportResult> {
     const conn = this.importConn;
     const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
+    await checkSelect((sql) => this.all(conn, sql), job);
     const columns = (await this.all(conn, `DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
       throw unreadable(file.key, err);
     })).map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));

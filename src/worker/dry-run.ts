@@ -6,9 +6,10 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
-import { extensionOf, readerFor, resolveFormat } from '../formats/index.ts';
+import { extensionOf, resolveFormat } from '../formats/index.ts';
 import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
+import { checkSelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
 import { downloadObject, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
 import type { ListedObject } from '../store/store.ts';
@@ -80,14 +81,18 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.checks.access = 'ok';
 
     await conn.run("SET TimeZone = 'UTC'");
+    // The same sandbox as the store: this session reads the downloaded file and nothing else.
+    await conn.run(`SET allowed_directories = ['${dir.replaceAll("'", "''")}/']`);
+    await conn.run('SET enable_external_access = false');
     const run = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>;
     const file = { path, key: object.key };
-    const source = readerFor(format)(file);
+    const source = jobRelation(job, file);
     report.checks.schema = 'failed';
+    await checkSelect(run, job);
     const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
       throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${object.key}: cannot be read: ${describeError(err).message.split('\n')[0]}`);
     });
-    report.columns = described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) })).filter((c) => c.name !== source.rowNumberColumn);
+    report.columns = described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) })).filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
     const plan = planMapping(job, source, [...report.columns, { name: source.rowNumberColumn, type: 'BIGINT' }], object.key, new Date());
     report.checks.schema = 'ok';
 

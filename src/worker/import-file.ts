@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { Config, JobConfig } from '../config/index.ts';
-import { extensionOf, readerFor, resolveFormat } from '../formats/index.ts';
+import { extensionOf, resolveFormat } from '../formats/index.ts';
+import { jobRelation } from '../schema/select.ts';
 import type { Metrics } from '../admin/metrics.ts';
 import { downloadObject, tooLarge } from '../source/index.ts';
 import type { ImportResult, Store } from '../store/store.ts';
@@ -31,7 +32,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
   const uri = `s3://${version.bucket}/${version.key}`;
   const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
   if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
-  const format = resolveFormat(job.format, version.key);
+  resolveFormat(job.format, version.key); // an unknown extension fails before the download
 
   const path = join(deps.tmpDir, `${fileId}-${randomUUID()}${extensionOf(version.key)}`);
   try {
@@ -44,7 +45,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     }
     metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
     const file = { path, key: version.key };
-    const result = await store.importFile({ job, version, file, source: readerFor(format)(file), importTime: new Date() });
+    const result = await store.importFile({ job, version, file, source: jobRelation(job, file), importTime: new Date() });
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
       metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));
       metrics.rowsLoaded.inc({ job: job.id, kind: 'prediction' }, result.predictionsLoaded);

@@ -1,0 +1,48 @@
+import type { JobConfig } from '../config/index.ts';
+import { ImporterError, type ErrorDetail } from '../errors.ts';
+import { readerFor, resolveFormat, ROW_NUMBER_COLUMN, sqlString, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import type { RunQuery } from './staged.ts';
+
+/** Row number column of a relation wrapped by a job's `select`. */
+const SELECT_ROW_COLUMN = '__select_row';
+
+/** Columns the pipeline adds to every relation; never data. */
+export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN, SELECT_ROW_COLUMN]);
+
+/**
+ * The relation an import reads: the format's reader with the job's read options, then the job's
+ * `select` expressions (like Aporia's select_expr) applied to it.
+ */
+export function jobRelation(job: JobConfig, file: LocalFile): SourceRelation {
+  const base = readerFor(resolveFormat(job.format, file.key))(file, job.readOptions);
+  if (!job.select) return base;
+  return {
+    sql: `(SELECT src.${base.rowNumberColumn} AS ${SELECT_ROW_COLUMN}, ${job.select.join(', ')} FROM ${base.sql} AS src)`,
+    rowNumberColumn: SELECT_ROW_COLUMN,
+  };
+}
+
+/**
+ * Each `select` entry must parse, on its own, as exactly one expression: no subqueries, no second
+ * statement smuggled in. (What an expression may read is bounded by the store's sandbox anyway:
+ * DuckDB can reach only the download folder.)
+ */
+export async function checkSelect(run: RunQuery, job: JobConfig): Promise<void> {
+  const problems: ErrorDetail[] = [];
+  for (const [i, expr] of (job.select ?? []).entries()) {
+    const [row] = await run(`SELECT json_serialize_sql(${sqlString(`SELECT ${expr}`)}) AS j`);
+    const tree = JSON.parse(String(row.j));
+    const statement = tree.statements?.[0]?.node;
+    const why = tree.error
+      ? `does not parse: ${tree.error_message}`
+      : tree.statements.length !== 1 || statement?.select_list?.length !== 1 || statement?.from_table?.type !== 'EMPTY'
+        ? 'must be a single expression (use one list entry per column)'
+        : /"SUBQUERY"/.test(String(row.j))
+          ? 'must not contain a subquery'
+          : undefined;
+    if (why) problems.push({ code: 'IMP_ERR_CONFIG_INVALID', column: expr, message: `jobs.${job.id}.select[${i}] ${JSON.stringify(expr)} ${why}` });
+  }
+  if (problems.length) {
+    throw new ImporterError('IMP_ERR_CONFIG_INVALID', problems.map((p) => p.message).join('; '), { permanent: true, details: problems });
+  }
+}
