@@ -38,6 +38,13 @@ const columnSelection = z.union([z.string().min(1), z.array(columnName).min(1)])
 export const FORMATS = ['auto', 'parquet', 'csv', 'json'] as const;
 export type SourceFormat = (typeof FORMATS)[number];
 
+/** Feature types in Aporia's vocabulary; a tensor declares its dimensions. */
+const featureType = z.union([
+  z.enum(['numeric', 'string', 'boolean', 'categorical', 'datetime']),
+  z.strictObject({ tensor: z.strictObject({ dimensions: z.array(z.number().int().min(1)).min(1) }) }),
+]);
+export type FeatureType = z.output<typeof featureType>;
+
 const s3Url = z
   .string()
   .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'must be s3://bucket/prefix/')
@@ -65,6 +72,27 @@ const fieldMapping = z
     features: columnSelection.optional().describe('Feature columns: a name prefix (stripped from the feature name) or a list; omitted = every unmapped column'),
     tags: columnSelection.optional().describe('Tag columns: a name prefix (stripped) or a list; omitted = none'),
     exclude: z.array(columnName).optional().describe('Columns never taken as features when features are inferred (features omitted)'),
+    featureTypes: z
+      .record(z.string().min(1), featureType)
+      .optional()
+      .describe('Declared types of features by feature name (Aporia vocabulary); values are checked and cast'),
+    shapValues: z.string().min(1).optional().describe('Prefix of SHAP value columns (stripped from the feature name)'),
+    embeddings: z
+      .array(
+        z.strictObject({
+          name: z.string().min(1).describe('Embedding feature name'),
+          vector: columnName.describe('Column holding the vector (a list of numbers)'),
+          rawData: columnName.optional().describe('Column with the raw data the vector encodes (text, tokens)'),
+          link: columnName.optional().describe('Column with a link to the data (image URL)'),
+          dimension: z.number().int().min(1).optional().describe('Vector length; default: the first vector of each file'),
+        }),
+      )
+      .optional()
+      .describe('Embedding features'),
+    predictionGroupId: columnName.optional().describe('Ranking: the group (query, list) a prediction belongs to'),
+    rank: columnName.optional().describe('Ranking: position of the prediction in its group, 1 to 100'),
+    relevanceLabel: columnName.optional().describe('Ranking: actual relevance label'),
+    relevanceScore: columnName.optional().describe('Ranking: actual relevance score'),
     batchId: columnName.optional().describe('Column with the batch ID (training/validation only)'),
   })
   .describe('How the columns of the files map to model fields');
@@ -106,8 +134,8 @@ const jobSchema = z
   })
   .superRefine((job, ctx) => {
     const s = job.schema;
-    const predicts = s.predictionLabel ?? s.predictionScore;
-    const actual = s.actualLabel ?? s.actualScore;
+    const predicts = s.predictionLabel ?? s.predictionScore ?? s.rank;
+    const actual = s.actualLabel ?? s.actualScore ?? s.relevanceLabel ?? s.relevanceScore;
     if (!predicts && !actual) {
       ctx.addIssue({
         code: 'custom',
@@ -120,8 +148,15 @@ const jobSchema = z
       if (predicts && !s.predictionScore) ctx.addIssue({ code: 'custom', path: ['schema', 'predictionScore'], message: 'required for a regression model (the predicted value)' });
       if (actual && !s.actualScore) ctx.addIssue({ code: 'custom', path: ['schema', 'actualScore'], message: 'required for a regression model (the actual value)' });
     }
+    const ranking = [s.predictionGroupId, s.rank, s.relevanceLabel, s.relevanceScore].some(Boolean);
     if (type === 'ranking') {
-      ctx.addIssue({ code: 'custom', path: ['model', 'type'], message: 'ranking models (group ID, rank, relevance) are not supported yet' });
+      if (predicts && !s.predictionGroupId) ctx.addIssue({ code: 'custom', path: ['schema', 'predictionGroupId'], message: 'required for a ranking model' });
+      if (predicts && !s.rank) ctx.addIssue({ code: 'custom', path: ['schema', 'rank'], message: 'required for a ranking model' });
+      if (actual && !s.relevanceLabel && !s.relevanceScore && !s.actualLabel && !s.actualScore) {
+        ctx.addIssue({ code: 'custom', path: ['schema', 'relevanceLabel'], message: 'a ranking model needs relevanceLabel or relevanceScore for its actuals' });
+      }
+    } else if (ranking) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'type'], message: 'predictionGroupId, rank and relevance fields need model.type: ranking' });
     }
     if ((job.model.batchId || s.batchId) && job.model.environment === 'production') {
       ctx.addIssue({ code: 'custom', path: [job.model.batchId ? 'model' : 'schema', 'batchId'], message: 'batch IDs belong to training and validation data; set model.environment' });

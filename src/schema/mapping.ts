@@ -1,4 +1,4 @@
-import type { FieldMapping, JobConfig } from '../config/index.ts';
+import type { FeatureType, FieldMapping, JobConfig } from '../config/index.ts';
 import { ImporterError, type ErrorCode, type ErrorDetail } from '../errors.ts';
 import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
 import { INTERNAL_COLUMNS } from './select.ts';
@@ -9,28 +9,39 @@ export interface FileColumn {
   type: string;
 }
 
-/** A feature or tag: the name it is stored under, the file column it comes from, and its stored type. */
+/** A field of a stored STRUCT (a feature, tag, SHAP value or embedding): its name, source column, stored type and value SQL. */
 export interface StructField {
   name: string;
   column: string;
   type: string;
+  sql: string;
+}
+
+/** The STRUCT columns of a model table, each holding the fields one file brings. */
+export interface StructColumns {
+  features: StructField[];
+  tags: StructField[];
+  shap: StructField[];
+  embeddings: StructField[];
 }
 
 /**
  * The per-file transformation, as SQL, plus what it produces. The staged rows have the columns
  * source_row, prediction_id, model_version, batch_id, prediction_ts, prediction_label,
- * prediction_score, actual_label, actual_score, features, tags, reject_code, reject_column.
+ * prediction_score, prediction_scores, prediction_group_id, rank, actual_label, actual_score,
+ * relevance_label, relevance_score, features, tags, shap, embeddings, reject_code, reject_column.
  */
 export interface MappingPlan {
   stageSql: string;
   hasPredictions: boolean;
   hasActuals: boolean;
-  features: StructField[];
-  tags: StructField[];
+  structs: StructColumns;
 }
 
 /** Longest prediction ID accepted, as on the hosted platforms. */
 export const MAX_PREDICTION_ID_LENGTH = 128;
+/** Highest rank accepted in a ranking group, as on the hosted platforms. */
+export const MAX_RANK = 100;
 
 /**
  * Features and tags are stored with few, wide types so files of one model agree: every integer
@@ -46,40 +57,15 @@ export function storedType(duckType: string): string {
 }
 
 const isNested = (t: string) => /^(STRUCT|MAP|UNION)|\[\d*\]$/i.test(t);
+const isList = (t: string) => /\[\d*\]$/.test(t);
 const isNumeric = (t: string) => !isNested(t) && /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|FLOAT|DOUBLE|REAL|DECIMAL)/i.test(t);
 const isTimestamp = (t: string) => !isNested(t) && /^(TIMESTAMP|DATE)/i.test(t);
 const isText = (t: string) => t.toUpperCase() === 'VARCHAR';
+const ref = (c: FileColumn | string) => `src.${sqlIdent(typeof c === 'string' ? c : c.name)}`;
 
-function selectColumns(
-  selection: string | readonly string[] | undefined,
-  columns: FileColumn[],
-  taken: Set<string>,
-  missing: string[],
-  fallbackAll: boolean,
-): StructField[] {
-  if (selection === undefined) {
-    if (!fallbackAll) return [];
-    return columns.filter((c) => !taken.has(c.name)).map((c) => ({ name: c.name, column: c.name, type: storedType(c.type) }));
-  }
-  if (typeof selection === 'string') {
-    return columns
-      .filter((c) => c.name.startsWith(selection) && c.name.length > selection.length && !taken.has(c.name))
-      .map((c) => ({ name: c.name.slice(selection.length), column: c.name, type: storedType(c.type) }));
-  }
-  const byName = new Map(columns.map((c) => [c.name, c]));
-  const out: StructField[] = [];
-  for (const name of selection) {
-    const col = byName.get(name);
-    if (!col) missing.push(name);
-    else out.push({ name, column: name, type: storedType(col.type) });
-  }
-  return out;
-}
-
-/** SQL turning a timestamp column into TIMESTAMPTZ; naive values are read in the job's time zone. */
-function timestampSql(job: JobConfig, column: FileColumn | undefined, importTime: Date): string {
-  if (!column) return `TIMESTAMPTZ ${sqlString(importTime.toISOString())}`;
-  const c = `src.${sqlIdent(column.name)}`;
+/** SQL turning a timestamp-like column into TIMESTAMPTZ; naive values are read in the job's time zone. */
+function timestampSql(job: JobConfig, column: FileColumn): string {
+  const c = ref(column);
   const tz = sqlString(job.timestamps.timeZone);
   const epoch = (x: string) => (job.timestamps.unit === 'ms' ? `to_timestamp(${x} / 1000.0)` : `to_timestamp(${x})`);
   if (/WITH TIME ZONE/i.test(column.type)) return c;
@@ -94,8 +80,11 @@ function timestampSql(job: JobConfig, column: FileColumn | undefined, importTime
 
 function structSql(fields: StructField[]): string {
   if (fields.length === 0) return 'NULL';
-  return `struct_pack(${fields.map((f) => `${sqlIdent(f.name)} := CAST(src.${sqlIdent(f.column)} AS ${f.type})`).join(', ')})`;
+  return `struct_pack(${fields.map((f) => `${sqlIdent(f.name)} := ${f.sql}`).join(', ')})`;
 }
+
+/** Row checks collected while mapping: a condition over the mapped row, its code and the file column it blames. */
+type Check = [condition: string, code: ErrorCode, column: string];
 
 /**
  * Builds the one SELECT that turns a file into staged rows: mapped, cast, and each row either
@@ -115,11 +104,14 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
     if (!found) missing.push(name);
     return found;
   };
+  const badType = (field: string, c: FileColumn, want: string) =>
+    problems.push({ code: 'IMP_ERR_SCHEMA_BAD_TYPE', column: c.name, message: `column "${c.name}" (${field}) is ${c.type}; it must be ${want}` });
   const expect = (field: string, c: FileColumn | undefined, ok: (t: string) => boolean, want: string) => {
-    if (c && !ok(c.type)) {
-      problems.push({ code: 'IMP_ERR_SCHEMA_BAD_TYPE', column: c.name, message: `column "${c.name}" (${field}) is ${c.type}; it must be ${want}` });
-    }
+    if (c && !ok(c.type)) badType(field, c, want);
   };
+  // Extra mapped columns carrying raw values that row checks compare against; dropped before staging.
+  const helpers: string[] = [];
+  const checks: Check[] = [];
 
   const pid = col(m.predictionId);
   const ts = col(m.timestamp);
@@ -129,19 +121,80 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
   const predScore = col(m.predictionScore);
   const actLabel = col(m.actualLabel);
   const actScore = col(m.actualScore);
+  const groupId = col(m.predictionGroupId);
+  const rank = col(m.rank);
+  const relLabel = col(m.relevanceLabel);
+  const relScore = col(m.relevanceScore);
   const scalar = (t: string) => !isNested(t);
+  const numberLike = (t: string) => isNumeric(t) || isText(t);
+  const scoreMap = job.model.type === 'multiclass' && predScore !== undefined && /^(MAP|STRUCT)/i.test(predScore.type);
   expect('predictionId', pid, (t) => scalar(t) && !/^(FLOAT|DOUBLE|REAL|BOOLEAN)/i.test(t), 'text or an integer');
   expect('timestamp', ts, (t) => isTimestamp(t) || isNumeric(t) || isText(t), 'a timestamp, epoch number or RFC 3339 text');
-  for (const [field, c] of [['predictionScore', predScore], ['actualScore', actScore]] as const) expect(field, c, (t) => isNumeric(t) || isText(t), 'a number');
-  for (const [field, c] of [['predictionLabel', predLabel], ['actualLabel', actLabel], ['version', version], ['batchId', batch]] as const) expect(field, c, scalar, 'a scalar (text, number or boolean)');
+  if (!scoreMap) expect('predictionScore', predScore, numberLike, job.model.type === 'multiclass' ? 'a number or a map of class to score' : 'a number');
+  for (const [field, c] of [['actualScore', actScore], ['rank', rank], ['relevanceScore', relScore]] as const) expect(field, c, numberLike, 'a number');
+  for (const [field, c] of [['predictionLabel', predLabel], ['actualLabel', actLabel], ['version', version], ['batchId', batch], ['predictionGroupId', groupId], ['relevanceLabel', relLabel]] as const) {
+    expect(field, c, scalar, 'a scalar (text, number or boolean)');
+  }
 
-  const taken = new Set([m.predictionId, m.timestamp, m.version, m.batchId, m.predictionLabel, m.predictionScore, m.actualLabel, m.actualScore].filter((x): x is string => !!x));
-  const tags = selectColumns(m.tags, visible, taken, missing, false);
+  const hasPredictions = !!(m.predictionLabel ?? m.predictionScore ?? m.rank);
+  const hasActuals = !!(m.actualLabel ?? m.actualScore ?? m.relevanceLabel ?? m.relevanceScore);
+  const taken = new Set(
+    [m.predictionId, m.timestamp, m.version, m.batchId, m.predictionLabel, m.predictionScore, m.actualLabel, m.actualScore, m.predictionGroupId, m.rank, m.relevanceLabel, m.relevanceScore]
+      .filter((x): x is string => !!x),
+  );
+
+  // Embeddings: a vector (list of numbers), optional raw data and link; the dimension is checked per row.
+  const embeddings: StructField[] = [];
+  for (const e of m.embeddings ?? []) {
+    const vector = col(e.vector);
+    const raw = col(e.rawData);
+    const link = col(e.link);
+    for (const c of [e.vector, e.rawData, e.link]) if (c) taken.add(c);
+    if (!vector) continue;
+    if (!isList(vector.type) || !isNumeric(vector.type.replace(/\[\d*\]$/, ''))) {
+      badType(`embedding ${e.name}`, vector, 'a list of numbers');
+      continue;
+    }
+    const dimension = e.dimension !== undefined
+      ? String(e.dimension)
+      : `first_value(len(${ref(vector)}) IGNORE NULLS) OVER (ORDER BY ${ref(source.rowNumberColumn)} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)`;
+    const flag = `__emb_${embeddings.length}`;
+    helpers.push(`${ref(vector)} IS NOT NULL AND len(${ref(vector)}) <> ${dimension} AS ${flag}`);
+    checks.push([flag, 'IMP_ERR_ROW_EMBEDDING_DIMENSION', vector.name]);
+    embeddings.push({
+      name: e.name,
+      column: vector.name,
+      type: 'STRUCT(vector DOUBLE[], raw_data VARCHAR, link VARCHAR)',
+      sql: `struct_pack(vector := CAST(${ref(vector)} AS DOUBLE[]), raw_data := ${raw ? `CAST(${ref(raw)} AS VARCHAR)` : 'NULL::VARCHAR'}, link := ${link ? `CAST(${ref(link)} AS VARCHAR)` : 'NULL::VARCHAR'})`,
+    });
+  }
+
+  const pick = (selection: string | readonly string[] | undefined, fallbackAll: boolean): Array<{ name: string; column: FileColumn }> => {
+    if (selection === undefined) return fallbackAll ? visible.filter((c) => !taken.has(c.name)).map((c) => ({ name: c.name, column: c })) : [];
+    if (typeof selection === 'string') {
+      return visible
+        .filter((c) => c.name.startsWith(selection) && c.name.length > selection.length && !taken.has(c.name))
+        .map((c) => ({ name: c.name.slice(selection.length), column: c }));
+    }
+    return selection.flatMap((name) => {
+      const c = col(name);
+      return c ? [{ name, column: c }] : [];
+    });
+  };
+  const plain = (p: { name: string; column: FileColumn }): StructField => {
+    const type = storedType(p.column.type);
+    return { name: p.name, column: p.column.name, type, sql: `CAST(${ref(p.column)} AS ${type})` };
+  };
+
+  const shap = pick(m.shapValues, false).map((p) => {
+    if (!isNumeric(p.column.type)) badType(`SHAP value ${p.name}`, p.column, 'a number');
+    return { name: p.name, column: p.column.name, type: 'DOUBLE', sql: `CAST(${ref(p.column)} AS DOUBLE)` };
+  });
+  for (const s of shap) taken.add(s.column);
+  const tags = pick(m.tags, false).map(plain);
   for (const t of tags) taken.add(t.column);
   for (const x of m.exclude ?? []) taken.add(x);
-  const hasPredictions = !!(m.predictionLabel ?? m.predictionScore);
-  const hasActuals = !!(m.actualLabel ?? m.actualScore);
-  const features = hasPredictions ? selectColumns(m.features, visible, taken, missing, true) : [];
+  const features = hasPredictions ? pick(m.features, true).map((p) => typedFeature(job, p, m.featureTypes?.[p.name], helpers, checks, badType)) : [];
 
   if (missing.length) {
     const names = [...new Set(missing)];
@@ -150,68 +203,157 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
   }
   if (problems.length) {
     const first = problems[0];
-    const message = problems.length === 1 ? `${key}: ${first.message}` : `${key}: ${problems.length} problems: ${problems.map((p) => p.message).join('; ')}`;
-    const summary = missing.length > 1 && problems.length === missing.length
-      ? `${key}: mapped columns ${[...new Set(missing)].map((n) => `"${n}"`).join(', ')} not found; the file has ${visible.map((c) => `"${c.name}"`).join(', ')}`
-      : message;
-    throw new ImporterError(first.code, summary, { location: { file: key, column: first.column }, permanent: true, details: problems });
+    const onlyMissing = problems.every((p) => p.code === 'IMP_ERR_SCHEMA_MISSING_COLUMN');
+    const message = problems.length === 1
+      ? `${key}: ${first.message}`
+      : onlyMissing
+        ? `${key}: mapped columns ${problems.map((p) => `"${p.column}"`).join(', ')} not found; the file has ${visible.map((c) => `"${c.name}"`).join(', ')}`
+        : `${key}: ${problems.length} problems: ${problems.map((p) => p.message).join('; ')}`;
+    throw new ImporterError(first.code, message, { location: { file: key, column: first.column }, permanent: true, details: problems });
   }
 
-  const ref = (c: FileColumn) => `src.${sqlIdent(c.name)}`;
   const constOr = (c: FileColumn | undefined, constant: string | undefined) =>
     c ? `COALESCE(CAST(${ref(c)} AS VARCHAR), ${constant === undefined ? 'NULL' : sqlString(constant)})` : constant === undefined ? 'NULL::VARCHAR' : sqlString(constant);
   const numberSql = (c: FileColumn | undefined) => (c ? (isNumeric(c.type) ? `CAST(${ref(c)} AS DOUBLE)` : `TRY_CAST(${ref(c)} AS DOUBLE)`) : 'NULL::DOUBLE');
   const textSql = (c: FileColumn | undefined) => (c ? `CAST(${ref(c)} AS VARCHAR)` : 'NULL::VARCHAR');
-  const rawSql = (c: FileColumn | undefined) => (c ? `CAST(${ref(c)} AS VARCHAR)` : 'NULL::VARCHAR');
+  const notANumber = (c: FileColumn | undefined, mappedName: string) => {
+    if (c && !isNumeric(c.type)) {
+      helpers.push(`${ref(c)} IS NOT NULL AND TRY_CAST(${ref(c)} AS DOUBLE) IS NULL AS ${sqlIdent(`__nan_${mappedName}`)}`);
+      checks.push([sqlIdent(`__nan_${mappedName}`), 'IMP_ERR_ROW_VALUE_INVALID', c.name]);
+    }
+  };
+
+  // Multiclass: a map (or struct) of class → score; the scalar score is the predicted class's, else the highest.
+  const scoresSql = !scoreMap || !predScore
+    ? 'NULL::MAP(VARCHAR, DOUBLE)'
+    : /^MAP/i.test(predScore.type)
+      ? `map_from_entries(list_transform(map_entries(${ref(predScore)}), e -> {'key': CAST(e.key AS VARCHAR), 'value': CAST(e.value AS DOUBLE)}))`
+      : `map_from_entries(list_transform(json_keys(to_json(${ref(predScore)})), k -> {'key': k, 'value': CAST(json_extract(to_json(${ref(predScore)}), '$."' || k || '"') AS DOUBLE)}))`;
 
   const earliest = sqlString(new Date(importTime.getTime() - job.timestamps.maxAge).toISOString());
   const latest = sqlString(new Date(importTime.getTime() + job.timestamps.maxAhead).toISOString());
   // Checked in this order; a row carries its first problem.
-  const checks: Array<[condition: string, code: ErrorCode, column: string]> = [
+  const rowChecks: Check[] = [
     [`prediction_id IS NULL OR trim(prediction_id) = ''`, 'IMP_ERR_ROW_PREDICTION_ID_MISSING', m.predictionId],
     [`length(prediction_id) > ${MAX_PREDICTION_ID_LENGTH}`, 'IMP_ERR_ROW_PREDICTION_ID_TOO_LONG', m.predictionId],
   ];
   if (ts) {
-    checks.push([`__raw_ts IS NOT NULL AND prediction_ts IS NULL`, 'IMP_ERR_ROW_TIMESTAMP_INVALID', ts.name]);
-    checks.push([`prediction_ts < TIMESTAMPTZ ${earliest} OR prediction_ts > TIMESTAMPTZ ${latest}`, 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE', ts.name]);
+    helpers.push(`${ref(ts)} IS NOT NULL AS __ts_given`);
+    rowChecks.push([`__ts_given AND prediction_ts IS NULL`, 'IMP_ERR_ROW_TIMESTAMP_INVALID', ts.name]);
+    rowChecks.push([`prediction_ts < TIMESTAMPTZ ${earliest} OR prediction_ts > TIMESTAMPTZ ${latest}`, 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE', ts.name]);
   }
-  for (const [c, name] of [[predScore, 'prediction_score'], [actScore, 'actual_score']] as const) {
-    if (!c) continue;
-    if (!isNumeric(c.type)) checks.push([`${sqlIdent(`__raw_${name}`)} IS NOT NULL AND ${name} IS NULL`, 'IMP_ERR_ROW_VALUE_INVALID', c.name]);
-    checks.push([`isnan(${name}) OR isinf(${name})`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', c.name]);
-  }
-  if (hasPredictions) {
-    checks.push([`prediction_label IS NULL AND prediction_score IS NULL`, 'IMP_ERR_ROW_PREDICTION_MISSING', (m.predictionLabel ?? m.predictionScore)!]);
-  } else {
-    checks.push([`actual_label IS NULL AND actual_score IS NULL`, 'IMP_ERR_ROW_ACTUAL_MISSING', (m.actualLabel ?? m.actualScore)!]);
+  if (!scoreMap) notANumber(predScore, 'prediction_score');
+  notANumber(actScore, 'actual_score');
+  notANumber(relScore, 'relevance_score');
+  notANumber(rank, 'rank');
+  rowChecks.push(...checks.splice(0));
+  if (predScore) rowChecks.push([scoreMap ? `list_bool_or(list_transform(map_values(prediction_scores), v -> isnan(v) OR isinf(v)))` : `isnan(prediction_score) OR isinf(prediction_score)`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', predScore.name]);
+  if (actScore) rowChecks.push([`isnan(actual_score) OR isinf(actual_score)`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', actScore.name]);
+  if (groupId) rowChecks.push([`prediction_group_id IS NULL OR trim(prediction_group_id) = ''`, 'IMP_ERR_ROW_GROUP_ID_MISSING', groupId.name]);
+  if (rank) rowChecks.push([`rank IS NULL OR rank <> floor(rank) OR rank < 1 OR rank > ${MAX_RANK}`, 'IMP_ERR_ROW_RANK_OUT_OF_RANGE', rank.name]);
+  if (hasPredictions && !rank) {
+    rowChecks.push([`prediction_label IS NULL AND prediction_score IS NULL`, 'IMP_ERR_ROW_PREDICTION_MISSING', (m.predictionLabel ?? m.predictionScore)!]);
+  } else if (!hasPredictions) {
+    rowChecks.push([`actual_label IS NULL AND actual_score IS NULL AND relevance_label IS NULL AND relevance_score IS NULL`, 'IMP_ERR_ROW_ACTUAL_MISSING', (m.actualLabel ?? m.actualScore ?? m.relevanceLabel ?? m.relevanceScore)!]);
   }
   const firstProblem = (part: 'code' | 'column') =>
-    `CASE ${checks.map(([cond, code, column]) => `WHEN ${cond} THEN ${sqlString(part === 'code' ? code : column)}`).join(' ')} END`;
+    `CASE ${rowChecks.map(([cond, code, column]) => `WHEN ${cond} THEN ${sqlString(part === 'code' ? code : column)}`).join(' ')} END`;
 
+  const structs: StructColumns = { features, tags, shap, embeddings };
   const mapped = `SELECT
-      CAST(src.${sqlIdent(source.rowNumberColumn)} AS BIGINT) AS source_row,
+      CAST(${ref(source.rowNumberColumn)} AS BIGINT) AS source_row,
       ${textSql(pid)} AS prediction_id,
       ${constOr(version, job.model.version ?? '')} AS model_version,
       ${constOr(batch, job.model.batchId)} AS batch_id,
-      ${timestampSql(job, ts, importTime)} AS prediction_ts,
-      ${rawSql(ts)} AS __raw_ts,
+      ${ts ? timestampSql(job, ts) : `TIMESTAMPTZ ${sqlString(importTime.toISOString())}`} AS prediction_ts,
       ${textSql(predLabel)} AS prediction_label,
-      ${numberSql(predScore)} AS prediction_score,
-      ${predScore && !isNumeric(predScore.type) ? rawSql(predScore) : 'NULL'} AS __raw_prediction_score,
+      ${scoreMap ? 'NULL::DOUBLE' : numberSql(predScore)} AS prediction_score,
+      ${scoresSql} AS prediction_scores,
+      ${textSql(groupId)} AS prediction_group_id,
+      ${numberSql(rank)} AS rank,
       ${textSql(actLabel)} AS actual_label,
       ${numberSql(actScore)} AS actual_score,
-      ${actScore && !isNumeric(actScore.type) ? rawSql(actScore) : 'NULL'} AS __raw_actual_score,
-      ${structSql(features)} AS features,
-      ${structSql(tags)} AS tags
+      ${textSql(relLabel)} AS relevance_label,
+      ${numberSql(relScore)} AS relevance_score,
+      ${Object.entries(structs).map(([name, fields]) => `${structSql(fields)} AS ${name}`).join(',\n      ')}
+      ${helpers.map((h) => `, ${h}`).join('\n      ')}
     FROM ${source.sql} AS src`;
-  const checked = `SELECT *, ${firstProblem('code')} AS __code, ${firstProblem('column')} AS __column FROM (${mapped})`;
+  const scored = scoreMap
+    ? `SELECT * REPLACE (COALESCE(element_at(prediction_scores, prediction_label)[1], list_max(map_values(prediction_scores))) AS prediction_score) FROM (${mapped})`
+    : mapped;
+  const checked = `SELECT *, ${firstProblem('code')} AS __code, ${firstProblem('column')} AS __column FROM (${scored})`;
+  const helperNames = helpers.map((h) => h.slice(h.lastIndexOf(' AS ') + 4));
   // The last row of a prediction ID wins; earlier valid ones are rejected as duplicates.
   const dupKey = hasPredictions ? 'model_version, prediction_id' : 'prediction_id';
   const isDuplicate = `__code IS NULL AND row_number() OVER (PARTITION BY __code IS NULL, ${dupKey} ORDER BY source_row DESC) > 1`;
-  const stageSql = `SELECT * EXCLUDE (__code, __column, __raw_ts, __raw_prediction_score, __raw_actual_score),
+  const stageSql = `SELECT * EXCLUDE (__code, __column${helperNames.map((h) => `, ${h}`).join('')}),
+      CAST(rank AS INTEGER) AS rank,
       CASE WHEN ${isDuplicate} THEN 'IMP_ERR_ROW_DUPLICATE_ID' ELSE __code END AS reject_code,
       CASE WHEN ${isDuplicate} THEN ${sqlString(m.predictionId)} ELSE __column END AS reject_column
     FROM (${checked})`;
 
-  return { stageSql, hasPredictions, hasActuals, features, tags };
+  return { stageSql, hasPredictions, hasActuals, structs };
+}
+
+/**
+ * A feature, cast to its declared type when the job declares one: numeric → DOUBLE, string and
+ * categorical → VARCHAR, boolean → BOOLEAN, datetime → TIMESTAMPTZ, tensor → DOUBLE[] of the
+ * declared shape. Values that do not cast are row errors on the feature's column; a column that
+ * can never cast (a struct declared numeric) is a file-level error.
+ */
+function typedFeature(
+  job: JobConfig,
+  p: { name: string; column: FileColumn },
+  declared: FeatureType | undefined,
+  helpers: string[],
+  checks: Check[],
+  badType: (field: string, c: FileColumn, want: string) => void,
+): StructField {
+  const c = p.column;
+  const base = { name: p.name, column: c.name };
+  const flag = sqlIdent(`__feat_${helpers.length}`);
+  const failsWhen = (cast: string, code: ErrorCode = 'IMP_ERR_ROW_VALUE_INVALID') => {
+    helpers.push(`${ref(c)} IS NOT NULL AND (${cast}) IS NULL AS ${flag}`);
+    checks.push([flag, code, c.name]);
+  };
+  if (declared === undefined) {
+    const type = storedType(c.type);
+    return { ...base, type, sql: `CAST(${ref(c)} AS ${type})` };
+  }
+  if (typeof declared === 'object') {
+    const dims = declared.tensor.dimensions;
+    const size = dims.reduce((a, b) => a * b, 1);
+    if (!isList(c.type)) {
+      badType(`feature ${p.name}, tensor`, c, `a list of numbers of shape [${dims.join(', ')}]`);
+      return { ...base, type: 'DOUBLE[]', sql: 'NULL' };
+    }
+    const flat = dims.length > 1 && /\]\[\d*\]$/.test(c.type) ? `flatten(${ref(c)})` : ref(c);
+    const sql = `TRY_CAST(${flat} AS DOUBLE[])`;
+    helpers.push(`${ref(c)} IS NOT NULL AND (${sql} IS NULL OR len(${sql}) <> ${size}) AS ${flag}`);
+    checks.push([flag, 'IMP_ERR_ROW_TENSOR_SHAPE', c.name]);
+    return { ...base, type: 'DOUBLE[]', sql };
+  }
+  if (isNested(c.type) && declared !== 'string' && declared !== 'categorical') {
+    badType(`feature ${p.name}, ${declared}`, c, declared === 'datetime' ? 'a timestamp, epoch number or text' : `a ${declared} value`);
+    return { ...base, type: 'VARCHAR', sql: 'NULL' };
+  }
+  switch (declared) {
+    case 'numeric': {
+      const sql = `TRY_CAST(${ref(c)} AS DOUBLE)`;
+      if (!isNumeric(c.type)) failsWhen(sql);
+      return { ...base, type: 'DOUBLE', sql };
+    }
+    case 'boolean': {
+      const sql = `TRY_CAST(${ref(c)} AS BOOLEAN)`;
+      if (!/^BOOLEAN$/i.test(c.type)) failsWhen(sql);
+      return { ...base, type: 'BOOLEAN', sql };
+    }
+    case 'datetime': {
+      const sql = timestampSql(job, c);
+      if (!isTimestamp(c.type)) failsWhen(sql);
+      return { ...base, type: 'TIMESTAMP WITH TIME ZONE', sql };
+    }
+    default:
+      return { ...base, type: 'VARCHAR', sql: `CAST(${ref(c)} AS VARCHAR)` };
+  }
 }

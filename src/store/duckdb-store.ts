@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
 import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
-import { planMapping, type StructField } from '../schema/mapping.ts';
+import { planMapping, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { checkSelect } from '../schema/select.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
@@ -47,7 +47,7 @@ const SCHEMA_SQL = `
   );
   CREATE TABLE IF NOT EXISTS actuals (
     model_id VARCHAR NOT NULL, environment VARCHAR NOT NULL, prediction_id VARCHAR NOT NULL,
-    actual_label VARCHAR, actual_score DOUBLE, actual_ts TIMESTAMPTZ,
+    actual_label VARCHAR, actual_score DOUBLE, relevance_label VARCHAR, relevance_score DOUBLE, actual_ts TIMESTAMPTZ,
     source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL
   );
   CREATE TABLE IF NOT EXISTS rejected_rows (
@@ -59,7 +59,11 @@ const SCHEMA_SQL = `
 
 const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL, batch_id VARCHAR,
   prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
+  prediction_scores MAP(VARCHAR, DOUBLE), prediction_group_id VARCHAR, rank INTEGER,
   source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL`;
+
+/** STRUCT columns of model tables, shown as JSON in the shared `predictions` view. */
+const STRUCT_COLUMNS = ['features', 'tags', 'shap', 'embeddings'];
 
 const LEDGER_COLUMNS = `file_id, job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at, finished_at,
   rows_read, predictions_loaded, actuals_loaded, rows_rejected, error_code, error_message, error_column, error_row`;
@@ -291,18 +295,19 @@ export class DuckDbStore implements Store {
       let predictionsLoaded = 0;
       let actualsLoaded = 0;
       if (plan.hasPredictions && !refuse) {
-        await this.ensureModelTable(conn, job.model.id, plan.features, plan.tags);
+        await this.ensureModelTable(conn, job.model.id, plan.structs);
         await conn.run(`DELETE FROM ${modelTable} WHERE source_file_id IN (${previous})`);
         await conn.run(
           `DELETE FROM ${modelTable} t USING ${stage} s
            WHERE s.reject_code IS NULL AND t.environment = $1 AND t.model_version = s.model_version AND t.prediction_id = s.prediction_id`,
           [env],
         );
-        const structCols = [plan.features.length ? 'features' : null, plan.tags.length ? 'tags' : null].filter(Boolean);
+        const structCols = Object.entries(plan.structs).filter(([, fields]) => fields.length).map(([name]) => name);
         const inserted = await this.all(
           conn,
           `INSERT INTO ${modelTable} BY NAME
            SELECT $1 AS model_id, model_version, $2 AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
+                  prediction_scores, prediction_group_id, rank,
                   ${structCols.map((c) => `${c}, `).join('')}CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM ${stage} WHERE reject_code IS NULL`,
           [job.model.id, env, version.fileId],
@@ -311,7 +316,8 @@ export class DuckDbStore implements Store {
       }
       if (plan.hasActuals && !refuse) {
         await conn.run(`DELETE FROM actuals WHERE source_file_id IN (${previous})`);
-        const actualRows = `SELECT * FROM ${stage} WHERE reject_code IS NULL AND (actual_label IS NOT NULL OR actual_score IS NOT NULL)
+        const actualRows = `SELECT * FROM ${stage} WHERE reject_code IS NULL
+                              AND (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL)
                             QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1`;
         await conn.run(
           `DELETE FROM actuals a USING (${actualRows}) s WHERE a.model_id = $1 AND a.environment = $2 AND a.prediction_id = s.prediction_id`,
@@ -320,7 +326,7 @@ export class DuckDbStore implements Store {
         const inserted = await this.all(
           conn,
           `INSERT INTO actuals BY NAME
-           SELECT $1 AS model_id, $2 AS environment, prediction_id, actual_label, actual_score, prediction_ts AS actual_ts,
+           SELECT $1 AS model_id, $2 AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
                   CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM (${actualRows})`,
           [job.model.id, env, version.fileId],
@@ -362,33 +368,24 @@ export class DuckDbStore implements Store {
     }
   }
 
-  /** Creates the model's typed table, or widens its feature and tag structs to hold this file's fields. */
-  private async ensureModelTable(conn: DuckDBConnection, modelId: string, features: StructField[], tags: StructField[]): Promise<void> {
+  /** Creates the model's typed table, or widens its STRUCT columns (features, tags, SHAP, embeddings) to hold this file's fields. */
+  private async ensureModelTable(conn: DuckDBConnection, modelId: string, structs: StructColumns): Promise<void> {
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
     const existing = await this.all(
       conn,
-      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
+      `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
       [MODEL_SCHEMA, modelId],
     );
-    if (existing.length === 0) {
-      await conn.run(`CREATE TABLE ${table} (${PREDICTION_COLUMNS})`);
-      for (const [column, fields] of [['features', features], ['tags', tags]] as const) {
-        if (fields.length) await conn.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${structType(fields)}`);
-      }
-      await this.rebuildViews(conn);
-      return;
-    }
-    let viewsStale = false;
-    for (const [column, fields] of [['features', features], ['tags', tags]] as const) {
+    let viewsStale = existing.length === 0;
+    if (existing.length === 0) await conn.run(`CREATE TABLE ${table} (${PREDICTION_COLUMNS})`);
+    for (const [column, fields] of Object.entries(structs) as Array<[string, StructField[]]>) {
       if (fields.length === 0) continue;
-      const current = existing.find((c) => c.column_name === column);
-      if (!current) {
+      if (!existing.some((c) => c.column_name === column)) {
         await conn.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${structType(fields)}`);
         viewsStale = true;
         continue;
       }
-      const have = await this.structFields(conn, table, column);
-      const merged = new Map(have);
+      const merged = new Map(await this.structFields(conn, table, column));
       let changed = false;
       for (const f of fields) {
         const old = merged.get(f.name);
@@ -400,9 +397,10 @@ export class DuckDbStore implements Store {
             merged.set(f.name, 'DOUBLE');
             changed = true;
           } else if (!(old === 'DOUBLE' && f.type === 'BIGINT')) {
+            const what = { features: 'feature', tags: 'tag', shap: 'SHAP value', embeddings: 'embedding' }[column] ?? column;
             throw new ImporterError(
               'IMP_ERR_SCHEMA_FEATURE_CONFLICT',
-              `${column.slice(0, -1)} "${f.name}" (column "${f.column}") is ${f.type} in this file but ${old} in model "${modelId}"; cast it in the producer or rename it`,
+              `${what} "${f.name}" (column "${f.column}") is ${f.type} in this file but ${old} in model "${modelId}"; cast it in the producer or rename it`,
               { location: { column: f.column }, permanent: true },
             );
           }
@@ -432,13 +430,16 @@ export class DuckDbStore implements Store {
       const cols = t.cols as string[];
       const json = (c: string) => (cols.includes(c) ? `to_json(${c})` : 'NULL::JSON');
       return `SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
-                ${json('features')} AS features, ${json('tags')} AS tags FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
+                prediction_scores, prediction_group_id, rank, ${STRUCT_COLUMNS.map((c) => `${json(c)} AS ${c}`).join(', ')}
+              FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
     });
     const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS batch_id, NULL::VARCHAR AS prediction_id,
-      NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score, NULL::JSON AS features, NULL::JSON AS tags WHERE false`;
+      NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score,
+      NULL::MAP(VARCHAR, DOUBLE) AS prediction_scores, NULL::VARCHAR AS prediction_group_id, NULL::INTEGER AS rank,
+      ${STRUCT_COLUMNS.map((c) => `NULL::JSON AS ${c}`).join(', ')} WHERE false`;
     await conn.run(`CREATE OR REPLACE VIEW predictions AS ${parts.length ? parts.join(' UNION ALL ') : empty}`);
     await conn.run(`CREATE OR REPLACE VIEW inferences AS
-      SELECT p.*, a.actual_label, a.actual_score, a.actual_ts
+      SELECT p.*, a.actual_label, a.actual_score, a.relevance_label, a.relevance_score, a.actual_ts
       FROM predictions p LEFT JOIN actuals a
         ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id`);
   }
