@@ -9,7 +9,7 @@ import { startHttpServer } from './admin/server.ts';
 import type { Config } from './config/index.ts';
 import { describeError } from './errors.ts';
 import { createLogger } from './log.ts';
-import { isJobPaused } from './queue/control.ts';
+import { isJobPaused, recordPoll } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { PollLock } from './scheduler/poll-lock.ts';
 import { Poller } from './scheduler/poller.ts';
@@ -70,7 +70,11 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   let lock: PollLock | undefined;
   if (roles.scheduler) {
     lock = new PollLock(redis, `${config.redis.prefix}:poll-lock`, Math.max(30_000, 3 * config.defaults.pollInterval));
-    poller = new Poller({ config, store, s3, queues, metrics, log, lock, isPaused: (jobId) => isJobPaused(queues, jobId) });
+    poller = new Poller({
+      config, store, s3, queues, metrics, log, lock,
+      isPaused: (jobId) => isJobPaused(queues, jobId),
+      onPolled: (jobId, status) => recordPoll(redis, config, jobId, { at: new Date().toISOString(), ...status }),
+    });
     poller.start();
   }
   let http: FastifyInstance | undefined;
@@ -79,7 +83,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
     http = await startHttpServer(config, metrics, {
       live: () => !stopping,
       ready: () => readiness(redis, store),
-    }, log);
+    }, log, { config, store, queues, redis, s3 });
   }
   log.info({ roles }, 'inference-importer started');
 

@@ -2,6 +2,8 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
+import { registerApi, type ApiContext } from './api.ts';
+import { registerDashboard } from './dashboard.ts';
 import type { Metrics } from './metrics.ts';
 
 /** Probes the HTTP server answers with. */
@@ -24,7 +26,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
  * The one HTTP port: health, readiness, Prometheus metrics, and (behind the token) the API.
  * Without a token it binds to loopback only, so an unprotected API is never reachable from outside.
  */
-export async function startHttpServer(config: Readonly<Config>, metrics: Metrics, health: HealthChecks, log: Logger): Promise<FastifyInstance> {
+export async function startHttpServer(config: Readonly<Config>, metrics: Metrics, health: HealthChecks, log: Logger, api?: ApiContext): Promise<FastifyInstance> {
   // Requests are logged at info; the child logs warnings and up so health probes and scrapes stay quiet.
   const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as unknown as FastifyBaseLogger });
   const token = config.http.token;
@@ -33,7 +35,7 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
     if (OPEN_ROUTES.has(path)) return;
     if (!token) return;
     if (!tokenMatches(req.headers.authorization, token)) {
-      await reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
     }
   });
   app.get('/healthz', async () => ({ ok: health.live() }));
@@ -42,6 +44,10 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
     return reply.code(r.ok ? 200 : 503).send(r);
   });
   app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  if (api) {
+    registerApi(app, api);
+    await registerDashboard(app, config, api.queues);
+  }
   const host = config.http.host ?? (token ? '0.0.0.0' : '127.0.0.1');
   await app.listen({ port: config.http.port, host });
   if (!token) log.warn({ host }, 'http.token is not set: the HTTP server listens on loopback only');

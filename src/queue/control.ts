@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
 import { ImporterError } from '../errors.ts';
 import type { ImportQueues } from './queues.ts';
@@ -57,4 +58,24 @@ export async function jobQueueStates(config: Readonly<Config>, queues: ImportQue
       } satisfies JobQueueState;
     }),
   );
+}
+
+/** How the last poll of a job went; kept in Redis so every process (and the CLI) can show it. */
+export interface PollStatus {
+  at: string;
+  outcome: 'ok' | 'error';
+  listed?: number;
+  queued?: number;
+  error?: string;
+}
+
+const pollKey = (config: Readonly<Config>, jobId: string) => `${config.redis.prefix}:last-poll:${jobId}`;
+
+export async function recordPoll(redis: Redis, config: Readonly<Config>, jobId: string, status: PollStatus): Promise<void> {
+  await redis.set(pollKey(config, jobId), JSON.stringify(status));
+}
+
+export async function lastPolls(redis: Redis, config: Readonly<Config>): Promise<Map<string, PollStatus>> {
+  const values = await redis.mget(...config.jobs.map((j) => pollKey(config, j.id)));
+  return new Map(config.jobs.flatMap((j, i) => (values[i] ? [[j.id, JSON.parse(values[i]!) as PollStatus] as const] : [])));
 }

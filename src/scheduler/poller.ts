@@ -29,6 +29,8 @@ export interface PollerDeps {
   lock: PollLock;
   /** Jobs for which polling is paused right now. */
   isPaused?: (jobId: string) => Promise<boolean>;
+  /** Told how every poll ended (for status displays); failures to record are ignored. */
+  onPolled?: (jobId: string, status: { outcome: 'ok' | 'error'; listed?: number; queued?: number; error?: string }) => Promise<void>;
 }
 
 /** The objects of a listing a job imports: no side files, and for `auto` only known extensions. */
@@ -81,7 +83,7 @@ export class Poller {
 
   /** Polls one job now. Errors are logged and counted, never thrown past the loop. */
   async pollJob(job: JobConfig): Promise<PollResult | undefined> {
-    const { store, s3, queues, metrics, log, isPaused } = this.deps;
+    const { store, s3, queues, metrics, log, isPaused, onPolled } = this.deps;
     if (isPaused && (await isPaused(job.id))) return undefined;
     const started = process.hrtime.bigint();
     const { bucket, prefix } = parseS3Url(job.source);
@@ -116,11 +118,13 @@ export class Poller {
       if (changed) metrics.filesDiscovered.inc({ job: job.id, kind: 'changed' }, changed);
       if (result.discoveredNew || changed || requeue.length) log.info({ job: job.id, ...result }, 'poll queued files');
       else log.debug({ job: job.id, ...result }, 'poll found nothing new');
+      await onPolled?.(job.id, { outcome: 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
       return result;
     } catch (err) {
       metrics.pollErrors.inc({ job: job.id });
       const e = describeError(err);
       log.error({ job: job.id, source: job.source, code: e.code }, `poll failed: ${e.message}`);
+      await onPolled?.(job.id, { outcome: 'error', error: `${e.code}: ${e.message}` }).catch(() => undefined);
       throw err;
     }
   }

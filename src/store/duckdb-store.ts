@@ -8,6 +8,12 @@ import { checkSelect } from '../schema/select.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
+  ACTUAL_DELAY_BUCKETS,
+  type JobCounts,
+  type FilePage,
+  type MatchedActuals,
+  type ModelSummary,
+  type QueryResult,
   type FileStatus,
   type FileVersion,
   type ImportRequest,
@@ -107,6 +113,9 @@ export class DuckDbStore implements Store {
   private importConn!: DuckDBConnection;
   private ledgerConn!: DuckDBConnection;
   private readConn!: DuckDBConnection;
+  /** Operators' ad-hoc SELECTs run here, so a slow one can be interrupted without touching anything else. */
+  private sqlConn!: DuckDBConnection;
+  private readonly sqlLock = new Mutex();
   /** Imports run one at a time: their deletes and upserts touch the same tables. DuckDB parallelises each one. */
   private readonly importLock = new Mutex();
   private readonly ledgerLock = new Mutex();
@@ -131,8 +140,9 @@ export class DuckDbStore implements Store {
     this.importConn = await this.instance.connect();
     this.ledgerConn = await this.instance.connect();
     this.readConn = await this.instance.connect();
+    this.sqlConn = await this.instance.connect();
     // Naive timestamps in files are read as UTC, whatever the host's zone.
-    for (const c of [this.importConn, this.ledgerConn, this.readConn]) await c.run("SET TimeZone = 'UTC'");
+    for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) await c.run("SET TimeZone = 'UTC'");
     await this.importConn.run(SCHEMA_SQL);
     await this.rebuildViews(this.importConn);
     if (this.options.readableDirectory) {
@@ -334,6 +344,8 @@ export class DuckDbStore implements Store {
         actualsLoaded = Number(inserted[0]?.Count ?? 0);
       }
 
+      const matched = refuse ? undefined : await this.matchedByImport(conn, job.model.id, env, version.fileId, plan.hasPredictions, plan.hasActuals);
+
       await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previous})`);
       if (rowsRejected > 0) {
         await conn.run(
@@ -360,12 +372,150 @@ export class DuckDbStore implements Store {
       );
       await conn.run(`DROP TABLE ${stage}`);
       await conn.run('COMMIT');
-      return { status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode };
+      return { status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode, matched };
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined);
       await conn.run(`DROP TABLE IF EXISTS ${stage}`).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Actuals that this import joined to a prediction: the file's actuals that found their
+   * prediction, or the waiting actuals that the file's predictions found. Grouped by delay bucket.
+   */
+  private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, fileId: number, predictions: boolean, actuals: boolean): Promise<MatchedActuals> {
+    const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
+    const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2`, [MODEL_SCHEMA, modelId])).length > 0;
+    if (!tableExists) return { count: 0, groups: [] };
+    const side = predictions && actuals ? 'p.source_file_id = $3 OR a.source_file_id = $3' : predictions ? 'p.source_file_id = $3' : 'a.source_file_id = $3';
+    const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
+    const rows = await this.all(
+      conn,
+      `SELECT ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
+         SELECT greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
+         FROM actuals a JOIN ${table} p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
+         WHERE a.model_id = $1 AND a.environment = $2 AND (${side})
+       ) GROUP BY ALL`,
+      [modelId, env, fileId],
+    );
+    const groups = rows.map((r) => ({ count: Number(r.n), meanSeconds: Number(r.mean) }));
+    return { count: groups.reduce((a, g) => a + g.count, 0), groups };
+  }
+
+  async jobCounts(): Promise<Map<string, JobCounts>> {
+    const rows = await this.query(
+      `SELECT job_id, status, count(*) AS n, sum(coalesce(predictions_loaded, 0) + coalesce(actuals_loaded, 0)) AS loaded, sum(coalesce(rows_rejected, 0)) AS rejected
+       FROM (SELECT * FROM import_files QUALIFY row_number() OVER (PARTITION BY job_id, key ORDER BY discovered_at DESC, file_id DESC) = 1)
+       GROUP BY ALL`,
+    );
+    const out = new Map<string, JobCounts>();
+    for (const r of rows) {
+      const c = out.get(String(r.job_id)) ?? { files: {}, rowsLoaded: 0, rowsRejected: 0 };
+      c.files[r.status as FileStatus] = Number(r.n);
+      c.rowsLoaded += Number(r.loaded);
+      c.rowsRejected += Number(r.rejected);
+      out.set(String(r.job_id), c);
+    }
+    return out;
+  }
+
+  async listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage> {
+    const current = `SELECT * FROM import_files WHERE job_id = $1 QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`;
+    const filter = options.status ? 'WHERE status = $2' : '';
+    const params: unknown[] = options.status ? [jobId, options.status] : [jobId];
+    const [{ n }] = await this.query<{ n: number }>(`SELECT count(*)::INT AS n FROM (${current}) ${filter}`, params);
+    const rows = await this.query(
+      `SELECT ${LEDGER_COLUMNS} FROM (${current}) ${filter} ORDER BY discovered_at DESC, key LIMIT ${Math.floor(options.limit)} OFFSET ${Math.floor(options.offset)}`,
+      params,
+    );
+    const files = rows.map(toVersion);
+    if (files.length === 0) return { total: n, files: [] };
+    const keys = files.map((f) => f.key);
+    const ids = files.map((f) => f.fileId);
+    const older = await this.query(
+      `SELECT key, etag, status, discovered_at, finished_at, file_id FROM import_files WHERE job_id = $1 AND list_contains($2::VARCHAR[], key) AND NOT list_contains($3::BIGINT[], file_id)
+       ORDER BY discovered_at DESC`,
+      [jobId, keys, ids],
+    );
+    const errors = await this.query(
+      `SELECT file_id, code, message, row_number, column_name FROM rejected_rows WHERE list_contains($1::BIGINT[], file_id)
+       QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY row_number) <= ${Math.floor(options.errors)} ORDER BY file_id, row_number`,
+      [ids],
+    );
+    return {
+      total: n,
+      files: files.map((f) => ({
+        ...f,
+        previousVersions: older.filter((o) => o.key === f.key).map((o) => ({ etag: String(o.etag), status: o.status as FileStatus, discoveredAt: date(o.discovered_at)!, finishedAt: date(o.finished_at) })),
+        firstErrors: errors
+          .filter((e) => Number(e.file_id) === f.fileId)
+          .map((e) => ({ code: String(e.code), message: String(e.message), row: num(e.row_number), column: (e.column_name as string | null) ?? null })),
+      })),
+    };
+  }
+
+  resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
+    return this.ledgerWrite(async (conn) => {
+      const current = `SELECT file_id FROM import_files WHERE job_id = $1 QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`;
+      const where = 'failed' in which ? `status = 'failed'` : `key = $2`;
+      const params = 'failed' in which ? [jobId] : [jobId, which.key];
+      const ids = (await this.all(conn, `SELECT file_id FROM import_files WHERE file_id IN (${current}) AND ${where}`, params as DuckDBValue[])).map((r) => Number(r.file_id));
+      if (ids.length === 0) return [];
+      await conn.run(
+        `UPDATE import_files SET status = 'pending', attempts = 0, finished_at = NULL, error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
+         WHERE list_contains($1::BIGINT[], file_id)`,
+        [ids as unknown as DuckDBValue],
+      );
+      return (await this.all(conn, `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE list_contains($1::BIGINT[], file_id) ORDER BY key`, [ids as unknown as DuckDBValue])).map(toVersion);
+    });
+  }
+
+  async modelSummaries(): Promise<ModelSummary[]> {
+    const rows = await this.query(
+      `WITH p AS (SELECT model_id, environment, count(*) AS predictions FROM predictions GROUP BY ALL),
+            a AS (SELECT model_id, environment, count(*) AS actuals FROM actuals GROUP BY ALL),
+            j AS (SELECT a.model_id, a.environment, count(*) AS joined,
+                         quantile_cont(greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)), 0.5) AS p50,
+                         quantile_cont(greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)), 0.9) AS p90
+                  FROM actuals a JOIN predictions p USING (model_id, environment, prediction_id) GROUP BY ALL)
+       SELECT model_id, environment, coalesce(predictions, 0) AS predictions, coalesce(actuals, 0) AS actuals, coalesce(joined, 0) AS joined, p50, p90
+       FROM p FULL JOIN a USING (model_id, environment) LEFT JOIN j USING (model_id, environment) ORDER BY model_id, environment`,
+    );
+    return rows.map((r) => {
+      const predictions = Number(r.predictions);
+      const actuals = Number(r.actuals);
+      const joined = Number(r.joined);
+      return {
+        modelId: String(r.model_id), environment: String(r.environment), predictions, actuals, joined,
+        matchRate: predictions ? joined / predictions : 0, actualsWaiting: actuals - joined,
+        delayP50: r.p50 === null ? null : Number(r.p50), delayP90: r.p90 === null ? null : Number(r.p90),
+      };
+    });
+  }
+
+  readOnlyQuery(sql: string, limit: number, timeoutMs: number): Promise<QueryResult> {
+    return this.sqlLock.run(async () => {
+      const conn = this.sqlConn;
+      const [{ j }] = (await conn.runAndReadAll(`SELECT json_serialize_sql(${sqlString(sql)}) AS j`)).getRowObjectsJson() as Array<{ j: string }>;
+      const tree = JSON.parse(j);
+      const refuse = (why: string) => new ImporterError('IMP_ERR_SQL_REFUSED', why, { permanent: true });
+      if (tree.error) throw refuse(/SELECT statements/i.test(tree.error_message) ? 'only a single SELECT statement is accepted' : `the query does not parse: ${tree.error_message}`);
+      if (tree.statements.length !== 1) throw refuse('only a single SELECT statement is accepted');
+      if (/"TABLE_FUNCTION"/.test(j)) throw refuse('table functions (read_csv, read_parquet, ...) are not accepted: query the store tables and views');
+      if (/"function_name":"(nextval|setval|currval)"/.test(j)) throw refuse('sequence functions change state and are not accepted');
+      const timer = setTimeout(() => conn.interrupt(), timeoutMs);
+      try {
+        const reader = await conn.runAndReadUntil(`SELECT * FROM (${sql.replace(/;\s*$/, '')}) LIMIT ${Math.floor(limit) + 1}`, limit + 1);
+        const rows = reader.getRowObjectsJson() as Array<Record<string, unknown>>;
+        return { columns: reader.columnNames(), rows: rows.slice(0, limit), truncated: rows.length > limit };
+      } catch (err) {
+        if (/interrupt/i.test(String((err as Error).message))) throw refuse(`the query ran longer than ${timeoutMs} ms and was stopped`);
+        throw refuse(describeError(err).message.split('\n')[0]);
+      } finally {
+        clearTimeout(timer);
+      }
+    });
   }
 
   /** Creates the model's typed table, or widens its STRUCT columns (features, tags, SHAP, embeddings) to hold this file's fields. */
@@ -447,7 +597,7 @@ export class DuckDbStore implements Store {
   async close(): Promise<void> {
     await this.importLock.run(async () => {
       await this.importConn.run('CHECKPOINT').catch(() => undefined);
-      for (const c of [this.importConn, this.ledgerConn, this.readConn]) c?.closeSync();
+      for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) c?.closeSync();
       this.instance?.closeSync();
     });
   }

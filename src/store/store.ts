@@ -38,6 +38,60 @@ export interface FileVersion extends ListedObject {
   errorRow: number | null;
 }
 
+/** Ledger counts of one job: latest version per key, by status, and rows. */
+export interface JobCounts {
+  files: Partial<Record<FileStatus, number>>;
+  rowsLoaded: number;
+  rowsRejected: number;
+}
+
+/** A rejected row as shown to operators. */
+export interface RowErrorView {
+  code: string;
+  message: string;
+  row: number | null;
+  column: string | null;
+}
+
+/** A page of a job's files: the current version of each key, its earlier versions, its first errors. */
+export interface FilePage {
+  total: number;
+  files: Array<FileVersion & { previousVersions: Array<Pick<FileVersion, 'etag' | 'status' | 'discoveredAt' | 'finishedAt'>>; firstErrors: RowErrorView[] }>;
+}
+
+/** Predictions, actuals and their join for one model and environment. */
+export interface ModelSummary {
+  modelId: string;
+  environment: string;
+  predictions: number;
+  actuals: number;
+  joined: number;
+  /** joined / predictions, 0 when there are no predictions. */
+  matchRate: number;
+  /** Actuals whose prediction has not arrived. */
+  actualsWaiting: number;
+  /** Seconds from prediction to actual over the joined rows. */
+  delayP50: number | null;
+  delayP90: number | null;
+}
+
+/** The result of a read-only query. */
+export interface QueryResult {
+  columns: string[];
+  rows: Array<Record<string, unknown>>;
+  truncated: boolean;
+}
+
+/** Bucket bounds (seconds) of the prediction → actual delay histogram: a minute to a month. */
+export const ACTUAL_DELAY_BUCKETS = [60, 300, 900, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400];
+
+/** Actuals that met their predictions in one import, grouped by delay bucket (for the delay histogram). */
+export interface MatchedActuals {
+  count: number;
+  /** Per delay bucket: how many, and their mean delay in seconds. */
+  groups: Array<{ count: number; meanSeconds: number }>;
+}
+
 /** What an import of one file did. */
 export interface ImportResult {
   status: FileStatus | 'skipped';
@@ -46,6 +100,8 @@ export interface ImportResult {
   actualsLoaded: number;
   rowsRejected: number;
   rejectedByCode: Record<string, number>;
+  /** Actuals joined to a prediction by this import (either side may arrive second). */
+  matched?: MatchedActuals;
 }
 
 /** Everything the store needs to import one downloaded file. */
@@ -85,8 +141,20 @@ export interface Store {
    * already committed or no longer current.
    */
   importFile(request: ImportRequest): Promise<ImportResult>;
-  /** Runs a read-only query (tests, CLI, admin). */
+  /** Runs a query of the importer's own (tests, admin). */
   query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Ledger counts of every job. */
+  jobCounts(): Promise<Map<string, JobCounts>>;
+  /** The current versions of a job's keys, newest discoveries first. */
+  listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage>;
+  /** Makes versions pending again, attempts reset: every failed current version of a job, or the current version of one key. */
+  resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]>;
+  modelSummaries(): Promise<ModelSummary[]>;
+  /**
+   * Runs one user-supplied SELECT: refused unless it is a single SELECT statement reading no
+   * table function; at most `limit` rows; interrupted after `timeoutMs`.
+   */
+  readOnlyQuery(sql: string, limit: number, timeoutMs: number): Promise<QueryResult>;
   /** Flushes and closes. */
   close(): Promise<void>;
 }

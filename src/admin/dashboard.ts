@@ -1,0 +1,25 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/index.ts';
+import type { ImportQueues } from '../queue/queues.ts';
+
+/** Where the queue dashboard is served. */
+export const DASHBOARD_PATH = '/admin/queues';
+
+/**
+ * Bull Board over every job's queue: pause, resume, retry and clean are the standard queue
+ * admin's, acting on the same queues (and the same paused state) as the API and the CLI.
+ * It sits behind the same bearer-token hook as the API.
+ */
+export async function registerDashboard(app: FastifyInstance, config: Readonly<Config>, queues: ImportQueues): Promise<void> {
+  const adapter = new FastifyAdapter();
+  adapter.setBasePath(DASHBOARD_PATH);
+  createBullBoard({
+    queues: config.jobs.map((j) => new BullMQAdapter(queues.get(j.id), { description: `${j.source} → model ${j.model.id}` })),
+    serverAdapter: adapter,
+    options: { uiConfig: { boardTitle: 'inference-importer' } },
+  });
+  await app.register(adapter.registerPlugin(), { prefix: DASHBOARD_PATH });
+}
