@@ -60,6 +60,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   });
   const queues = new ImportQueues(config, redis);
   const s3 = createS3Client(config.s3);
+  metrics.attach({ config, queues, store, redis });
 
   let workers: ImportWorkers | undefined;
   if (roles.worker) {

@@ -1,4 +1,20 @@
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Config } from '../config/index.ts';
+import { jobQueueStates } from '../queue/control.ts';
+import type { ImportQueues } from '../queue/queues.ts';
+import { ACTUAL_DELAY_BUCKETS, type ModelSummary, type Store } from '../store/store.ts';
+
+/** What the scrape-time gauges read. */
+export interface MetricSources {
+  config: Readonly<Config>;
+  queues: ImportQueues;
+  store: Store;
+  redis: Redis;
+}
+
+/** Without imports in between, scrapes reuse the model summaries this long (they scan predictions and actuals). */
+const SUMMARY_TTL_MS = 60_000;
 
 /**
  * Every metric the importer exports, with its labels, in one place so cardinality is visible:
@@ -8,8 +24,72 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'importer_' });
   const registers = [registry];
+  let sources: MetricSources | undefined;
+  let summaries: { at: number; value: Promise<ModelSummary[]> } | undefined;
+  const modelSummaries = () => {
+    if (!summaries || Date.now() - summaries.at > SUMMARY_TTL_MS) summaries = { at: Date.now(), value: sources!.store.modelSummaries() };
+    return summaries.value;
+  };
+  const probe = async (fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+      return 1;
+    } catch {
+      return 0;
+    }
+  };
   return {
     registry,
+    /** Connects the scrape-time gauges to the running parts. */
+    attach(s: MetricSources) {
+      sources = s;
+    },
+    /** An import committed rows: the next scrape recomputes the model summaries. */
+    storeChanged() {
+      summaries = undefined;
+    },
+    queueDepth: new Gauge({
+      name: 'importer_queue_jobs', help: 'Files in each job queue by state', labelNames: ['job', 'state'], registers,
+      async collect() {
+        if (!sources) return;
+        this.reset();
+        for (const q of await jobQueueStates(sources.config, sources.queues).catch(() => [])) {
+          for (const state of ['waiting', 'active', 'delayed', 'failed'] as const) this.set({ job: q.id, state }, q[state]);
+        }
+      },
+    }),
+    paused: new Gauge({
+      name: 'importer_job_paused', help: '1 when the job is paused (no polling, no imports)', labelNames: ['job'], registers,
+      async collect() {
+        if (!sources) return;
+        for (const q of await jobQueueStates(sources.config, sources.queues).catch(() => [])) this.set({ job: q.id }, q.state === 'paused' ? 1 : 0);
+      },
+    }),
+    actualsWaiting: new Gauge({
+      name: 'importer_actuals_waiting', help: 'Actuals whose prediction has not arrived', labelNames: ['model', 'environment'], registers,
+      async collect() {
+        if (!sources) return;
+        this.reset();
+        for (const m of await modelSummaries().catch(() => [])) this.set({ model: m.modelId, environment: m.environment }, m.actualsWaiting);
+      },
+    }),
+    redisUp: new Gauge({
+      name: 'importer_redis_up', help: '1 when Redis answers PING', registers,
+      async collect() {
+        if (sources) this.set(await probe(() => sources!.redis.ping()));
+      },
+    }),
+    storeUp: new Gauge({
+      name: 'importer_store_up', help: '1 when the store answers a query', registers,
+      async collect() {
+        if (sources) this.set(await probe(() => sources!.store.query('SELECT 1')));
+      },
+    }),
+    actualsMatched: new Counter({ name: 'importer_actuals_matched_total', help: 'Actuals joined to their prediction (by the import of either)', labelNames: ['job'], registers }),
+    actualDelay: new Histogram({
+      name: 'importer_actual_delay_seconds', help: 'Time from a prediction to its actual, for actuals as they are joined',
+      labelNames: ['job'], buckets: ACTUAL_DELAY_BUCKETS, registers,
+    }),
     pollDuration: new Histogram({
       name: 'importer_poll_duration_seconds', help: 'Time to list a job prefix and diff it against the ledger',
       labelNames: ['job'], buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers,

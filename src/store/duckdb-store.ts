@@ -434,14 +434,14 @@ export class DuckDbStore implements Store {
     const keys = files.map((f) => f.key);
     const ids = files.map((f) => f.fileId);
     const older = await this.query(
-      `SELECT key, etag, status, discovered_at, finished_at, file_id FROM import_files WHERE job_id = $1 AND list_contains($2::VARCHAR[], key) AND NOT list_contains($3::BIGINT[], file_id)
+      `SELECT key, etag, status, discovered_at, finished_at, file_id FROM import_files
+       WHERE job_id = $1 AND key IN (${keys.map(sqlString).join(', ')}) AND file_id NOT IN (${ids.join(', ')})
        ORDER BY discovered_at DESC`,
-      [jobId, keys, ids],
+      [jobId],
     );
     const errors = await this.query(
-      `SELECT file_id, code, message, row_number, column_name FROM rejected_rows WHERE list_contains($1::BIGINT[], file_id)
+      `SELECT file_id, code, message, row_number, column_name FROM rejected_rows WHERE file_id IN (${ids.join(', ')})
        QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY row_number) <= ${Math.floor(options.errors)} ORDER BY file_id, row_number`,
-      [ids],
     );
     return {
       total: n,
@@ -464,10 +464,9 @@ export class DuckDbStore implements Store {
       if (ids.length === 0) return [];
       await conn.run(
         `UPDATE import_files SET status = 'pending', attempts = 0, finished_at = NULL, error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
-         WHERE list_contains($1::BIGINT[], file_id)`,
-        [ids as unknown as DuckDBValue],
+         WHERE file_id IN (${ids.join(', ')})`,
       );
-      return (await this.all(conn, `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE list_contains($1::BIGINT[], file_id) ORDER BY key`, [ids as unknown as DuckDBValue])).map(toVersion);
+      return (await this.all(conn, `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE file_id IN (${ids.join(', ')}) ORDER BY key`)).map(toVersion);
     });
   }
 

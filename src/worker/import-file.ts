@@ -47,10 +47,16 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     const file = { path, key: version.key };
     const result = await store.importFile({ job, version, file, source: jobRelation(job, file), importTime: new Date() });
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
+      metrics.storeChanged();
       metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));
       metrics.rowsLoaded.inc({ job: job.id, kind: 'prediction' }, result.predictionsLoaded);
       metrics.rowsLoaded.inc({ job: job.id, kind: 'actual' }, result.actualsLoaded);
-      for (const [reason, n] of Object.entries(result.rejectedByCode)) metrics.rowsRejected.inc({ job: job.id, reason }, n);
+    }
+    for (const [reason, n] of Object.entries(result.rejectedByCode)) metrics.rowsRejected.inc({ job: job.id, reason }, n);
+    if (result.matched?.count) {
+      metrics.actualsMatched.inc({ job: job.id }, result.matched.count);
+      // Observing each bucket's mean delay once per row keeps both the bucket counts and the sum exact.
+      for (const g of result.matched.groups) for (let i = 0; i < g.count; i++) metrics.actualDelay.observe({ job: job.id }, g.meanSeconds);
     }
     return result;
   } finally {

@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Daemon } from '../src/daemon.ts';
+import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+
+const TOKEN = 'api-token-0123456789';
+const TS = `TIMESTAMPTZ '2026-11-20 10:00:00+00'`;
+
+describe('admin API and dashboard', () => {
+  let stack: Stack;
+  let daemon: Daemon;
+  let base: string;
+  const call = async (method: string, path: string, body?: unknown, token: string | null = TOKEN) => {
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    let json: unknown = text;
+    try {
+      json = JSON.parse(text);
+    } catch { /* HTML or Prometheus text */ }
+    return { status: res.status, body: json as any };
+  };
+  const put = async (key: string, sql: string) => {
+    const path = await writeFixture(join(stack.tmp.path, key.replaceAll('/', '_')), sql, 'FORMAT parquet');
+    await stack.s3.put(BUCKET, key, await readFile(path));
+  };
+
+  before(async () => {
+    stack = await startStack();
+    daemon = await runDaemon(stack.config([
+      { id: 'preds', source: `s3://${BUCKET}/preds/`, format: 'parquet', model: { id: 'ctr', version: 'v1' }, schema: { predictionId: 'pid', timestamp: 'ts', predictionLabel: 'label' } },
+      { id: 'acts', source: `s3://${BUCKET}/acts/`, model: { id: 'ctr' }, schema: { predictionId: 'pid', timestamp: 'ts', actualLabel: 'label' } },
+    ], { http: { port: 0, host: '127.0.0.1', token: TOKEN } }));
+    base = `http://127.0.0.1:${(daemon.http!.server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    await daemon?.stop();
+    await stack?.stop();
+  });
+
+  it('answers 401 on every protected route without the token and serves them with it', async () => {
+    const routes: Array<[string, string, unknown?]> = [
+      ['GET', '/api/jobs'], ['GET', '/api/jobs/preds'], ['GET', '/api/jobs/preds/files'], ['POST', '/api/jobs/preds/pause'], ['POST', '/api/jobs/preds/resume'],
+      ['POST', '/api/queue/pause'], ['POST', '/api/queue/resume'], ['POST', '/api/jobs/preds/retry'], ['POST', '/api/jobs/preds/reimport', { key: 'x' }],
+      ['POST', '/api/jobs/preds/dry-run', {}], ['GET', '/api/models'], ['POST', '/api/sql', { sql: 'SELECT 1' }], ['GET', '/admin/queues'], ['GET', '/admin/queues/api/queues'],
+    ];
+    for (const [method, path, body] of routes) {
+      const res = await call(method, path, body, null);
+      assert.equal(res.status, 401, `${method} ${path}`);
+      assert.equal(res.body.code, 'IMP_ERR_HTTP_UNAUTHORIZED');
+    }
+    for (const [method, path, body] of routes) {
+      const res = await call(method, path, body);
+      assert.ok([200, 404].includes(res.status) && !(res.status === 404 && path !== '/api/jobs/preds/reimport'), `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    const dashboard = await fetch(`${base}/admin/queues`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.match(await dashboard.text(), /<title>inference-importer<\/title>|bull-board|<div id="root">/i);
+    for (const open of ['/healthz', '/readyz', '/metrics']) assert.equal((await call('GET', open, undefined, null)).status, 200);
+  });
+
+  it('lists jobs with state, counters and last poll; files with versions and first errors; 400 and 404 as JSON', async () => {
+    await put('preds/a.parquet', `SELECT 'p' || i AS pid, ${TS} AS ts, 'yes' AS label FROM range(5) t(i) UNION ALL SELECT NULL, ${TS}, 'no'`);
+    await waitFor('a imported', async () => (await ledger(daemon, 'preds')).some((r) => r.status === 'partially_succeeded'));
+    const { body: one } = await call('GET', '/api/jobs/preds');
+    assert.equal(one.state, 'active');
+    assert.equal(one.source, `s3://${BUCKET}/preds/`);
+    assert.deepEqual(one.files, { pending: 0, succeeded: 0, partially_succeeded: 1, failed: 0, superseded: 0, vanished: 0 });
+    assert.deepEqual(one.rows, { loaded: 5, rejected: 1 });
+    assert.equal(one.lastPoll.outcome, 'ok');
+    assert.ok(Date.now() - Date.parse(one.lastPoll.at) < 10_000);
+    const { body: files } = await call('GET', '/api/jobs/preds/files?status=partially_succeeded&limit=10');
+    assert.equal(files.total, 1);
+    assert.equal(files.files[0].key, 'preds/a.parquet');
+    assert.deepEqual(files.files[0].firstErrors, [{ code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', message: 'row 6, column "pid": the prediction ID is null or empty', row: 6, column: 'pid' }]);
+    assert.deepEqual(await call('GET', '/api/jobs/preds/files?status=done'), {
+      status: 400, body: { code: 'IMP_ERR_HTTP_BAD_REQUEST', message: 'query.status: Invalid option: expected one of "pending"|"succeeded"|"partially_succeeded"|"failed"|"superseded"|"vanished"' },
+    });
+    assert.deepEqual((await call('GET', '/api/jobs/nope')).status, 404);
+    assert.deepEqual((await call('POST', '/api/jobs/preds/reimport', { key: 'preds/none.parquet' })).body.code, 'IMP_ERR_HTTP_NOT_FOUND');
+  });
+
+  it('pauses a job through the API (nothing new is imported), resumes it, retries failed files and re-imports one', async () => {
+    assert.deepEqual((await call('POST', '/api/jobs/preds/pause')).body, { id: 'preds', state: 'paused' });
+    await put('preds/b.parquet', `SELECT 'b' || i AS pid, ${TS} AS ts, 'yes' AS label FROM range(3) t(i)`);
+    await stack.s3.put(BUCKET, 'preds/c.parquet', 'not parquet at all');
+    await sleep(2500);
+    assert.deepEqual((await ledger(daemon, 'preds')).map((r) => r.key), ['preds/a.parquet']);
+    assert.equal((await call('GET', '/api/jobs')).body.jobs[0].state, 'paused');
+    await call('POST', '/api/jobs/preds/resume');
+    await waitFor('b and c ended', async () => {
+      const l = await ledger(daemon, 'preds');
+      return l.length === 3 && l.every((r) => r.status !== 'pending') && l;
+    });
+    const failed = (await call('GET', '/api/jobs/preds/files?status=failed')).body.files;
+    assert.deepEqual(failed.map((f: any) => [f.key, f.errorCode, f.attempts]), [['preds/c.parquet', 'IMP_ERR_FORMAT_UNREADABLE', 3]]);
+    // The producer fixes the file in place? No: retry re-runs the same version (here: fails again, attempts start over).
+    assert.deepEqual((await call('POST', '/api/jobs/preds/retry')).body, { job: 'preds', retried: ['preds/c.parquet'] });
+    await waitFor('c failed again', async () => (await ledger(daemon, 'preds')).find((r) => r.key === 'preds/c.parquet')!.status === 'failed');
+    const before = await daemon.store.query<{ t: string }>(`SELECT max(loaded_at)::VARCHAR AS t FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
+    assert.equal((await call('POST', '/api/jobs/preds/reimport', { key: 'preds/b.parquet' })).body.status, 'pending');
+    await waitFor('b re-imported', async () => {
+      const [now] = await daemon.store.query<{ t: string }>(`SELECT max(loaded_at)::VARCHAR AS t FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
+      return now.t !== before[0].t;
+    });
+    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
+    assert.equal(n, 3);
+  });
+
+  it('summarises models and moves the join metrics by exact amounts', async () => {
+    await put('acts/a.parquet', `SELECT 'p' || i AS pid, ${TS} + INTERVAL (i * 2) HOUR AS ts, 'yes' AS label FROM range(4) t(i) UNION ALL SELECT 'early', ${TS}, 'no'`);
+    await waitFor('actuals imported', async () => (await ledger(daemon, 'acts')).some((r) => r.status === 'succeeded'));
+    const { body } = await call('GET', '/api/models');
+    assert.deepEqual(body.models, [{ modelId: 'ctr', environment: 'production', predictions: 8, actuals: 5, joined: 4, matchRate: 0.5, actualsWaiting: 1, delayP50: 10_800, delayP90: 19_440 }]);
+    const metrics = (await call('GET', '/metrics', undefined, null)).body as string;
+    const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.equal(value('importer_actuals_matched_total{job="acts"}'), 4);
+    assert.equal(value('importer_actual_delay_seconds_count{job="acts"}'), 4);
+    assert.equal(value('importer_actual_delay_seconds_sum{job="acts"}'), 0 + 7200 + 14_400 + 21_600);
+    assert.equal(value('importer_actual_delay_seconds_bucket{le="3600",job="acts"}'), 1);
+    assert.equal(value('importer_actual_delay_seconds_bucket{le="21600",job="acts"}'), 4);
+    assert.equal(value('importer_actuals_waiting{model="ctr",environment="production"}'), 1);
+    assert.equal(value('importer_job_paused{job="preds"}'), 0);
+    assert.equal(value('importer_queue_jobs{job="preds",state="failed"}'), 1);
+    assert.equal(value('importer_redis_up'), 1);
+    assert.equal(value('importer_store_up'), 1);
+  });
+
+  it('answers read-only SQL and refuses writes, several statements and file reads', async () => {
+    const ok = await call('POST', '/api/sql', { sql: `SELECT prediction_id, actual_label FROM inferences WHERE actual_label IS NOT NULL ORDER BY 1`, limit: 2 });
+    assert.deepEqual(ok.body, { columns: ['prediction_id', 'actual_label'], rows: [{ prediction_id: 'p0', actual_label: 'yes' }, { prediction_id: 'p1', actual_label: 'yes' }], truncated: true });
+    const refused: Array<[string, RegExp]> = [
+      ['DELETE FROM actuals', /only a single SELECT statement is accepted/],
+      ['DROP TABLE actuals', /only a single SELECT statement is accepted/],
+      ['SELECT 1; DELETE FROM actuals', /only a single SELECT statement is accepted/],
+      [`SELECT * FROM read_csv('/etc/passwd')`, /table functions/],
+      [`SELECT * FROM '/etc/passwd'`, /Table with name \/etc\/passwd does not exist/], // no replacement scan of files without external access
+      [`SELECT nextval('import_file_ids')`, /sequence functions/],
+    ];
+    for (const [sql, why] of refused) {
+      const res = await call('POST', '/api/sql', { sql });
+      assert.equal(res.status, 400, sql);
+      assert.equal(res.body.code, 'IMP_ERR_SQL_REFUSED', sql);
+      assert.match(res.body.message, why, sql);
+    }
+    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM actuals`);
+    assert.equal(n, 5);
+  });
+});
