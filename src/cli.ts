@@ -6,7 +6,9 @@ import { describeError, ImporterError } from './errors.ts';
 import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { createS3Client } from './source/index.ts';
+import { ApiClient } from './admin/client.ts';
 import { checkSelect } from './schema/select.ts';
+import { formatTable } from './util/table.ts';
 import { dryRun, formatDryRun } from './worker/dry-run.ts';
 import { createLogger } from './log.ts';
 
@@ -126,16 +128,62 @@ async function withQueues(configPath: string, fn: (config: Readonly<Config>, que
   await redis.quit();
 }
 
-const jobsCmd = program.command('jobs').description('list jobs with their queue state').enablePositionalOptions().addOption(configOption()).option('--json', 'JSON output')
-  .action((o: { config: string; json?: boolean }) =>
-    withQueues(o.config, async (config, queues) => {
-      const states = await jobQueueStates(config, queues);
-      if (o.json) process.stdout.write(`${JSON.stringify(states, null, 2)}\n`);
-      else {
-        const rows = [['JOB', 'STATE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED'], ...states.map((s) => [s.id, s.state, s.waiting, s.active, s.delayed, s.failed].map(String))];
-        const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-        process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n');
-      }
+const urlOption = () => new Option('--url <url>', "the daemon's HTTP address (default http://127.0.0.1:<http.port>)");
+
+/** Runs a command against the running daemon's API. */
+async function withApi(o: { config: string; url?: string }, fn: (api: ApiClient, config: Readonly<Config>) => Promise<void>): Promise<void> {
+  const config = await load(o.config);
+  try {
+    await fn(new ApiClient(config, o.url), config);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+const print = (json: boolean | undefined, value: unknown, text: () => string) => process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
+
+interface JobView {
+  id: string; state: string; source: string; format: string; model: { id: string; environment: string };
+  lastPoll: { at: string; outcome: string; error?: string } | null;
+  files: Record<string, number>; rows: { loaded: number; rejected: number }; queue: Record<string, number>;
+}
+
+const jobsCmd = program.command('jobs').description('list jobs: state, last poll, files by status, rows (from the running daemon; queue state only when it is down)')
+  .enablePositionalOptions().addOption(configOption()).addOption(urlOption()).option('--json', 'JSON output')
+  .action(async (o: { config: string; url?: string; json?: boolean }) => {
+    const config = await load(o.config);
+    let jobs: JobView[] | undefined;
+    try {
+      jobs = (await new ApiClient(config, o.url).call<{ jobs: JobView[] }>('GET', '/api/jobs')).jobs;
+    } catch {
+      // The daemon is down: what Redis knows (state and queue) still helps.
+    }
+    if (jobs) {
+      print(o.json, jobs, () => formatTable(
+        ['JOB', 'STATE', 'LAST POLL', 'PENDING', 'SUCCEEDED', 'PARTIAL', 'FAILED', 'ROWS', 'REJECTED'],
+        jobs!.map((j) => [j.id, j.state, j.lastPoll ? `${j.lastPoll.at.slice(0, 19)}Z ${j.lastPoll.outcome}` : 'never', j.files.pending, j.files.succeeded, j.files.partially_succeeded, j.files.failed, j.rows.loaded, j.rows.rejected]),
+      ));
+      return;
+    }
+    await withQueues(o.config, async (cfg, queues) => {
+      const states = await jobQueueStates(cfg, queues);
+      print(o.json, states, () => formatTable(['JOB', 'STATE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED'], states.map((s) => [s.id, s.state, s.waiting, s.active, s.delayed, s.failed])));
+    });
+  });
+jobsCmd.command('status <id>').description('one job in detail').addOption(configOption()).addOption(urlOption()).option('--json', 'JSON output')
+  .action((id: string, o: { config: string; url?: string; json?: boolean }) =>
+    withApi(o, async (api) => {
+      const j = await api.call<JobView>('GET', `/api/jobs/${encodeURIComponent(id)}`);
+      print(o.json, j, () => [
+        `job ${j.id}: ${j.state}`,
+        `  source   ${j.source} (${j.format})`,
+        `  model    ${j.model.id} / ${j.model.environment}`,
+        `  polled   ${j.lastPoll ? `${j.lastPoll.at} ${j.lastPoll.outcome}${j.lastPoll.error ? `: ${j.lastPoll.error}` : ''}` : 'never'}`,
+        `  files    ${Object.entries(j.files).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+        `  rows     loaded ${j.rows.loaded}, rejected ${j.rows.rejected}`,
+        `  queue    ${Object.entries(j.queue).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+        '',
+      ].join('\n'));
     }),
   );
 for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
@@ -147,6 +195,43 @@ for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
       }),
     );
 }
+interface FileView {
+  key: string; etag: string; status: string; attempts: number; rowsRead: number | null; predictionsLoaded: number | null; actualsLoaded: number | null;
+  rowsRejected: number | null; errorCode: string | null; errorMessage: string | null; finishedAt: string | null;
+  firstErrors: Array<{ code: string; message: string; row: number | null; column: string | null }>;
+}
+
+program.command('files <id>').description("a job's files, newest first, with their status and first errors").addOption(configOption()).addOption(urlOption())
+  .option('--failed', 'only failed files').option('--status <status>', 'only files in this status').option('--limit <n>', 'how many', '50').option('--json', 'JSON output')
+  .action((id: string, o: { config: string; url?: string; failed?: boolean; status?: string; limit: string; json?: boolean }) =>
+    withApi(o, async (api) => {
+      const status = o.failed ? 'failed' : o.status;
+      const page = await api.call<{ total: number; files: FileView[] }>('GET', `/api/jobs/${encodeURIComponent(id)}/files?limit=${encodeURIComponent(o.limit)}${status ? `&status=${encodeURIComponent(status)}` : ''}`);
+      print(o.json, page, () => {
+        const table = formatTable(
+          ['KEY', 'STATUS', 'ATTEMPTS', 'ROWS', 'LOADED', 'REJECTED', 'ERROR'],
+          page.files.map((f) => [f.key, f.status, f.attempts, f.rowsRead, (f.predictionsLoaded ?? 0) + (f.actualsLoaded ?? 0), f.rowsRejected, f.errorCode]),
+        );
+        const details = page.files.filter((f) => f.errorMessage).map((f) => f.errorMessage).join('\n');
+        return `${table}${details ? `\n${details}\n` : ''}(${page.files.length} of ${page.total})\n`;
+      });
+    }),
+  );
+program.command('retry <id>').description('import the failed files of a job again').addOption(configOption()).addOption(urlOption())
+  .action((id: string, o: { config: string; url?: string }) =>
+    withApi(o, async (api) => {
+      const r = await api.call<{ retried: string[] }>('POST', `/api/jobs/${encodeURIComponent(id)}/retry`);
+      process.stdout.write(`${r.retried.length} failed file${r.retried.length === 1 ? '' : 's'} queued again${r.retried.length ? `: ${r.retried.join(', ')}` : ''}\n`);
+    }),
+  );
+program.command('reimport <id> <key>').description('import one file again, replacing what it contributed').addOption(configOption()).addOption(urlOption())
+  .action((id: string, key: string, o: { config: string; url?: string }) =>
+    withApi(o, async (api) => {
+      const r = await api.call<{ key: string; etag: string }>('POST', `/api/jobs/${encodeURIComponent(id)}/reimport`, { key });
+      process.stdout.write(`${r.key} (etag ${r.etag}) queued for re-import\n`);
+    }),
+  );
+
 const queueCmd = program.command('queue').description('every job at once');
 for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
   queueCmd.command(name).description(`${name} every job`).addOption(configOption())

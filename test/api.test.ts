@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Daemon } from '../src/daemon.ts';
+import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 
 const TOKEN = 'api-token-0123456789';
@@ -150,5 +151,30 @@ describe('admin API and dashboard', () => {
     }
     const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM actuals`);
     assert.equal(n, 5);
+  });
+
+  it('serves the CLI: jobs, jobs status, files --failed, retry and reimport, as tables and JSON', async () => {
+    const configFile = { path: join(stack.tmp.path, 'cli.yaml'), body: JSON.parse(JSON.stringify(daemon.config)) };
+    const cli = async (...args: string[]) => {
+      const child = await spawnCli([...args, '--url', base], configFile);
+      const { code } = await child.exited;
+      return { code, out: child.output().replace(/^.*(NodeVersionSupportWarning|a\.co\/|trace-warnings|node >=22|upgrade to node|security updates|^$).*\n?/gm, '') };
+    };
+    const jobs = await cli('jobs', '--json');
+    assert.equal(jobs.code, 0);
+    assert.deepEqual(JSON.parse(jobs.out).map((j: any) => [j.id, j.state, j.files.failed]), [['preds', 'active', 1], ['acts', 'active', 0]]);
+    const table = await cli('jobs');
+    assert.match(table.out, /^JOB +STATE +LAST POLL +PENDING +SUCCEEDED +PARTIAL +FAILED +ROWS +REJECTED\npreds +active +\d{4}-\d\d-\d\dT[\d:]+Z ok +0 +1 +1 +1 +8 +1\nacts +active .* +5 +0\n$/);
+    const status = await cli('jobs', 'status', 'acts');
+    assert.match(status.out, /^job acts: active\n {2}source {3}s3:\/\/inference\/acts\/ \(auto\)\n/);
+    const files = await cli('files', 'preds', '--failed');
+    assert.match(files.out, /^KEY +STATUS +ATTEMPTS +ROWS +LOADED +REJECTED +ERROR\npreds\/c\.parquet +failed +3 +- +0 +- +IMP_ERR_FORMAT_UNREADABLE\npreds\/c\.parquet: cannot be read: Invalid Input Error: No magic bytes found at end of file 'preds\/c\.parquet'\n\(1 of 1\)\n$/);
+    assert.deepEqual(await cli('retry', 'preds'), { code: 0, out: '1 failed file queued again: preds/c.parquet\n' });
+    const again = await cli('reimport', 'preds', 'preds/nothing.parquet');
+    assert.equal(again.code, 1);
+    assert.equal(again.out, 'IMP_ERR_HTTP_NOT_FOUND: POST /api/jobs/preds/reimport: HTTP 404: job preds has no file preds/nothing.parquet in its ledger\n');
+    const down = await spawnCli(['jobs', 'status', 'preds', '--url', 'http://127.0.0.1:9'], configFile);
+    assert.equal((await down.exited).code, 1);
+    assert.match(down.output(), /the daemon's API does not answer at http:\/\/127\.0\.0\.1:9 .*is `inference-importer run` running\?/);
   });
 });

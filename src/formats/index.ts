@@ -1,9 +1,9 @@
-import { ImporterError } from '../errors.ts';
+import { describeError, ImporterError } from '../errors.ts';
 import type { SourceFormat } from '../config/index.ts';
 import { readCsv } from './csv.ts';
 import { readJson } from './json.ts';
 import { readParquet } from './parquet.ts';
-import type { FormatReader } from './types.ts';
+import type { FormatReader, LocalFile } from './types.ts';
 
 export type { FormatReader, LocalFile, SourceRelation } from './types.ts';
 export { sqlIdent, sqlString, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
@@ -50,4 +50,19 @@ export function extensionOf(key: string): string {
 
 export function readerFor(format: ConcreteFormat): FormatReader {
   return READERS[format];
+}
+
+/**
+ * The error for a file DuckDB cannot read: DuckDB's first line, with the temp path replaced by the
+ * object key (operators know the key, not our temp names), and the line when DuckDB names one.
+ */
+export function unreadableError(file: LocalFile, err: unknown): ImporterError {
+  if (err instanceof ImporterError) return err;
+  const first = describeError(err).message.split('\n')[0].replaceAll(file.path, file.key);
+  const row = /line (\d+)/i.exec(first)?.[1];
+  return new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${file.key}: cannot be read: ${first}`, {
+    location: { file: file.key, row: row ? Number(row) : undefined },
+    permanent: true,
+    cause: err,
+  });
 }

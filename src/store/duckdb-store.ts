@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
+import { sqlIdent, sqlString, unreadableError, type SourceRelation } from '../formats/index.ts';
 import { planMapping, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { checkSelect } from '../schema/select.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
@@ -266,7 +266,7 @@ export class DuckDbStore implements Store {
     const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
     await checkSelect((sql) => this.all(conn, sql), job);
     const columns = (await this.all(conn, `DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
-      throw unreadable(file.key, err);
+      throw unreadableError(file, err);
     })).map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
     const plan = planMapping(job, source, columns, file.key, importTime);
     const stage = `stage_${++this.stageSeq}`;
@@ -295,7 +295,7 @@ export class DuckDbStore implements Store {
       try {
         await conn.run(`CREATE OR REPLACE TEMP TABLE ${stage} AS ${plan.stageSql}`);
       } catch (err) {
-        throw unreadable(file.key, err);
+        throw unreadableError(file, err);
       }
       const { rowsRead, rowsRejected, rejectedByCode } = await stageStats((sql) => this.all(conn, sql), stage);
       const previous = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(version.jobId)} AND key = ${sqlString(version.key)}`;
@@ -614,13 +614,3 @@ function structType(fields: StructField[]): string {
   return `STRUCT(${fields.map((f) => `${sqlIdent(f.name)} ${f.type}`).join(', ')})`;
 }
 
-function unreadable(key: string, err: unknown): ImporterError {
-  if (err instanceof ImporterError) return err;
-  const { message } = describeError(err);
-  const row = /line (\d+)/i.exec(message)?.[1];
-  return new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${key}: cannot be read: ${message.split('\n')[0]}`, {
-    location: { file: key, row: row ? Number(row) : undefined },
-    permanent: true,
-    cause: err,
-  });
-}

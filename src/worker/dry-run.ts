@@ -6,7 +6,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
-import { extensionOf, resolveFormat } from '../formats/index.ts';
+import { extensionOf, resolveFormat, unreadableError } from '../formats/index.ts';
 import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { checkSelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
@@ -90,7 +90,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.checks.schema = 'failed';
     await checkSelect(run, job);
     const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
-      throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${object.key}: cannot be read: ${describeError(err).message.split('\n')[0]}`);
+      throw unreadableError(file, err);
     });
     report.columns = described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) })).filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
     const plan = planMapping(job, source, [...report.columns, { name: source.rowNumberColumn, type: 'BIGINT' }], object.key, new Date());
@@ -98,7 +98,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
 
     report.checks.records = 'failed';
     await run(`CREATE TEMP TABLE stage AS ${plan.stageSql}`).catch((err) => {
-      throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${object.key}: cannot be read: ${describeError(err).message.split('\n')[0]}`);
+      throw unreadableError(file, err);
     });
     const stats = await stageStats(run, 'stage');
     report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
