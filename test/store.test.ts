@@ -30,7 +30,7 @@ describe('DuckDB store', () => {
     const [version] = await store.recordDiscovered('j', [obj(key, etag)]);
     const path = await writeFixture(join(tmp.path, `${etag}.parquet`), sql, 'FORMAT parquet');
     const file = { path, key };
-    return store.importFile({ job, version, file, source: readerFor('parquet')(file), importTime: new Date() });
+    return store.importFile({ job, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
   };
   const scores = async () => (await store.query<{ id: string; s: number }>(`SELECT prediction_id AS id, prediction_score AS s FROM model_predictions.m ORDER BY 1`));
 
@@ -59,9 +59,9 @@ describe('DuckDB store', () => {
     const path = await writeFixture(join(tmp.path, 's1.parquet'), `SELECT 'y' AS id, 0.5 AS score`, 'FORMAT parquet');
     const file = { path, key: 's.parquet' };
     await store.recordDiscovered('j', [obj('s.parquet', 'S2')]);
-    const superseded = await store.importFile({ job, version: v1, file, source: readerFor('parquet')(file), importTime: new Date() });
+    const superseded = await store.importFile({ job, version: v1, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     assert.equal(superseded.status, 'superseded');
-    const again = await store.importFile({ job, version: v1, file, source: readerFor('parquet')(file), importTime: new Date() });
+    const again = await store.importFile({ job, version: v1, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     assert.equal(again.status, 'skipped');
     const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.m WHERE prediction_id = 'y'`);
     assert.equal(n, 0);
@@ -75,7 +75,7 @@ describe('DuckDB store', () => {
       const [version] = await store.recordDiscovered('f', [obj(key, key)]);
       const path = await writeFixture(join(tmp.path, key), sql, 'FORMAT parquet');
       const file = { path, key };
-      return store.importFile({ job: fjob, version, file, source: readerFor('parquet')(file), importTime: new Date() });
+      return store.importFile({ job: fjob, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     };
     await loadF('f1.parquet', `SELECT 'a' AS id, 'yes' AS l, 3::INTEGER AS age`);
     await loadF('f2.parquet', `SELECT 'b' AS id, 'no' AS l, 4.5::DOUBLE AS age, 'Oslo' AS city`);

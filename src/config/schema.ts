@@ -35,7 +35,7 @@ const columnName = z.string().min(1, 'must name a column');
 /** A prefix (`"feature/"`) or an explicit list of columns. */
 const columnSelection = z.union([z.string().min(1), z.array(columnName).min(1)]);
 
-export const FORMATS = ['auto', 'parquet', 'csv', 'json'] as const;
+export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
 export type SourceFormat = (typeof FORMATS)[number];
 
 /** Feature types in Aporia's vocabulary; a tensor declares its dimensions. */
@@ -118,6 +118,12 @@ const jobSchema = z
       })
       .prefault({})
       .describe('How timestamps are read and which are plausible'),
+    capture: z
+      .strictObject({
+        featureNames: z.array(z.string().min(1)).min(1).optional().describe('Names of the features of CSV and list payloads, in payload order; default 0, 1, 2, ...'),
+      })
+      .optional()
+      .describe('SageMaker Data Capture settings'),
     readOptions: z
       .record(
         z.string().regex(/^[a-z_][a-z0-9_]*$/i, 'must be a DuckDB reader option name'),

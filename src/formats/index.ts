@@ -3,9 +3,10 @@ import type { SourceFormat } from '../config/index.ts';
 import { readCsv } from './csv.ts';
 import { readJson } from './json.ts';
 import { readParquet } from './parquet.ts';
+import { readSageMaker } from './sagemaker.ts';
 import type { FormatReader, LocalFile } from './types.ts';
 
-export type { FormatReader, LocalFile, SourceRelation } from './types.ts';
+export type { FormatReader, LocalFile, ReaderContext, SourceRelation } from './types.ts';
 export { sqlIdent, sqlString, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
 
 /** Concrete formats (everything `auto` can resolve to). */
@@ -16,6 +17,8 @@ const READERS: Record<ConcreteFormat, FormatReader> = {
   parquet: readParquet,
   csv: readCsv,
   json: readJson,
+  'sagemaker-capture': readSageMaker,
+  'sagemaker-ground-truth': readSageMaker,
 };
 
 const EXTENSIONS: Array<[RegExp, ConcreteFormat]> = [

@@ -18,8 +18,20 @@ export interface SourceRelation {
 /** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */
 export type ReadOptions = Readonly<Record<string, string | number | boolean | readonly string[] | Readonly<Record<string, string>>>>;
 
-/** One reader per format, all of this shape: a local file (and the job's read options) in, a DuckDB relation out. */
-export type FormatReader = (file: LocalFile, options?: ReadOptions) => SourceRelation;
+/** What a reader may use besides the file: the job's reader settings. */
+export interface ReaderContext {
+  /** Passed to DuckDB's reader as they are. */
+  readOptions?: ReadOptions;
+  /** SageMaker captures: names of the features of CSV and list payloads, in payload order. */
+  featureNames?: readonly string[];
+}
+
+/**
+ * One reader per format, all of this shape: a local file (and the job's reader settings) in, a
+ * DuckDB relation out. Readers that must first normalise a file (SageMaker captures) do it next
+ * to the file, inside the download folder the store's sandbox allows.
+ */
+export type FormatReader = (file: LocalFile, context: ReaderContext) => SourceRelation | Promise<SourceRelation>;
 
 /** The name readers give the 1-based row number column. */
 export const ROW_NUMBER_COLUMN = '__source_row';

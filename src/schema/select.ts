@@ -13,8 +13,8 @@ export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN,
  * The relation an import reads: the format's reader with the job's read options, then the job's
  * `select` expressions (like Aporia's select_expr) applied to it.
  */
-export function jobRelation(job: JobConfig, file: LocalFile): SourceRelation {
-  const base = readerFor(resolveFormat(job.format, file.key))(file, job.readOptions);
+export async function jobRelation(job: JobConfig, file: LocalFile): Promise<SourceRelation> {
+  const base = await readerFor(resolveFormat(job.format, file.key))(file, { readOptions: job.readOptions, featureNames: job.capture?.featureNames });
   if (!job.select) return base;
   return {
     sql: `(SELECT src.${base.rowNumberColumn} AS ${SELECT_ROW_COLUMN}, ${job.select.join(', ')} FROM ${base.sql} AS src)`,

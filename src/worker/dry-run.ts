@@ -86,7 +86,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     await conn.run('SET enable_external_access = false');
     const run = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>;
     const file = { path, key: object.key };
-    const source = jobRelation(job, file);
+    const source = await jobRelation(job, file);
     report.checks.schema = 'failed';
     await checkSelect(run, job);
     const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {

@@ -45,7 +45,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     }
     metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
     const file = { path, key: version.key };
-    const result = await store.importFile({ job, version, file, source: jobRelation(job, file), importTime: new Date() });
+    const result = await store.importFile({ job, version, file, source: await jobRelation(job, file), importTime: new Date() });
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
       metrics.storeChanged();
       metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));
