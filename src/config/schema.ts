@@ -35,7 +35,7 @@ const columnName = z.string().min(1, 'must name a column');
 /** A prefix (`"feature/"`) or an explicit list of columns. */
 const columnSelection = z.union([z.string().min(1), z.array(columnName).min(1)]);
 
-export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
+export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'delta', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
 export type SourceFormat = (typeof FORMATS)[number];
 
 /** Feature types in Aporia's vocabulary; a tensor declares its dimensions. */
@@ -104,7 +104,7 @@ const jobSchema = z
       .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'must be 1-63 letters, digits, - or _, starting with a letter or digit')
       .describe('Stable job ID; names its queue and its ledger rows'),
     source: s3Url,
-    format: z.enum(FORMATS).default('auto').describe('File format; auto = by extension'),
+    format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
     model: modelSchema,

@@ -9,8 +9,8 @@ import type { FormatReader, LocalFile } from './types.ts';
 export type { FormatReader, LocalFile, ReaderContext, SourceRelation } from './types.ts';
 export { sqlIdent, sqlString, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
 
-/** Concrete formats (everything `auto` can resolve to). */
-export type ConcreteFormat = Exclude<SourceFormat, 'auto'>;
+/** Formats read from one file (Delta tables are read by `formats/delta/`, from many). */
+export type ConcreteFormat = Exclude<SourceFormat, 'auto' | 'delta'>;
 
 /** The registry: adding a format is one reader file and one line here. */
 const READERS: Record<ConcreteFormat, FormatReader> = {
@@ -34,7 +34,7 @@ export function formatFromKey(key: string): ConcreteFormat | undefined {
 
 /** The format to read a key with under a job's configured format. */
 export function resolveFormat(configured: SourceFormat, key: string): ConcreteFormat {
-  if (configured !== 'auto') return configured;
+  if (configured !== 'auto' && configured !== 'delta') return configured;
   const found = formatFromKey(key);
   if (!found) {
     throw new ImporterError('IMP_ERR_FORMAT_UNKNOWN', `cannot tell the format of ${key} from its name; set the job's format`, {
@@ -69,3 +69,7 @@ export function unreadableError(file: LocalFile, err: unknown): ImporterError {
     cause: err,
   });
 }
+
+/** Ledger key of a Delta table: its root folder (ending in `/`); its "ETag" is the table version. */
+export const isDeltaKey = (key: string) => key.endsWith('/');
+export const deltaEtag = (version: number) => `v${version}`;

@@ -14,7 +14,11 @@ export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN,
  * `select` expressions (like Aporia's select_expr) applied to it.
  */
 export async function jobRelation(job: JobConfig, file: LocalFile): Promise<SourceRelation> {
-  const base = await readerFor(resolveFormat(job.format, file.key))(file, { readOptions: job.readOptions, featureNames: job.capture?.featureNames });
+  return applySelect(job, await readerFor(resolveFormat(job.format, file.key))(file, { readOptions: job.readOptions, featureNames: job.capture?.featureNames }));
+}
+
+/** Wraps a relation in the job's `select` expressions, when it has any. */
+export function applySelect(job: JobConfig, base: SourceRelation): SourceRelation {
   if (!job.select) return base;
   return {
     sql: `(SELECT src.${base.rowNumberColumn} AS ${SELECT_ROW_COLUMN}, ${job.select.join(', ')} FROM ${base.sql} AS src)`,

@@ -6,10 +6,11 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
-import { extensionOf, resolveFormat, unreadableError } from '../formats/index.ts';
+import { extensionOf, isDeltaKey, resolveFormat, unreadableError, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
-import { checkSelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
+import { applySelect, checkSelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
+import { deltaSource } from './delta-import.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
 import { downloadObject, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
 import type { ListedObject } from '../store/store.ts';
@@ -71,22 +72,28 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.kind === 'duckdb' ? config.store.memoryLimit : '1GB' });
   const conn = await db.connect();
   try {
-    const format = resolveFormat(job.format, object.key);
-    report.format = format;
     const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
-    if (object.size > maxBytes) throw tooLarge(report.file, object.size, maxBytes);
-    const path = join(dir, `${randomUUID()}${extensionOf(object.key)}`);
-    const downloaded = await downloadObject(s3, object, path, maxBytes);
-    if (downloaded.kind !== 'downloaded') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
-    report.checks.access = 'ok';
-
     await conn.run("SET TimeZone = 'UTC'");
-    // The same sandbox as the store: this session reads the downloaded file and nothing else.
+    // The same sandbox as the store: this session reads the downloaded files and nothing else.
     await conn.run(`SET allowed_directories = ['${dir.replaceAll("'", "''")}/']`);
     await conn.run('SET enable_external_access = false');
     const run = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>;
-    const file = { path, key: object.key };
-    const source = await jobRelation(job, file);
+    let file: LocalFile;
+    let source: SourceRelation;
+    if (isDeltaKey(object.key)) {
+      report.format = 'delta';
+      file = { path: dir, key: object.key };
+      source = applySelect(job, await deltaSource(s3, run, object, dir, maxBytes));
+    } else {
+      report.format = resolveFormat(job.format, object.key);
+      if (object.size > maxBytes) throw tooLarge(report.file, object.size, maxBytes);
+      file = { path: join(dir, `${randomUUID()}${extensionOf(object.key)}`), key: object.key };
+      const downloaded = await downloadObject(s3, object, file.path, maxBytes);
+      if (downloaded.kind !== 'downloaded') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
+      source = await jobRelation(job, file);
+    }
+    report.checks.access = 'ok';
+
     report.checks.schema = 'failed';
     await checkSelect(run, job);
     const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {

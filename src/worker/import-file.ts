@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { Config, JobConfig } from '../config/index.ts';
-import { extensionOf, resolveFormat } from '../formats/index.ts';
-import { jobRelation } from '../schema/select.ts';
+import { extensionOf, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import { applySelect, jobRelation } from '../schema/select.ts';
+import { deltaSource, isDeltaKey } from './delta-import.ts';
 import type { Metrics } from '../admin/metrics.ts';
 import { downloadObject, tooLarge } from '../source/index.ts';
 import type { ImportResult, Store } from '../store/store.ts';
@@ -32,20 +33,31 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
   const uri = `s3://${version.bucket}/${version.key}`;
   const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
   if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
-  resolveFormat(job.format, version.key); // an unknown extension fails before the download
+  const delta = isDeltaKey(version.key);
+  if (!delta) resolveFormat(job.format, version.key); // an unknown extension fails before the download
 
-  const path = join(deps.tmpDir, `${fileId}-${randomUUID()}${extensionOf(version.key)}`);
+  // One private folder per import: the download, and whatever a reader derives from it.
+  const dir = join(deps.tmpDir, `${fileId}-${randomUUID()}`);
+  await mkdir(dir);
   try {
-    const downloaded = await downloadObject(s3, version, path, maxBytes);
-    if (downloaded.kind !== 'downloaded') {
-      const message = downloaded.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;
-      await store.recordOutcome(fileId, downloaded.kind, message);
-      log.info({ job: job.id, key: version.key, etag: version.etag }, message);
-      return { status: downloaded.kind };
+    let file: LocalFile;
+    let source: SourceRelation;
+    if (delta) {
+      file = { path: dir, key: version.key };
+      source = applySelect(job, await deltaSource(s3, (sql) => store.query(sql), version, dir, maxBytes));
+    } else {
+      file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
+      const downloaded = await downloadObject(s3, version, file.path, maxBytes);
+      if (downloaded.kind !== 'downloaded') {
+        const message = downloaded.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;
+        await store.recordOutcome(fileId, downloaded.kind, message);
+        log.info({ job: job.id, key: version.key, etag: version.etag }, message);
+        return { status: downloaded.kind };
+      }
+      metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
+      source = await jobRelation(job, file);
     }
-    metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
-    const file = { path, key: version.key };
-    const result = await store.importFile({ job, version, file, source: await jobRelation(job, file), importTime: new Date() });
+    const result = await store.importFile({ job, version, file, source, importTime: new Date() });
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
       metrics.storeChanged();
       metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));
@@ -60,6 +72,6 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     }
     return result;
   } finally {
-    await rm(path, { force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 }
