@@ -76,6 +76,12 @@ describe('config', () => {
     const missing: string[] = [];
     assert.equal(expandEnv('# token: ${NOPE}\nx: "#${X}" # ${NOPE2}\ny: 1', { X: '1' }, missing), '# token: ${NOPE}\nx: "#1" # ${NOPE2}\ny: 1');
     assert.deepEqual(missing, []);
+    // A secret with YAML syntax in it stays one intact string; numbers stay numbers.
+    await writeFile(path, 'http: { port: ${PORT}, token: ${T} }\njobs:\n  - { id: a, source: "s3://bucket/a/", model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
+    const tricky = await loadConfig(path, { T: '*abc, def #ghi-0123456789', PORT: '8081' });
+    assert.deepEqual(tricky.http, { port: 8081, token: '*abc, def #ghi-0123456789' });
+    await writeFile(path, 'http: { host: 0.0.0.0 }\njobs:\n  - { id: a, source: "s3://bucket/a/", model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
+    await assert.rejects(loadConfig(path, {}), { message: `${path} has 1 error:\n  http.host: binding 0.0.0.0 without http.token would expose the admin API; set http.token or bind to 127.0.0.1` });
     assert.deepEqual([parseDuration('500ms'), parseDuration('1.5h'), parseDuration(3), parseDuration('x')], [500, 5_400_000, 3000, undefined]);
     assert.deepEqual([parseSize('1GiB'), parseSize('512MB'), parseSize(7), parseSize('-1')], [1024 ** 3, 512e6, 7, undefined]);
   });

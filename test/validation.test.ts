@@ -75,10 +75,13 @@ describe('validation and dry run', () => {
     const config = stack.config([predictionJob('zones', { schema: { predictionId: 'pid', timestamp: 'ts', predictionLabel: 'label' }, timestamps: { unit: 'ms', timeZone: 'Europe/Oslo' } })]);
     const daemon = await runDaemon(config);
     try {
-      await put('zones/a.csv', `SELECT 'ms' AS pid, '1795000000000' AS ts, 'y' AS label UNION ALL SELECT 'naive', '2026-07-01 12:00:00', 'y' UNION ALL SELECT 'offset', '2026-07-01T12:00:00+05:00', 'y'`);
+      await put('zones/a.csv', `SELECT 'ms' AS pid, '1795000000000' AS ts, 'y' AS label UNION ALL SELECT 'naive', '2026-07-01 12:00:00', 'y' UNION ALL SELECT 'offset', '2026-07-01T12:00:00+05:00', 'y' UNION ALL SELECT 'date', '2026-07-21', 'y' UNION ALL SELECT 'missing', NULL, 'y'`);
       await waitFor('imported', async () => (await ledger(daemon, 'zones')).some((r) => r.status === 'succeeded'));
-      const rows = await daemon.store.query(`SELECT prediction_id, strftime(prediction_ts AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS utc FROM predictions WHERE model_id = 'zones' ORDER BY 1`);
+      const rows = await daemon.store.query(`SELECT prediction_id, strftime(prediction_ts AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS utc FROM predictions WHERE model_id = 'zones' AND prediction_id <> 'missing' ORDER BY 1`);
+      const [missing] = await daemon.store.query<{ age: number }>(`SELECT epoch(now()) - epoch(prediction_ts) AS age FROM predictions WHERE prediction_id = 'missing'`);
+      assert.ok(missing.age >= 0 && missing.age < 60, 'a missing timestamp is the import time');
       assert.deepEqual(rows, [
+        { prediction_id: 'date', utc: '2026-07-20T22:00:00' },
         { prediction_id: 'ms', utc: '2026-11-18T11:06:40' },
         { prediction_id: 'naive', utc: '2026-07-01T10:00:00' },
         { prediction_id: 'offset', utc: '2026-07-01T07:00:00' },

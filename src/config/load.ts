@@ -23,12 +23,22 @@ export function expandEnv(text: string, env: NodeJS.ProcessEnv, missing: string[
 }
 
 function expandLine(text: string, env: NodeJS.ProcessEnv, missing: string[]): string {
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g, (_, name: string, dflt: string | undefined) => {
-    const value = env[name];
-    if (value !== undefined && value !== '') return value;
-    if (dflt !== undefined) return dflt;
-    missing.push(name);
-    return '';
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g, (match: string, name: string, dflt: string | undefined, offset: number) => {
+    const set = env[name];
+    let value: string;
+    if (set !== undefined && set !== '') value = set;
+    else if (dflt !== undefined) value = dflt;
+    else {
+      missing.push(name);
+      return '';
+    }
+    // A reference that is a whole YAML value is inserted as a quoted string, so a secret holding
+    // ` #`, `, ` or a leading `*` stays one intact string; numbers and booleans stay bare.
+    const before = text.slice(0, offset);
+    const after = text.slice(offset + match.length);
+    const wholeValue = /(^|[:,{[-])\s*$/.test(before) && /^\s*($|[,}\]]|#)/.test(after);
+    if (wholeValue && !/^(-?\d+(\.\d+)?|true|false)$/.test(value)) return JSON.stringify(value);
+    return value;
   });
 }
 
@@ -88,8 +98,15 @@ export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.
   let raw: unknown;
   try {
     raw = parseYaml(expanded);
-  } catch (err) {
-    throw new ImporterError('IMP_ERR_CONFIG_INVALID', `${path} is not valid YAML: ${(err as Error).message}`, { permanent: true });
+  } catch {
+    // The expanded text may hold secrets: report the error of the file as written instead.
+    let where = '';
+    try {
+      parseYaml(text);
+    } catch (original) {
+      where = `: ${(original as Error).message}`;
+    }
+    throw new ImporterError('IMP_ERR_CONFIG_INVALID', `${path} is not valid YAML once environment references are expanded${where}`, { permanent: true });
   }
   try {
     const config = validateConfig(raw, path);

@@ -239,6 +239,10 @@ export const configSchema = z
     jobs: z.array(jobSchema).min(1, 'at least one job is needed'),
   })
   .superRefine((cfg, ctx) => {
+    const host = cfg.http.host;
+    if (!cfg.http.token && host !== undefined && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(host)) {
+      ctx.addIssue({ code: 'custom', path: ['http', 'host'], message: `binding ${host} without http.token would expose the admin API; set http.token or bind to 127.0.0.1` });
+    }
     const seen = new Map<string, number>();
     cfg.jobs.forEach((job, i) => {
       const first = seen.get(job.id);

@@ -124,7 +124,8 @@ export class Poller {
           fresh.push(o);
           changed++;
         } else if (known.status === 'pending') requeue.push(known);
-        else if (known.status === 'vanished') revived.push(known);
+        // Listed again after a 404 or a 412 on download (content went back, a spurious precondition failure): import it.
+        else if (known.status === 'vanished' || known.status === 'superseded') revived.push(known);
       }
       for (const v of revived) fresh.push(v);
       const recorded = await store.recordDiscovered(job.id, fresh);

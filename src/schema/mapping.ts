@@ -74,7 +74,7 @@ function timestampSql(job: JobConfig, column: FileColumn): string {
   // Text: epoch digits, or RFC 3339 / ISO 8601 with an offset (honoured) or without one (the job's zone).
   const t = `trim(CAST(${c} AS VARCHAR))`;
   return `CASE WHEN regexp_full_match(${t}, '-?[0-9]+(\\.[0-9]+)?') THEN ${epoch(`TRY_CAST(${t} AS DOUBLE)`)}
-    WHEN regexp_matches(${t}, '([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(${t} AS TIMESTAMPTZ)
+    WHEN regexp_matches(${t}, '[T ][0-9:.]+\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(${t} AS TIMESTAMPTZ)
     ELSE timezone(${tz}, TRY_CAST(${t} AS TIMESTAMP)) END`;
 }
 
@@ -265,7 +265,7 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
       ${textSql(pid)} AS prediction_id,
       ${constOr(version, job.model.version ?? '')} AS model_version,
       ${constOr(batch, job.model.batchId)} AS batch_id,
-      ${ts ? timestampSql(job, ts) : `TIMESTAMPTZ ${sqlString(importTime.toISOString())}`} AS prediction_ts,
+      ${ts ? `CASE WHEN ${ref(ts)} IS NULL THEN TIMESTAMPTZ ${sqlString(importTime.toISOString())} ELSE ${timestampSql(job, ts)} END` : `TIMESTAMPTZ ${sqlString(importTime.toISOString())}`} AS prediction_ts,
       ${textSql(predLabel)} AS prediction_label,
       ${scoreMap ? 'NULL::DOUBLE' : numberSql(predScore)} AS prediction_score,
       ${scoresSql} AS prediction_scores,

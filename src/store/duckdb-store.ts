@@ -306,11 +306,11 @@ export class DuckDbStore implements Store {
       let actualsLoaded = 0;
       if (plan.hasPredictions && !refuse) {
         await this.ensureModelTable(conn, job.model.id, plan.structs);
-        await conn.run(`DELETE FROM ${modelTable} WHERE source_file_id IN (${previous})`);
+        await conn.run(`DELETE FROM ${modelTable} WHERE model_id = $1 AND source_file_id IN (${previous})`, [job.model.id]);
         await conn.run(
           `DELETE FROM ${modelTable} t USING ${stage} s
-           WHERE s.reject_code IS NULL AND t.environment = $1 AND t.model_version = s.model_version AND t.prediction_id = s.prediction_id`,
-          [env],
+           WHERE s.reject_code IS NULL AND t.model_id = $2 AND t.environment = $1 AND t.model_version = s.model_version AND t.prediction_id = s.prediction_id`,
+          [env, job.model.id],
         );
         const structCols = Object.entries(plan.structs).filter(([, fields]) => fields.length).map(([name]) => name);
         const inserted = await this.all(
@@ -386,7 +386,7 @@ export class DuckDbStore implements Store {
    */
   private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, fileId: number, predictions: boolean, actuals: boolean): Promise<MatchedActuals> {
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
-    const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2`, [MODEL_SCHEMA, modelId])).length > 0;
+    const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId])).length > 0;
     if (!tableExists) return { count: 0, groups: [] };
     const side = predictions && actuals ? 'p.source_file_id = $3 OR a.source_file_id = $3' : predictions ? 'p.source_file_id = $3' : 'a.source_file_id = $3';
     const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
@@ -522,7 +522,8 @@ export class DuckDbStore implements Store {
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
     const existing = await this.all(
       conn,
-      `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`,
+      // DuckDB table names ignore case: models "M" and "m" share a table, their rows told apart by model_id.
+      `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND lower(table_name) = lower($2)`,
       [MODEL_SCHEMA, modelId],
     );
     let viewsStale = existing.length === 0;

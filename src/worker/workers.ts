@@ -85,12 +85,23 @@ export class ImportWorkers {
     }
   }
 
-  /** Catches versions BullMQ fails without running them (stalled too often after crashes). */
+  /**
+   * Keeps the ledger in step when BullMQ gives up on a version: after a stall limit (the process
+   * died during the import several times) or when the final attempt's own ledger write failed.
+   * A version left pending while its BullMQ job sits in the failed set would never be queued again.
+   */
   private async onFailed(bullJob: Job<ImportJobData> | undefined, err: Error): Promise<void> {
-    if (!bullJob || !/stalled/i.test(err.message)) return;
-    await this.deps.store
-      .recordFailure(bullJob.data.fileId, bullJob.attemptsMade, { code: 'IMP_ERR_IMPORT_INTERRUPTED', message: `${bullJob.data.key}: ${err.message}`, location: { file: bullJob.data.key } }, true)
-      .catch(() => undefined);
+    if (!bullJob) return;
+    const stalled = /stalled/i.test(err.message);
+    if (!stalled && bullJob.attemptsMade < (bullJob.opts.attempts ?? 1)) return;
+    const version = await this.deps.store.getVersion(bullJob.data.fileId).catch(() => undefined);
+    if (version?.status !== 'pending') return;
+    const e = stalled
+      ? { code: 'IMP_ERR_IMPORT_INTERRUPTED' as const, message: `${bullJob.data.key}: ${err.message}`, location: { file: bullJob.data.key } }
+      : describeError(err);
+    await this.deps.store.recordFailure(bullJob.data.fileId, bullJob.attemptsMade, e, true).catch((storeErr) =>
+      this.deps.log.error({ err: describeError(storeErr), fileId: bullJob.data.fileId }, 'cannot record the final failure; the version stays pending'),
+    );
   }
 
   /** Stops taking work and waits up to `timeoutMs` for running imports; returns false when it had to abandon some. */
