@@ -92,4 +92,28 @@ describe('DuckDB store', () => {
     const [json] = await store.query<{ f: string }>(`SELECT features::VARCHAR AS f FROM predictions WHERE model_id = 'feat' AND prediction_id = 'b'`);
     assert.deepEqual(JSON.parse(json.f), { age: 4.5, city: 'Oslo' });
   });
+
+  it('keeps an overridden row underneath: it comes back when the overriding file drops the ID, and a late retry of the older file does not win', async () => {
+    const ajob = validateConfig({ jobs: [{ id: 'acts', source: 's3://bkt/a/', model: { id: 'm' }, schema: { predictionId: 'id', actualLabel: 'y' } }] }).jobs[0];
+    const loadA = async (key: string, etag: string, sql: string) => {
+      const [version] = await store.recordDiscovered('acts', [obj(key, etag)]);
+      const path = await writeFixture(join(tmp.path, `a-${etag}.parquet`), sql, 'FORMAT parquet');
+      const file = { path, key };
+      return store.importFile({ job: ajob, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+    };
+    const actuals = async () => store.query(`SELECT prediction_id AS id, actual_label AS y FROM actuals WHERE model_id = 'm' ORDER BY 1`);
+    await loadA('act1.parquet', 'A1', `SELECT '1' AS id, 'cat' AS y UNION ALL SELECT '2', 'dog'`);
+    await loadA('act2.parquet', 'B1', `SELECT '1' AS id, 'eel' AS y`);
+    assert.deepEqual(await actuals(), [{ id: '1', y: 'eel' }, { id: '2', y: 'dog' }]);
+    await loadA('act2.parquet', 'B2', `SELECT '3' AS id, 'fox' AS y`);
+    assert.deepEqual(await actuals(), [{ id: '1', y: 'cat' }, { id: '2', y: 'dog' }, { id: '3', y: 'fox' }]);
+    // act1 imported again (same version, e.g. a reimport): act2's rows are newer files and keep winning where they overlap.
+    await loadA('act2.parquet', 'B3', `SELECT '2' AS id, 'gnu' AS y`);
+    const [again] = await store.resetVersions('acts', { key: 'act1.parquet' });
+    const path = await writeFixture(join(tmp.path, 'a-A1-again.parquet'), `SELECT '1' AS id, 'cat' AS y UNION ALL SELECT '2', 'dog'`, 'FORMAT parquet');
+    await store.importFile({ job: ajob, version: again, file: { path, key: 'act1.parquet' }, source: await readerFor('parquet')({ path, key: 'act1.parquet' }, {}), importTime: new Date() });
+    assert.deepEqual(await actuals(), [{ id: '1', y: 'cat' }, { id: '2', y: 'gnu' }]);
+    const [{ rows, current }] = await store.query<{ rows: number; current: number }>(`SELECT count(*)::INT AS rows, count(*) FILTER (is_current)::INT AS current FROM actual_rows WHERE model_id = 'm'`);
+    assert.deepEqual({ rows, current }, { rows: 3, current: 2 });
+  });
 });

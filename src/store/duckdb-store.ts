@@ -51,11 +51,12 @@ const SCHEMA_SQL = `
     rows_read BIGINT, predictions_loaded BIGINT, actuals_loaded BIGINT, rows_rejected BIGINT,
     error_code VARCHAR, error_message VARCHAR, error_column VARCHAR, error_row BIGINT
   );
-  CREATE TABLE IF NOT EXISTS actuals (
+  CREATE TABLE IF NOT EXISTS actual_rows (
     model_id VARCHAR NOT NULL, environment VARCHAR NOT NULL, prediction_id VARCHAR NOT NULL,
     actual_label VARCHAR, actual_score DOUBLE, relevance_label VARCHAR, relevance_score DOUBLE, actual_ts TIMESTAMPTZ,
-    source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL
+    source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true
   );
+  CREATE OR REPLACE VIEW actuals AS SELECT * EXCLUDE (is_current) FROM actual_rows WHERE is_current;
   CREATE TABLE IF NOT EXISTS rejected_rows (
     file_id BIGINT NOT NULL, job_id VARCHAR NOT NULL, key VARCHAR NOT NULL, etag VARCHAR NOT NULL,
     row_number BIGINT, column_name VARCHAR, code VARCHAR NOT NULL, message VARCHAR NOT NULL, raw JSON
@@ -66,7 +67,7 @@ const SCHEMA_SQL = `
 const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL, batch_id VARCHAR,
   prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
   prediction_scores MAP(VARCHAR, DOUBLE), prediction_group_id VARCHAR, rank INTEGER,
-  source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL`;
+  source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true`;
 
 /** STRUCT columns of model tables, shown as JSON in the shared `predictions` view. */
 const STRUCT_COLUMNS = ['features', 'tags', 'shap', 'embeddings'];
@@ -306,41 +307,30 @@ export class DuckDbStore implements Store {
       let actualsLoaded = 0;
       if (plan.hasPredictions && !refuse) {
         await this.ensureModelTable(conn, job.model.id, plan.structs);
-        await conn.run(`DELETE FROM ${modelTable} WHERE model_id = $1 AND source_file_id IN (${previous})`, [job.model.id]);
-        await conn.run(
-          `DELETE FROM ${modelTable} t USING ${stage} s
-           WHERE s.reject_code IS NULL AND t.model_id = $2 AND t.environment = $1 AND t.model_version = s.model_version AND t.prediction_id = s.prediction_id`,
-          [env, job.model.id],
-        );
         const structCols = Object.entries(plan.structs).filter(([, fields]) => fields.length).map(([name]) => name);
-        const inserted = await this.all(
-          conn,
-          `INSERT INTO ${modelTable} BY NAME
-           SELECT $1 AS model_id, model_version, $2 AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
+        const inserted = await this.replaceContribution(conn, {
+          table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous,
+          newKeys: `SELECT DISTINCT model_version, prediction_id FROM ${stage} WHERE reject_code IS NULL`,
+          insert: `INSERT INTO ${modelTable} BY NAME
+           SELECT ${sqlString(job.model.id)} AS model_id, model_version, ${sqlString(env)} AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                   prediction_scores, prediction_group_id, rank,
-                  ${structCols.map((c) => `${c}, `).join('')}CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
+                  ${structCols.map((c) => `${c}, `).join('')}CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM ${stage} WHERE reject_code IS NULL`,
-          [job.model.id, env, version.fileId],
-        );
+        });
         predictionsLoaded = Number(inserted[0]?.Count ?? 0);
       }
       if (plan.hasActuals && !refuse) {
-        await conn.run(`DELETE FROM actuals WHERE source_file_id IN (${previous})`);
         const actualRows = `SELECT * FROM ${stage} WHERE reject_code IS NULL
                               AND (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL)
                             QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1`;
-        await conn.run(
-          `DELETE FROM actuals a USING (${actualRows}) s WHERE a.model_id = $1 AND a.environment = $2 AND a.prediction_id = s.prediction_id`,
-          [job.model.id, env],
-        );
-        const inserted = await this.all(
-          conn,
-          `INSERT INTO actuals BY NAME
-           SELECT $1 AS model_id, $2 AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
-                  CAST($3 AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
+        const inserted = await this.replaceContribution(conn, {
+          table: 'actual_rows', keys: ['prediction_id'], modelId: job.model.id, env, previous,
+          newKeys: `SELECT DISTINCT prediction_id FROM (${actualRows})`,
+          insert: `INSERT INTO actual_rows BY NAME
+           SELECT ${sqlString(job.model.id)} AS model_id, ${sqlString(env)} AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
+                  CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM (${actualRows})`,
-          [job.model.id, env, version.fileId],
-        );
+        });
         actualsLoaded = Number(inserted[0]?.Count ?? 0);
       }
 
@@ -381,6 +371,36 @@ export class DuckDbStore implements Store {
   }
 
   /**
+   * Replaces what earlier versions of a file contributed to a table and adds this version's rows,
+   * keeping every file's rows: for each key the row of the newest file (highest ledger ID) is the
+   * current one. So a file that re-sends an ID overrides it without destroying the older row, and
+   * if that file is later rewritten without the ID, the older file's row becomes current again.
+   * Returns the insert's result.
+   */
+  private async replaceContribution(
+    conn: DuckDBConnection,
+    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; newKeys: string; insert: string },
+  ): Promise<Row[]> {
+    const n = ++this.stageSeq;
+    const keys = o.keys.join(', ');
+    const scope = (alias = '') => `${alias}model_id = ${sqlString(o.modelId)} AND ${alias}environment = ${sqlString(o.env)}`;
+    // Keys whose current row goes away with the earlier versions: another file's row may take over.
+    await conn.run(`CREATE OR REPLACE TEMP TABLE orphaned_${n} AS SELECT DISTINCT ${keys} FROM ${o.table} WHERE ${scope()} AND is_current AND source_file_id IN (${o.previous})`);
+    await conn.run(`DELETE FROM ${o.table} WHERE ${scope()} AND source_file_id IN (${o.previous})`);
+    const inserted = await this.all(conn, o.insert);
+    await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${o.newKeys})`);
+    // Only keys held by more than one file, or left without a current row, need their flag recomputed.
+    await conn.run(
+      `UPDATE ${o.table} t SET is_current = (t.source_file_id = w.top)
+       FROM (SELECT ${o.keys.map((k) => `r.${k}`).join(', ')}, max(r.source_file_id) AS top FROM ${o.table} r JOIN affected_${n} a USING (${keys})
+             WHERE ${scope('r.')} GROUP BY ALL HAVING count(*) > 1 OR NOT bool_or(r.is_current)) w
+       WHERE ${scope('t.')} AND ${o.keys.map((k) => `t.${k} = w.${k}`).join(' AND ')} AND t.is_current <> (t.source_file_id = w.top)`,
+    );
+    await conn.run(`DROP TABLE orphaned_${n}; DROP TABLE affected_${n}`);
+    return inserted;
+  }
+
+  /**
    * Actuals that this import joined to a prediction: the file's actuals that found their
    * prediction, or the waiting actuals that the file's predictions found. Grouped by delay bucket.
    */
@@ -394,8 +414,8 @@ export class DuckDbStore implements Store {
       conn,
       `SELECT ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
          SELECT greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
-         FROM actuals a JOIN ${table} p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
-         WHERE a.model_id = $1 AND a.environment = $2 AND (${side})
+         FROM actual_rows a JOIN ${table} p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
+         WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current AND (${side})
        ) GROUP BY ALL`,
       [modelId, env, fileId],
     );
@@ -581,7 +601,7 @@ export class DuckDbStore implements Store {
       const json = (c: string) => (cols.includes(c) ? `to_json(${c})` : 'NULL::JSON');
       return `SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                 prediction_scores, prediction_group_id, rank, ${STRUCT_COLUMNS.map((c) => `${json(c)} AS ${c}`).join(', ')}
-              FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
+              FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))} WHERE is_current`;
     });
     const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS batch_id, NULL::VARCHAR AS prediction_id,
       NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score,
