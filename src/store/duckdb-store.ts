@@ -387,16 +387,22 @@ export class DuckDbStore implements Store {
     // Keys whose current row goes away with the earlier versions: another file's row may take over.
     await conn.run(`CREATE OR REPLACE TEMP TABLE orphaned_${n} AS SELECT DISTINCT ${keys} FROM ${o.table} WHERE ${scope()} AND is_current AND source_file_id IN (${o.previous})`);
     await conn.run(`DELETE FROM ${o.table} WHERE ${scope()} AND source_file_id IN (${o.previous})`);
+    // Most files bring keys no other file holds; then no flag needs recomputing (a join with LIMIT 1 tells).
+    const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
+    const overlap = (await this.all(conn, `SELECT 1 FROM (${o.newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')} LIMIT 1`)).length > 0;
     const inserted = await this.all(conn, o.insert);
-    await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${o.newKeys})`);
-    // Only keys held by more than one file, or left without a current row, need their flag recomputed.
-    await conn.run(
-      `UPDATE ${o.table} t SET is_current = (t.source_file_id = w.top)
-       FROM (SELECT ${o.keys.map((k) => `r.${k}`).join(', ')}, max(r.source_file_id) AS top FROM ${o.table} r JOIN affected_${n} a USING (${keys})
-             WHERE ${scope('r.')} GROUP BY ALL HAVING count(*) > 1 OR NOT bool_or(r.is_current)) w
-       WHERE ${scope('t.')} AND ${o.keys.map((k) => `t.${k} = w.${k}`).join(' AND ')} AND t.is_current <> (t.source_file_id = w.top)`,
-    );
-    await conn.run(`DROP TABLE orphaned_${n}; DROP TABLE affected_${n}`);
+    if (Number(orphans) > 0 || overlap) {
+      await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${o.newKeys})`);
+      // Only keys held by more than one file, or left without a current row, need their flag recomputed.
+      await conn.run(
+        `UPDATE ${o.table} t SET is_current = (t.source_file_id = w.top)
+         FROM (SELECT ${o.keys.map((k) => `r.${k}`).join(', ')}, max(r.source_file_id) AS top FROM ${o.table} r JOIN affected_${n} a USING (${keys})
+               WHERE ${scope('r.')} GROUP BY ALL HAVING count(*) > 1 OR NOT bool_or(r.is_current)) w
+         WHERE ${scope('t.')} AND ${o.keys.map((k) => `t.${k} = w.${k}`).join(' AND ')} AND t.is_current <> (t.source_file_id = w.top)`,
+      );
+      await conn.run(`DROP TABLE affected_${n}`);
+    }
+    await conn.run(`DROP TABLE orphaned_${n}`);
     return inserted;
   }
 
