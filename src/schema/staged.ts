@@ -1,4 +1,4 @@
-import { ErrorCodes, type ErrorCode } from '../errors.ts';
+import { ErrorCodes } from '../errors.ts';
 import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
 
 /** Runs a query on a DuckDB connection and returns JSON-friendly rows. */
@@ -10,14 +10,6 @@ export interface StageStats {
   rowsValid: number;
   rowsRejected: number;
   rejectedByCode: Record<string, number>;
-}
-
-/** One rejected row as reported (ledger, dry run, API). */
-export interface RowError {
-  code: string;
-  message: string;
-  row: number;
-  column: string;
 }
 
 export async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {
@@ -49,9 +41,4 @@ export function rejectedRowsSql(stage: string, source: SourceRelation, limit?: n
     FROM (SELECT * FROM ${stage} WHERE reject_code IS NOT NULL ORDER BY source_row ${limit ? `LIMIT ${Math.floor(limit)}` : ''}) s
     JOIN (SELECT * EXCLUDE (${rowCol}), ${rowCol} AS __join_row FROM ${source.sql}) src ON src.__join_row = s.source_row
     ORDER BY s.source_row`;
-}
-
-/** Human text of a row error code. */
-export function rowErrorText(code: string): string {
-  return ErrorCodes[code as ErrorCode] ?? code;
 }

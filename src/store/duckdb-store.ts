@@ -251,13 +251,6 @@ export class DuckDbStore implements Store {
     });
   }
 
-  async describe(source: SourceRelation): Promise<Array<{ name: string; type: string }>> {
-    return this.importLock.run(async () => {
-      const rows = await this.all(this.importConn, `DESCRIBE SELECT * FROM ${source.sql}`);
-      return rows.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
-    });
-  }
-
   importFile(request: ImportRequest): Promise<ImportResult> {
     return this.importLock.run(() => this.importLocked(request));
   }

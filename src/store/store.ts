@@ -133,8 +133,6 @@ export interface Store {
   recordFailure(fileId: number, attempts: number, error: { code: ErrorCode; message: string; location: ErrorLocation }, final: boolean): Promise<void>;
   /** Ends a version without importing it (superseded, vanished). */
   recordOutcome(fileId: number, status: 'superseded' | 'vanished', message: string): Promise<void>;
-  /** Reads the file's columns (names and types), without loading it. */
-  describe(source: SourceRelation): Promise<Array<{ name: string; type: string }>>;
   /**
    * Imports one file in one transaction: replaces what earlier versions of the key contributed,
    * upserts predictions and/or actuals, records rejected rows and the ledger row. Skips versions
