@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { sqlIdent, sqlString, unreadableError, type SourceRelation } from '../formats/index.ts';
+import { sqlIdent, sqlString, unreadableError } from '../formats/index.ts';
 import { planMapping, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { checkSelect } from '../schema/select.ts';
 import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
