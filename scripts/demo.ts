@@ -22,7 +22,8 @@ import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createS3Client } from '../src/source/index.ts';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { Redis } from 'ioredis';
 import { validateConfig, type Config } from '../src/config/index.ts';
@@ -272,15 +273,8 @@ async function startS3(dir: string): Promise<{ endpoint: string; client: S3Clien
   const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: BUCKET }] });
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
-  const client = new S3Client({
-    region: 'us-east-1',
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    // s3rver predates the SDK's default CRC32 checksums; keep requests plain.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  // The daemon's own client, with the credentials main() put in the environment.
+  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, maxAttempts: 3 });
   cleanups.push({
     what: 's3rver',
     fn: async () => {
@@ -626,6 +620,11 @@ async function main(): Promise<number> {
     say(`  redis:  ${redis.how}`);
     if (stopSignal) return 0;
 
+    // The daemon (and the seeding client) use the default AWS credential chain; s3rver accepts these.
+    process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+    process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+    delete process.env.AWS_SESSION_TOKEN;
+    delete process.env.AWS_PROFILE;
     const s3 = await startS3(join(DEMO_DIR, 's3'));
     say(`  s3:     s3rver at ${s3.endpoint}, bucket ${BUCKET}, data in ${rel(join(DEMO_DIR, 's3'))}`);
     if (stopSignal) return 0;
@@ -638,12 +637,6 @@ async function main(): Promise<number> {
       say(`  ${f.key.padEnd(64)} ${what.padEnd(34)} ${f.bytes.toLocaleString('en-US').padStart(7)} bytes`);
     }
     if (stopSignal) return 0;
-
-    // The daemon uses the default AWS credential chain; s3rver accepts these.
-    process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-    process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-    delete process.env.AWS_SESSION_TOKEN;
-    delete process.env.AWS_PROFILE;
 
     const config = demoConfig(redis, s3.endpoint, await httpPort());
     const daemon = await startDaemon(config, { log: createLogger(config.log.level, plainLogStream()) });

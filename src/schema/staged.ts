@@ -1,5 +1,8 @@
+import type { JobConfig } from '../config/index.ts';
 import { ErrorCodes } from '../errors.ts';
-import { sqlIdent, sqlString, type SourceRelation } from '../formats/index.ts';
+import { sqlIdent, sqlString, unreadableError, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import type { FileColumn, MappingPlan } from './mapping.ts';
+import { checkSelect } from './select.ts';
 
 /** Runs a query on a DuckDB connection and returns JSON-friendly rows. */
 export type RunQuery = (sql: string) => Promise<Array<Record<string, unknown>>>;
@@ -10,6 +13,27 @@ export interface StageStats {
   rowsValid: number;
   rowsRejected: number;
   rejectedByCode: Record<string, number>;
+}
+
+/**
+ * The first step of an import, shared by the store and the dry run: the job's `select` is checked
+ * and the file's columns read (a file DuckDB cannot read fails naming its key). `planMapping` on
+ * these columns is the next step.
+ */
+export async function describeFile(run: RunQuery, job: JobConfig, source: SourceRelation, file: LocalFile): Promise<FileColumn[]> {
+  await checkSelect(run, job);
+  const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
+    throw unreadableError(file, err);
+  });
+  return described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+}
+
+/** Reads the file through the plan into a temp table; a file DuckDB cannot read fails naming its key. */
+export async function stageFile(run: RunQuery, stage: string, plan: MappingPlan, file: LocalFile): Promise<StageStats> {
+  await run(`CREATE OR REPLACE TEMP TABLE ${stage} AS ${plan.stageSql}`).catch((err) => {
+    throw unreadableError(file, err);
+  });
+  return stageStats(run, stage);
 }
 
 export async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {

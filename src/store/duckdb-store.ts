@@ -2,10 +2,9 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { sqlIdent, sqlString, unreadableError } from '../formats/index.ts';
+import { sqlIdent, sqlString } from '../formats/index.ts';
 import { planMapping, type StructColumns, type StructField } from '../schema/mapping.ts';
-import { checkSelect } from '../schema/select.ts';
-import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
+import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   ACTUAL_DELAY_BUCKETS,
@@ -258,11 +257,8 @@ export class DuckDbStore implements Store {
   private async importLocked({ job, version, file, source, importTime }: ImportRequest): Promise<ImportResult> {
     const conn = this.importConn;
     const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
-    await checkSelect((sql) => this.all(conn, sql), job);
-    const columns = (await this.all(conn, `DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
-      throw unreadableError(file, err);
-    })).map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
-    const plan = planMapping(job, source, columns, file.key, importTime);
+    const run = (sql: string) => this.all(conn, sql);
+    const plan = planMapping(job, source, await describeFile(run, job, source, file), file.key, importTime);
     const stage = `stage_${++this.stageSeq}`;
     const modelTable = `${MODEL_SCHEMA}.${sqlIdent(job.model.id)}`;
     const env = job.model.environment;
@@ -286,12 +282,7 @@ export class DuckDbStore implements Store {
         return { ...skipped, status: 'superseded' };
       }
 
-      try {
-        await conn.run(`CREATE OR REPLACE TEMP TABLE ${stage} AS ${plan.stageSql}`);
-      } catch (err) {
-        throw unreadableError(file, err);
-      }
-      const { rowsRead, rowsRejected, rejectedByCode } = await stageStats((sql) => this.all(conn, sql), stage);
+      const { rowsRead, rowsRejected, rejectedByCode } = await stageFile(run, stage, plan, file);
       const previous = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(version.jobId)} AND key = ${sqlString(version.key)}`;
       // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
       const refuse = rowsRejected > 0 && job.onInvalidRows === 'fail';

@@ -6,14 +6,14 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
-import { extensionOf, isDeltaKey, resolveFormat, unreadableError, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
-import { applySelect, checkSelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
-import { deltaSource } from './delta-import.ts';
-import { rejectedRowsSql, stageStats } from '../schema/staged.ts';
+import { applySelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
+import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { downloadObject, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
 import type { ListedObject } from '../store/store.ts';
+import { deltaSource } from './delta-import.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
 export interface DryRunReport {
@@ -95,19 +95,13 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.checks.access = 'ok';
 
     report.checks.schema = 'failed';
-    await checkSelect(run, job);
-    const described = await run(`DESCRIBE SELECT * FROM ${source.sql}`).catch((err) => {
-      throw unreadableError(file, err);
-    });
-    report.columns = described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) })).filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
-    const plan = planMapping(job, source, [...report.columns, { name: source.rowNumberColumn, type: 'BIGINT' }], object.key, new Date());
+    const columns = await describeFile(run, job, source, file);
+    report.columns = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
+    const plan = planMapping(job, source, columns, object.key, new Date());
     report.checks.schema = 'ok';
 
     report.checks.records = 'failed';
-    await run(`CREATE TEMP TABLE stage AS ${plan.stageSql}`).catch((err) => {
-      throw unreadableError(file, err);
-    });
-    const stats = await stageStats(run, 'stage');
+    const stats = await stageFile(run, 'stage', plan, file);
     report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
     report.rejectedByCode = stats.rejectedByCode;
     const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
