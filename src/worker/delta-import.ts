@@ -4,7 +4,6 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { deltaRelation, replayDeltaLog } from '../formats/delta/index.ts';
 import { ImporterError } from '../errors.ts';
 import type { SourceRelation } from '../formats/index.ts';
-export { isDeltaKey } from '../formats/index.ts';
 import { downloadObject, listObjects } from '../source/index.ts';
 import type { RunQuery } from '../schema/staged.ts';
 import type { ListedObject } from '../store/store.ts';
