@@ -208,6 +208,7 @@ export const configSchema = z
         endpoint: z.string().url().optional().describe('Custom endpoint for S3-compatible stores'),
         forcePathStyle: z.boolean().default(false).describe('Path-style addressing (needed by most S3-compatible stores)'),
         maxAttempts: z.number().int().min(1).default(3).describe('SDK attempts per S3 request'),
+        listConcurrency: z.number().int().min(1).max(64).default(8).describe('Parallel LIST requests when polling a prefix of more than 2000 objects'),
       })
       .prefault({}),
     http: z

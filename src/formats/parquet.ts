@@ -4,4 +4,5 @@ import { readOptionsSql, ROW_NUMBER_COLUMN, sqlString, type FormatReader } from 
 export const readParquet: FormatReader = (file, { readOptions }) => ({
   sql: `(SELECT file_row_number + 1 AS ${ROW_NUMBER_COLUMN}, * EXCLUDE (file_row_number) FROM read_parquet(${sqlString(file.path)}, file_row_number = true${readOptionsSql(readOptions)}))`,
   rowNumberColumn: ROW_NUMBER_COLUMN,
+  columnar: true,
 });

@@ -13,6 +13,12 @@ export interface LocalFile {
 export interface SourceRelation {
   sql: string;
   rowNumberColumn: string;
+  /**
+   * True when the row numbers are physical (parquet's `file_row_number`) and reading a few columns
+   * is cheap: the store may then read the file twice (verdicts first, then the rows to load)
+   * rather than materialise it. Row numbers made by a window over a scan are not physical.
+   */
+  columnar?: boolean;
 }
 
 /** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */

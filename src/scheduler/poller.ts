@@ -70,6 +70,8 @@ export class Poller {
   private task?: ScheduledTask;
   private readonly lastStart = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Each job's keys at its last poll, in listing order: the split points of the next, parallel listing. */
+  private readonly lastKeys = new Map<string, string[]>();
   private stopped = false;
 
   constructor(private readonly deps: PollerDeps) {}
@@ -110,7 +112,12 @@ export class Poller {
     const started = process.hrtime.bigint();
     const { bucket, prefix } = parseS3Url(job.source);
     try {
-      const listed = await listObjects(s3, bucket, prefix);
+      const listed = await listObjects(s3, bucket, prefix, {
+        previousKeys: this.lastKeys.get(job.id),
+        concurrency: this.deps.config.s3.listConcurrency,
+        onRequest: () => metrics.listRequests.inc({ job: job.id }),
+      });
+      this.lastKeys.set(job.id, listed.map((o) => o.key));
       const eligible = eligibleObjects(job, prefix, listed);
       const latest = await store.latestVersions(job.id);
       const fresh: ListedObject[] = [];

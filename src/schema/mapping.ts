@@ -26,13 +26,19 @@ export interface StructColumns {
 }
 
 /**
- * The per-file transformation, as SQL, plus what it produces. The staged rows have the columns
+ * The per-file transformation, as SQL, plus what it produces. `rowsSql` yields the columns
  * source_row, prediction_id, model_version, batch_id, prediction_ts, prediction_label,
  * prediction_score, prediction_scores, prediction_group_id, rank, actual_label, actual_score,
- * relevance_label, relevance_score, features, tags, shap, embeddings, reject_code, reject_column.
+ * relevance_label, relevance_score, features, tags, shap, embeddings, has_actual, reject_code,
+ * reject_column. A row's reject code is its first failed rule; duplicates of `uniqueKey` are
+ * marked after staging (see `stageFile`), since finding them needs the whole file.
  */
 export interface MappingPlan {
-  stageSql: string;
+  rowsSql: string;
+  /** Columns that identify a row: the last row of a file wins, earlier ones are rejected as duplicates. */
+  uniqueKey: string[];
+  /** The file's prediction ID column, named by duplicate rejections. */
+  idColumn: string;
   hasPredictions: boolean;
   hasActuals: boolean;
   structs: StructColumns;
@@ -283,16 +289,14 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
     : mapped;
   const checked = `SELECT *, ${firstProblem('code')} AS __code, ${firstProblem('column')} AS __column FROM (${scored})`;
   const helperNames = helpers.map((h) => h.slice(h.lastIndexOf(' AS ') + 4));
-  // The last row of a prediction ID wins; earlier valid ones are rejected as duplicates.
-  const dupKey = hasPredictions ? 'model_version, prediction_id' : 'prediction_id';
-  const isDuplicate = `__code IS NULL AND row_number() OVER (PARTITION BY __code IS NULL, ${dupKey} ORDER BY source_row DESC) > 1`;
-  const stageSql = `SELECT * EXCLUDE (__code, __column${helperNames.map((h) => `, ${h}`).join('')}),
+  const rowsSql = `SELECT * EXCLUDE (__code, __column${helperNames.map((h) => `, ${h}`).join('')}),
       CAST(rank AS INTEGER) AS rank,
-      CASE WHEN ${isDuplicate} THEN 'IMP_ERR_ROW_DUPLICATE_ID' ELSE __code END AS reject_code,
-      CASE WHEN ${isDuplicate} THEN ${sqlString(m.predictionId)} ELSE __column END AS reject_column
+      (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL) AS has_actual,
+      __code AS reject_code, __column AS reject_column
     FROM (${checked})`;
-
-  return { stageSql, hasPredictions, hasActuals, structs };
+  // A prediction is one (version, ID); a file of actuals only knows IDs.
+  const uniqueKey = hasPredictions ? ['model_version', 'prediction_id'] : ['prediction_id'];
+  return { rowsSql, uniqueKey, idColumn: m.predictionId, hasPredictions, hasActuals, structs };
 }
 
 /**

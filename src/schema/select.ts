@@ -6,6 +6,8 @@ import type { RunQuery } from './staged.ts';
 /** Row number column of a relation wrapped by a job's `select`. */
 const SELECT_ROW_COLUMN = '__select_row';
 
+const VOLATILE_FUNCTION = /\b(random|uuid|gen_random_uuid|setseed)\s*\(/i;
+
 /** Columns the pipeline adds to every relation; never data. */
 export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN, SELECT_ROW_COLUMN]);
 
@@ -23,6 +25,8 @@ export function applySelect(job: JobConfig, base: SourceRelation): SourceRelatio
   return {
     sql: `(SELECT src.${base.rowNumberColumn} AS ${SELECT_ROW_COLUMN}, ${job.select.join(', ')} FROM ${base.sql} AS src)`,
     rowNumberColumn: SELECT_ROW_COLUMN,
+    // Two reads must see the same values: expressions drawing random values force one materialised read.
+    columnar: base.columnar && !job.select.some((e) => VOLATILE_FUNCTION.test(e)),
   };
 }
 

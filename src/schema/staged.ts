@@ -28,12 +28,37 @@ export async function describeFile(run: RunQuery, job: JobConfig, source: Source
   return described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
 }
 
-/** Reads the file through the plan into a temp table; a file DuckDB cannot read fails naming its key. */
-export async function stageFile(run: RunQuery, stage: string, plan: MappingPlan, file: LocalFile): Promise<StageStats> {
-  await run(`CREATE OR REPLACE TEMP TABLE ${stage} AS ${plan.stageSql}`).catch((err) => {
+/** Columns a keys-only stage keeps: enough to count, de-duplicate, find overlaps and skip rejected rows. */
+const KEY_STAGE_COLUMNS = ['source_row', 'model_version', 'prediction_id', 'has_actual', 'reject_code', 'reject_column'];
+
+/**
+ * Reads the file through the plan into a temp table and marks duplicate IDs; a file DuckDB cannot
+ * read fails naming its key. With `keysOnly` only the key and verdict columns are kept: for
+ * columnar files, whose row numbers are physical, the load then reads the rows straight from the
+ * file again (only the columns it needs), instead of materialising every column twice.
+ */
+export async function stageFile(run: RunQuery, stage: string, plan: MappingPlan, file: LocalFile, options: { keysOnly?: boolean } = {}): Promise<StageStats> {
+  const columns = options.keysOnly ? KEY_STAGE_COLUMNS.join(', ') : '*';
+  await run(`CREATE OR REPLACE TEMP TABLE ${stage} AS SELECT ${columns} FROM (${plan.rowsSql})`).catch((err) => {
     throw unreadableError(file, err);
   });
+  await markDuplicates(run, stage, plan);
   return stageStats(run, stage);
+}
+
+/**
+ * The last valid row of a unique key wins; earlier ones are rejected as duplicates. A grouped count
+ * answers "any duplicates?" far cheaper than the window that finds them, and most files have none.
+ */
+async function markDuplicates(run: RunQuery, stage: string, plan: MappingPlan): Promise<void> {
+  const key = plan.uniqueKey.join(', ');
+  const [{ n }] = await run(`SELECT count(*) AS n FROM (SELECT 1 FROM ${stage} WHERE reject_code IS NULL GROUP BY ${key} HAVING count(*) > 1)`);
+  if (Number(n) === 0) return;
+  await run(
+    `UPDATE ${stage} SET reject_code = 'IMP_ERR_ROW_DUPLICATE_ID', reject_column = ${sqlString(plan.idColumn)}
+     WHERE source_row IN (SELECT source_row FROM ${stage} WHERE reject_code IS NULL
+                          QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY source_row DESC) > 1)`,
+  );
 }
 
 export async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {

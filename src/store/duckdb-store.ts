@@ -282,10 +282,14 @@ export class DuckDbStore implements Store {
         return { ...skipped, status: 'superseded' };
       }
 
-      const { rowsRead, rowsRejected, rejectedByCode } = await stageFile(run, stage, plan, file);
+      // Columnar files are read twice (verdicts, then the rows to load); others are materialised once.
+      const direct = source.columnar === true;
+      const { rowsRead, rowsRejected, rejectedByCode } = await stageFile(run, stage, plan, file, { keysOnly: direct });
       const previous = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(version.jobId)} AND key = ${sqlString(version.key)}`;
       // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
       const refuse = rowsRejected > 0 && job.onInvalidRows === 'fail';
+      const rows = direct ? `(${plan.rowsSql})` : stage;
+      const valid = rowsRejected === 0 ? 'true' : direct ? `source_row NOT IN (SELECT source_row FROM ${stage} WHERE reject_code IS NOT NULL)` : 'reject_code IS NULL';
 
       let predictionsLoaded = 0;
       let actualsLoaded = 0;
@@ -299,17 +303,17 @@ export class DuckDbStore implements Store {
            SELECT ${sqlString(job.model.id)} AS model_id, model_version, ${sqlString(env)} AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                   prediction_scores, prediction_group_id, rank,
                   ${structCols.map((c) => `${c}, `).join('')}CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
-           FROM ${stage} WHERE reject_code IS NULL`,
+           FROM ${rows} WHERE ${valid}`,
         });
         predictionsLoaded = Number(inserted[0]?.Count ?? 0);
       }
       if (plan.hasActuals && !refuse) {
-        const actualRows = `SELECT * FROM ${stage} WHERE reject_code IS NULL
-                              AND (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL)
-                            QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1`;
+        // A file of predictions and actuals may hold one ID under several versions: its last actual wins.
+        const actualRows = `SELECT * FROM ${rows} WHERE ${valid} AND has_actual
+                            ${plan.hasPredictions ? 'QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1' : ''}`;
         const inserted = await this.replaceContribution(conn, {
           table: 'actual_rows', keys: ['prediction_id'], modelId: job.model.id, env, previous,
-          newKeys: `SELECT DISTINCT prediction_id FROM (${actualRows})`,
+          newKeys: `SELECT DISTINCT prediction_id FROM ${stage} WHERE reject_code IS NULL AND has_actual`,
           insert: `INSERT INTO actual_rows BY NAME
            SELECT ${sqlString(job.model.id)} AS model_id, ${sqlString(env)} AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
                   CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
@@ -374,7 +378,9 @@ export class DuckDbStore implements Store {
     // Most files bring keys no other file holds; then no flag needs recomputing (a join with LIMIT 1 tells).
     const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
     const overlap = (await this.all(conn, `SELECT 1 FROM (${o.newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')} LIMIT 1`)).length > 0;
-    const inserted = await this.all(conn, o.insert);
+    // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
+    await conn.run('SET preserve_insertion_order = false');
+    const inserted = await this.all(conn, o.insert).finally(() => conn.run('RESET preserve_insertion_order'));
     if (Number(orphans) > 0 || overlap) {
       await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${o.newKeys})`);
       // Only keys held by more than one file, or left without a current row, need their flag recomputed.
@@ -398,6 +404,10 @@ export class DuckDbStore implements Store {
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
     const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId])).length > 0;
     if (!tableExists) return { count: 0, groups: [] };
+    // A file of predictions for a model without actuals joins nothing: skip the scan of the model table.
+    if (!actuals && (await this.all(conn, `SELECT 1 FROM actual_rows WHERE model_id = $1 AND environment = $2 AND is_current LIMIT 1`, [modelId, env])).length === 0) {
+      return { count: 0, groups: [] };
+    }
     const side = predictions && actuals ? 'p.source_file_id = $3 OR a.source_file_id = $3' : predictions ? 'p.source_file_id = $3' : 'a.source_file_id = $3';
     const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
     const rows = await this.all(
