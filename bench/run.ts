@@ -1,0 +1,41 @@
+/**
+ * The benchmarks (not part of `npm test`). Every figure is printed beside its reference, measured
+ * in the same run on the same data.
+ *
+ *   npm run bench                      all parts at full size (about 30 minutes on 2 cores)
+ *   npm run bench -- --quick           all parts at a small size (a smoke run, under 2 minutes)
+ *   npm run bench -- --parts=1,4       some parts only
+ */
+import { actualsJoin } from './actuals-join.ts';
+import { discovery } from './discovery.ts';
+import { latency } from './latency.ts';
+import { memory } from './memory.ts';
+import { throughput } from './throughput.ts';
+import { startBenchEnv } from './lib/endpoint.ts';
+
+const quick = process.argv.includes('--quick');
+const partsArg = process.argv.find((a) => a.startsWith('--parts='));
+const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5').split(',').map(Number));
+
+const env = await startBenchEnv();
+const report: string[] = [];
+const section = async (n: number, title: string, fn: () => Promise<string[]>) => {
+  if (!parts.has(n)) return;
+  console.error(`part ${n}: ${title}`);
+  const t0 = performance.now();
+  const lines = await fn();
+  report.push(`\n### ${n}. ${title}\n`, ...lines);
+  console.error(`  (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+};
+try {
+  await section(1, 'Import throughput', () =>
+    quick ? throughput(env, [100_000], ['parquet', 'csv', 'ndjson'], () => 1) : throughput(env, [1_000_000, 5_000_000], ['parquet', 'csv', 'ndjson'], (rows) => (rows > 1_000_000 ? 1 : 3)));
+  await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, 3)));
+  await section(3, 'End-to-end latency (default 10 s poll)', () => (quick ? latency(env, 5, 10_000, 15) : latency(env, 50, 100_000, 150)));
+  await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 100_000, 3)));
+  await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '512MB'])));
+  console.log(`# inference-importer benchmarks${quick ? ' (--quick: smoke sizes, not figures to report)' : ''}`);
+  console.log(report.join('\n'));
+} finally {
+  await env.stop();
+}

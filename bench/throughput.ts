@@ -1,0 +1,57 @@
+/** Part 1: import throughput per format vs DuckDB's own CREATE TABLE AS of the same local file. */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { downloadObject } from '../src/source/index.ts';
+import { FORMATS, median, predictionsSql, writeFile, type Format } from './lib/data.ts';
+import { benchConfig, importsDone, importSeconds, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
+import { BUCKET, type BenchEnv } from './lib/endpoint.ts';
+
+export async function throughput(env: BenchEnv, sizes: number[], formats: Format[], runs: (rows: number) => number): Promise<string[]> {
+  const out = ['| format | rows | file | raw DuckDB CREATE TABLE AS | daemon import | of which download | ratio | ratio without download |', '|---|---|---|---|---|---|---|---|'];
+  for (const rows of sizes) {
+    for (const format of formats) {
+      const f = FORMATS[format];
+      const file = await writeFile(join(env.tmp.path, `tp-${rows}.${f.ext}`), predictionsSql(0, rows), f.copy);
+      const key = `tp-${format}-${rows}/f.${f.ext}`;
+      const etag = await env.seedFile(key, file);
+      const { size } = await import('node:fs/promises').then((fs) => fs.stat(file));
+      const raw: number[] = [];
+      const daemon: number[] = [];
+      const download: number[] = [];
+      for (let r = 0; r < runs(rows); r++) {
+        const path = join(env.tmp.path, `raw-${format}-${rows}-${r}.duckdb`);
+        const db = await DuckDBInstance.create(path);
+        const conn = await db.connect();
+        let t0 = performance.now();
+        await conn.run(`CREATE TABLE t AS SELECT * FROM ${f.read(file)}`);
+        await conn.run('CHECKPOINT');
+        raw.push((performance.now() - t0) / 1000);
+        conn.closeSync();
+        db.closeSync();
+        await rm(path, { force: true });
+
+        const dl = join(env.tmp.path, `dl.${f.ext}`);
+        t0 = performance.now();
+        await downloadObject(env.s3, { bucket: BUCKET, key, etag, size, lastModified: new Date() }, dl, Number.MAX_SAFE_INTEGER);
+        download.push((performance.now() - t0) / 1000);
+        await rm(dl, { force: true });
+
+        const id = `tp-${format}-${rows}`;
+        const config = benchConfig(env, [job(id, `${key.split('/')[0]}/`, PREDICTION_SCHEMA)]);
+        const d = await startBenchDaemon(config);
+        try {
+          await importsDone(d, id, 1);
+          daemon.push((await importSeconds(d, id))[0]);
+        } finally {
+          await d.stop();
+          if (config.store.kind === 'duckdb') await rm(config.store.path, { force: true });
+        }
+      }
+      const [rw, dm, dl] = [median(raw), median(daemon), median(download)];
+      console.error(`  throughput ${format} ${rows}: raw ${raw.map((x) => x.toFixed(2))} s, daemon ${daemon.map((x) => x.toFixed(2))} s, download ${download.map((x) => x.toFixed(2))} s`);
+      out.push(`| ${format} | ${rows.toLocaleString('en')} | ${(size / 1e6).toFixed(1)} MB | ${rw.toFixed(2)} s (${(rows / rw / 1e6).toFixed(2)} M rows/s) | ${dm.toFixed(2)} s (${(rows / dm / 1e6).toFixed(2)} M rows/s) | ${dl.toFixed(2)} s | ${(rw / dm).toFixed(2)} | ${(rw / (dm - dl)).toFixed(2)} |`);
+    }
+  }
+  return out;
+}
