@@ -65,6 +65,17 @@ describe('listing a large prefix in parallel key ranges', () => {
       assert.deepEqual(rows.map((r) => [r.key, r.predictions_loaded]), [['poll/dt=2026-11-02/hour=05/new.csv', 2], ['poll/dt=2026-11-04/hour=00/new.csv', 1]]);
       const ranged = listRequests(stack).filter((r) => r.query.prefix === 'poll/' && r.query['start-after']);
       assert.ok(ranged.length >= 2, `polls after the first list in ranges (saw ${ranged.length} ranged requests)`);
+      // Settled versions are remembered between polls (no ledger read for them); a rewrite must still be seen.
+      await stack.s3.put(BUCKET, 'poll/dt=2026-11-02/hour=05/new.csv', 'pid,score\na,0.5\nb,0.25\nd,1.0\n');
+      const after = await waitFor('the rewrite imported', async () => {
+        const l = await ledger(daemon, 'poll');
+        return l.length === 3 && l.every((r) => r.status !== 'pending') && l;
+      });
+      assert.deepEqual(after.map((r) => [r.key, r.status, r.predictions_loaded]), [
+        ['poll/dt=2026-11-02/hour=05/new.csv', 'succeeded', 2],
+        ['poll/dt=2026-11-02/hour=05/new.csv', 'succeeded', 3],
+        ['poll/dt=2026-11-04/hour=00/new.csv', 'succeeded', 1],
+      ]);
     } finally {
       await daemon.stop();
     }

@@ -179,11 +179,12 @@ export class DuckDbStore implements Store {
     return this.readLock.run(() => this.all(this.readConn, sql, params as DuckDBValue[]) as Promise<T[]>);
   }
 
-  async latestVersions(jobId: string): Promise<Map<string, FileVersion>> {
+  async latestVersions(jobId: string, keys?: readonly string[]): Promise<Map<string, FileVersion>> {
+    if (keys?.length === 0) return new Map();
     const rows = await this.query(
-      `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE job_id = $1
+      `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE job_id = $1 ${keys ? `AND key IN (SELECT unnest(from_json($2::JSON, '["VARCHAR"]')))` : ''}
        QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`,
-      [jobId],
+      keys ? [jobId, JSON.stringify(keys)] : [jobId],
     );
     return new Map(rows.map((r) => [String(r.key), toVersion(r)]));
   }

@@ -121,8 +121,8 @@ export interface Store {
   readonly kind: string;
   /** Creates tables and views when missing. */
   init(): Promise<void>;
-  /** The newest ledger version of every key of a job. */
-  latestVersions(jobId: string): Promise<Map<string, FileVersion>>;
+  /** The newest ledger version of every key of a job, or of the given keys only. */
+  latestVersions(jobId: string, keys?: readonly string[]): Promise<Map<string, FileVersion>>;
   /**
    * Records listed objects as pending versions (new rows, or an older version of the key made
    * current again) and returns their ledger rows.
