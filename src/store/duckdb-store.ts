@@ -25,7 +25,7 @@ import {
 export interface DuckDbStoreOptions {
   /** Database file; `:memory:` for throwaway stores. */
   path: string;
-  /** DuckDB `memory_limit`: bounds the memory of a load; beyond it DuckDB spills to its temp directory. @defaultValue '1GB' */
+  /** DuckDB `memory_limit`: bounds the memory of a load; beyond it DuckDB spills to its temp directory. @defaultValue '768MB' */
   memoryLimit?: string;
   /** DuckDB `threads`. @defaultValue the number of cores */
   threads?: number;
@@ -126,7 +126,7 @@ export class DuckDbStore implements Store {
 
   async init(): Promise<void> {
     if (this.options.path !== ':memory:') await mkdir(dirname(this.options.path), { recursive: true });
-    const settings: Record<string, string> = { memory_limit: this.options.memoryLimit ?? '1GB' };
+    const settings: Record<string, string> = { memory_limit: this.options.memoryLimit ?? '768MB' };
     if (this.options.threads) settings.threads = String(this.options.threads);
     try {
       this.instance = await DuckDBInstance.create(this.options.path, settings);
@@ -299,7 +299,7 @@ export class DuckDbStore implements Store {
         const structCols = Object.entries(plan.structs).filter(([, fields]) => fields.length).map(([name]) => name);
         const inserted = await this.replaceContribution(conn, {
           table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous,
-          newKeys: `SELECT DISTINCT model_version, prediction_id FROM ${stage} WHERE reject_code IS NULL`,
+          newKeys: `SELECT model_version, prediction_id FROM ${stage} WHERE reject_code IS NULL`,
           insert: `INSERT INTO ${modelTable} BY NAME
            SELECT ${sqlString(job.model.id)} AS model_id, model_version, ${sqlString(env)} AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                   prediction_scores, prediction_group_id, rank,
@@ -314,7 +314,7 @@ export class DuckDbStore implements Store {
                             ${plan.hasPredictions ? 'QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1' : ''}`;
         const inserted = await this.replaceContribution(conn, {
           table: 'actual_rows', keys: ['prediction_id'], modelId: job.model.id, env, previous,
-          newKeys: `SELECT DISTINCT prediction_id FROM ${stage} WHERE reject_code IS NULL AND has_actual`,
+          newKeys: `SELECT prediction_id FROM ${stage} WHERE reject_code IS NULL AND has_actual`,
           insert: `INSERT INTO actual_rows BY NAME
            SELECT ${sqlString(job.model.id)} AS model_id, ${sqlString(env)} AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
                   CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
@@ -376,9 +376,11 @@ export class DuckDbStore implements Store {
     // Keys whose current row goes away with the earlier versions: another file's row may take over.
     await conn.run(`CREATE OR REPLACE TEMP TABLE orphaned_${n} AS SELECT DISTINCT ${keys} FROM ${o.table} WHERE ${scope()} AND is_current AND source_file_id IN (${o.previous})`);
     await conn.run(`DELETE FROM ${o.table} WHERE ${scope()} AND source_file_id IN (${o.previous})`);
-    // Most files bring keys no other file holds; then no flag needs recomputing (a join with LIMIT 1 tells).
+    // Most files bring keys no other file holds; then no flag needs recomputing (a join with LIMIT 1 tells,
+    // and an empty table needs not even that: the join would still hash every key of the file).
     const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
-    const overlap = (await this.all(conn, `SELECT 1 FROM (${o.newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')} LIMIT 1`)).length > 0;
+    const occupied = (await this.all(conn, `SELECT 1 FROM ${o.table} WHERE ${scope()} LIMIT 1`)).length > 0;
+    const overlap = occupied && (await this.all(conn, `SELECT 1 FROM (${o.newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')} LIMIT 1`)).length > 0;
     // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
     await conn.run('SET preserve_insertion_order = false');
     const inserted = await this.all(conn, o.insert).finally(() => conn.run('RESET preserve_insertion_order'));

@@ -69,7 +69,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   }
   report.file = `s3://${bucket}/${object.key}`;
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
-  const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.kind === 'duckdb' ? config.store.memoryLimit : '1GB' });
+  const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.kind === 'duckdb' ? config.store.memoryLimit : '768MB' });
   const conn = await db.connect();
   try {
     const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
