@@ -5,6 +5,7 @@
  *   npm run bench                      all parts at full size (about 30 minutes on 2 cores)
  *   npm run bench -- --quick           all parts at a small size (a smoke run, under 2 minutes)
  *   npm run bench -- --parts=1,4       some parts only
+ *   npm run bench -- --parts=1 --rows=5000000   part 1 at some sizes only
  */
 import { actualsJoin } from './actuals-join.ts';
 import { discovery } from './discovery.ts';
@@ -15,6 +16,8 @@ import { startBenchEnv } from './lib/endpoint.ts';
 
 const quick = process.argv.includes('--quick');
 const partsArg = process.argv.find((a) => a.startsWith('--parts='));
+const rowsArg = process.argv.find((a) => a.startsWith('--rows='));
+const sizes = rowsArg ? rowsArg.slice('--rows='.length).split(',').map(Number) : [1_000_000, 5_000_000];
 const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5').split(',').map(Number));
 
 const env = await startBenchEnv();
@@ -29,7 +32,7 @@ const section = async (n: number, title: string, fn: () => Promise<string[]>) =>
 };
 try {
   await section(1, 'Import throughput', () =>
-    quick ? throughput(env, [100_000], ['parquet', 'csv', 'ndjson'], () => 1) : throughput(env, [1_000_000, 5_000_000], ['parquet', 'csv', 'ndjson'], (rows) => (rows > 1_000_000 ? 1 : 3)));
+    quick ? throughput(env, [100_000], ['parquet', 'csv', 'ndjson'], () => 1) : throughput(env, sizes, ['parquet', 'csv', 'ndjson'], (rows) => (rows > 1_000_000 ? 1 : 3)));
   await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, 3)));
   await section(3, 'End-to-end latency (default 10 s poll)', () => (quick ? latency(env, 5, 10_000, 15) : latency(env, 50, 100_000, 150)));
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 100_000, 3)));

@@ -38,7 +38,7 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
         await rm(dl, { force: true });
 
         const id = `tp-${format}-${rows}`;
-        const config = benchConfig(env, [job(id, `${key.split('/')[0]}/`, PREDICTION_SCHEMA)]);
+        const config = benchConfig(env, [{ ...job(id, `${key.split('/')[0]}/`, PREDICTION_SCHEMA), maxFileBytes: '16GiB' }]);
         const d = await startBenchDaemon(config);
         try {
           await importsDone(d, id, 1);
