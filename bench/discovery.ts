@@ -44,6 +44,17 @@ export async function discovery(env: BenchEnv, objects: number, runs: number): P
     if (listed.length !== objects) throw new Error(`listed ${listed.length} of ${objects}`);
   }
 
+  // The same listing in parallel key ranges, alone, split at the keys of the sequential one.
+  const parallel: number[] = [];
+  let parallelRequests = 0;
+  for (let r = 0; r < runs; r++) {
+    let n = 0;
+    const t0 = performance.now();
+    await listObjects(env.s3, BUCKET, 'disc/', { previousKeys: keys, concurrency: config.s3.listConcurrency, onRequest: () => n++ });
+    parallel.push((performance.now() - t0) / 1000);
+    parallelRequests = n;
+  }
+
   const d = await startBenchDaemon(config);
   const jobConfig = config.jobs[0] as JobConfig;
   const requests = async () => (await d.metrics.listRequests.get()).values.find((v) => v.labels.job === 'disc')?.value ?? 0;
@@ -72,6 +83,7 @@ export async function discovery(env: BenchEnv, objects: number, runs: number): P
     return [
       '| objects | what | time | LIST requests |', '|---|---|---|---|',
       `| ${objects.toLocaleString('en')} | one plain sequential recursive listing | ${median(sequential).toFixed(2)} s | ${sequentialRequests} |`,
+      `| ${objects.toLocaleString('en')} | the same listing in ${config.s3.listConcurrency} parallel key ranges, alone | ${median(parallel).toFixed(2)} s | ${parallelRequests} |`,
       `| ${objects.toLocaleString('en')} | daemon poll, nothing changed (listing in ${config.s3.listConcurrency} ranges + ledger diff) | ${perPoll.toFixed(2)} s | ${unchangedRequests} |`,
       `| ${objects.toLocaleString('en')} | daemon poll, 10 files added | ${addedTime.toFixed(2)} s | ${addedRequests} |`,
       `| ≈ ${(Math.floor((objects * 10) / perPoll / 10_000) * 10_000).toLocaleString('en')} | largest prefix one 10 s poll lists and diffs (linear estimate from the unchanged poll) | 10 s | |`,
