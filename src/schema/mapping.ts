@@ -289,7 +289,7 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
     : mapped;
   const checked = `SELECT *, ${firstProblem('code')} AS __code, ${firstProblem('column')} AS __column FROM (${scored})`;
   const helperNames = helpers.map((h) => h.slice(h.lastIndexOf(' AS ') + 4));
-  const rowsSql = `SELECT * EXCLUDE (__code, __column${helperNames.map((h) => `, ${h}`).join('')}),
+  const rowsSql = `SELECT * EXCLUDE (rank, __code, __column${helperNames.map((h) => `, ${h}`).join('')}),
       CAST(rank AS INTEGER) AS rank,
       (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL) AS has_actual,
       __code AS reject_code, __column AS reject_column
