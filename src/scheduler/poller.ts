@@ -134,14 +134,17 @@ export class Poller {
       const eligible = eligibleObjects(job, prefix, listed);
       const cached = this.settled.get(job.id);
       const rebuild = !cached || Date.now() - cached.at > SETTLED_REBUILD_MS;
-      const unsettled = rebuild ? eligible : eligible.filter((o) => cached.objects.get(o.key) !== signature(o));
-      const latest = await store.latestVersions(job.id, rebuild ? undefined : unsettled.map((o) => o.key));
+      // Objects unchanged since they settled need no ledger read; the rest are looked up.
       const settled = new Map<string, string>();
+      const unsettled: ListedObject[] = [];
       for (const o of eligible) {
+        if (!rebuild && cached.objects.get(o.key) === signature(o)) settled.set(o.key, signature(o));
+        else unsettled.push(o);
+      }
+      const latest = await store.latestVersions(job.id, rebuild ? undefined : unsettled.map((o) => o.key));
+      for (const o of unsettled) {
         const known = latest.get(o.key);
-        if (known ? known.etag === o.etag && known.size === o.size && SETTLED.has(known.status) : !rebuild && cached.objects.get(o.key) === signature(o)) {
-          settled.set(o.key, signature(o));
-        }
+        if (known && known.etag === o.etag && known.size === o.size && SETTLED.has(known.status)) settled.set(o.key, signature(o));
       }
       this.settled.set(job.id, { at: rebuild ? Date.now() : cached.at, objects: settled });
       const fresh: ListedObject[] = [];
