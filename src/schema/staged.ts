@@ -61,7 +61,7 @@ async function markDuplicates(run: RunQuery, stage: string, plan: MappingPlan): 
   );
 }
 
-export async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {
+async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {
   const counts = await run(`SELECT reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`);
   const rejectedByCode: Record<string, number> = {};
   let rowsRead = 0;
