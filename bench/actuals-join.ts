@@ -2,7 +2,8 @@
 import { copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { actualsSql, median, predictionsSql, writeFile } from './lib/data.ts';
+import { writeFixture } from '../test/helpers/stack.ts';
+import { actualsSql, median, predictionsSql } from './lib/data.ts';
 import { ACTUAL_SCHEMA, benchConfig, importsDone, importSeconds, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
 import type { BenchEnv } from './lib/endpoint.ts';
 
@@ -10,8 +11,8 @@ const DAY_QUERY = (from: string, where = 'true') => `SELECT count(*) AS n, count
   FROM ${from} WHERE ${where} AND prediction_ts >= TIMESTAMPTZ '2026-11-04 00:00:00+00' AND prediction_ts < TIMESTAMPTZ '2026-11-05 00:00:00+00'`;
 
 export async function actualsJoin(env: BenchEnv, predictions: number, runs: number): Promise<string[]> {
-  const predFile = await writeFile(join(env.tmp.path, `aj-pred-${predictions}.parquet`), predictionsSql(0, predictions), 'FORMAT parquet');
-  const actFile = await writeFile(join(env.tmp.path, `aj-act-${predictions}.parquet`), actualsSql(predictions), 'FORMAT parquet');
+  const predFile = await writeFixture(join(env.tmp.path, `aj-pred-${predictions}.parquet`), predictionsSql(0, predictions), 'FORMAT parquet');
+  const actFile = await writeFixture(join(env.tmp.path, `aj-act-${predictions}.parquet`), actualsSql(predictions), 'FORMAT parquet');
 
   // The predictions, once, through the daemon; each timed run starts from a copy of that store.
   await env.seedFile('aj/predictions/p.parquet', predFile);

@@ -4,7 +4,8 @@ import { createStore } from '../src/store/index.ts';
 import { listObjects } from '../src/source/index.ts';
 import type { JobConfig } from '../src/config/index.ts';
 import { median } from './lib/data.ts';
-import { benchConfig, startBenchDaemon, until } from './lib/daemon.ts';
+import { waitFor } from '../test/helpers/stack.ts';
+import { benchConfig, startBenchDaemon } from './lib/daemon.ts';
 import { BUCKET, type BenchEnv } from './lib/endpoint.ts';
 
 const BODY = 'prediction_id,score\nx,0.5\n';
@@ -60,7 +61,7 @@ export async function discovery(env: BenchEnv, objects: number, runs: number): P
   const requests = async () => (await d.metrics.listRequests.get()).values.find((v) => v.labels.job === 'disc')?.value ?? 0;
   try {
     // The first poll (at start) lists sequentially: it has no earlier listing to split.
-    await until('the first poll', async () => (await d.metrics.objectsListed.get()).values.some((v) => v.labels.job === 'disc' && v.value === objects), 600_000);
+    await waitFor('the first poll', async () => (await d.metrics.objectsListed.get()).values.some((v) => v.labels.job === 'disc' && v.value === objects), 600_000, 100);
     const unchanged: number[] = [];
     let unchangedRequests = 0;
     for (let r = 0; r < runs; r++) {

@@ -1,7 +1,8 @@
 /** Part 3: time from PutObject to rows visible in the store, with the default 10 s poll. */
 import { join } from 'node:path';
-import { predictionsSql, writeFile } from './lib/data.ts';
-import { benchConfig, job, PREDICTION_SCHEMA, startBenchDaemon, until } from './lib/daemon.ts';
+import { waitFor, writeFixture } from '../test/helpers/stack.ts';
+import { predictionsSql } from './lib/data.ts';
+import { benchConfig, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
 import type { BenchEnv } from './lib/endpoint.ts';
 
 const quantile = (xs: number[], q: number) => {
@@ -11,7 +12,7 @@ const quantile = (xs: number[], q: number) => {
 
 export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number): Promise<string[]> {
   const paths: string[] = [];
-  for (let i = 0; i < files; i++) paths.push(await writeFile(join(env.tmp.path, `lat-${i}.parquet`), predictionsSql(i * rowsPerFile, (i + 1) * rowsPerFile), 'FORMAT parquet'));
+  for (let i = 0; i < files; i++) paths.push(await writeFixture(join(env.tmp.path, `lat-${i}.parquet`), predictionsSql(i * rowsPerFile, (i + 1) * rowsPerFile), 'FORMAT parquet'));
   const config = benchConfig(env, [job('lat', 'lat/', PREDICTION_SCHEMA)]); // default poll interval: 10 s
   const d = await startBenchDaemon(config);
   const putAt = new Map<string, number>();
@@ -39,7 +40,7 @@ export async function latency(env: BenchEnv, files: number, rowsPerFile: number,
       await env.put(key, path);
       putAt.set(key, performance.now());
     }));
-    await until('every file visible', async () => seenAt.size >= files, (windowSeconds + 120) * 1000);
+    await waitFor('every file visible', async () => seenAt.size >= files, (windowSeconds + 120) * 1000, 100);
     // The share after discovery: queue wait behind the other files of the same poll, download, load.
     const ledger = await d.store.query<{ s: number }>(`SELECT epoch(finished_at) - epoch(discovered_at) AS s FROM import_files WHERE job_id = 'lat'`);
     afterDiscovery.push(...ledger.map((r) => Number(r.s)));

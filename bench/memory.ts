@@ -1,10 +1,11 @@
 /** Part 5: peak RSS of the daemon process while it imports one large parquet file. */
 import { spawn } from 'node:child_process';
-import { readFile, stat, writeFile as writeText } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { predictionsSql, writeFile } from './lib/data.ts';
-import { PREDICTION_SCHEMA, until } from './lib/daemon.ts';
+import { waitFor, writeFixture } from '../test/helpers/stack.ts';
+import { predictionsSql } from './lib/data.ts';
+import { PREDICTION_SCHEMA } from './lib/daemon.ts';
 import { BUCKET, type BenchEnv } from './lib/endpoint.ts';
 
 /** Bytes per row of the generated predictions in parquet (measured: 142.6 MB per million rows). */
@@ -19,7 +20,7 @@ const statusKb = async (pid: number, field: string) => {
 async function peakRss(env: BenchEnv, key: string, store: Record<string, unknown>, tag: string) {
   const prefix = key.split('/')[0];
   const configPath = join(env.tmp.path, `mem-${tag}.yaml`);
-  await writeText(configPath, stringify({
+  await writeFile(configPath, stringify({
     redis: { url: env.redis.url, prefix: `mem-${tag}` },
     store: { kind: 'duckdb', path: join(env.tmp.path, `mem-${tag}.duckdb`), ...store },
     s3: { endpoint: env.endpoint, forcePathStyle: true },
@@ -35,10 +36,10 @@ async function peakRss(env: BenchEnv, key: string, store: Record<string, unknown
   proc.stderr.on('data', (c) => (out += c));
   const exited = new Promise((r) => proc.on('exit', r));
   try {
-    await until('the daemon to start', async () => out.includes('store open'), 60_000);
+    await waitFor('the daemon to start', async () => out.includes('store open'), 60_000, 100);
     const idle = await statusKb(proc.pid!, 'VmRSS');
     const t0 = performance.now();
-    await until('the import', async () => {
+    await waitFor('the import', async () => {
       if (/"import failed"|"level":50/.test(out)) throw new Error(`import failed: ${out.slice(-2000)}`);
       return out.includes('import succeeded');
     }, 1_800_000, 200);
@@ -52,7 +53,7 @@ async function peakRss(env: BenchEnv, key: string, store: Record<string, unknown
 
 export async function memory(env: BenchEnv, bytes: number, limits: string[]): Promise<string[]> {
   const rows = Math.floor(bytes / PARQUET_BYTES_PER_ROW);
-  const file = await writeFile(join(env.tmp.path, `mem-${rows}.parquet`), predictionsSql(0, rows), 'FORMAT parquet');
+  const file = await writeFixture(join(env.tmp.path, `mem-${rows}.parquet`), predictionsSql(0, rows), 'FORMAT parquet');
   const size = (await stat(file)).size;
   const out = ['| file | store.memoryLimit | threads | idle RSS | peak RSS | import |', '|---|---|---|---|---|---|'];
   for (const [i, limit] of limits.entries()) {

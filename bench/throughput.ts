@@ -3,7 +3,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { downloadObject } from '../src/source/index.ts';
-import { FORMATS, median, predictionsSql, writeFile, type Format } from './lib/data.ts';
+import { writeFixture } from '../test/helpers/stack.ts';
+import { FORMATS, median, predictionsSql, type Format } from './lib/data.ts';
 import { benchConfig, importsDone, importSeconds, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
 import { BUCKET, type BenchEnv } from './lib/endpoint.ts';
 
@@ -12,7 +13,7 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
   for (const rows of sizes) {
     for (const format of formats) {
       const f = FORMATS[format];
-      const file = await writeFile(join(env.tmp.path, `tp-${rows}.${f.ext}`), predictionsSql(0, rows), f.copy);
+      const file = await writeFixture(join(env.tmp.path, `tp-${rows}.${f.ext}`), predictionsSql(0, rows), f.copy);
       const key = `tp-${format}-${rows}/f.${f.ext}`;
       const etag = await env.seedFile(key, file);
       const { size } = await import('node:fs/promises').then((fs) => fs.stat(file));

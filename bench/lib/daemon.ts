@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { validateConfig, type Config } from '../../src/config/index.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/log.ts';
+import { waitFor } from '../../test/helpers/stack.ts';
 import { BUCKET, type BenchEnv } from './endpoint.ts';
 
 export const PREDICTION_SCHEMA = {
@@ -32,17 +33,6 @@ export function benchConfig(env: BenchEnv, jobs: unknown[], overrides: Record<st
 
 export const startBenchDaemon = (config: Readonly<Config>): Promise<Daemon> => startDaemon(config, { log: createLogger(config.log.level) });
 
-/** Waits until `fn` is truthy, checking every `everyMs`. */
-export async function until<T>(what: string, fn: () => Promise<T | false | undefined | null>, timeoutMs = 1_800_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** Seconds from discovery to commit of a job's succeeded files. */
 export async function importSeconds(daemon: Daemon, jobId: string): Promise<number[]> {
   const rows = await daemon.store.query<{ s: number; status: string }>(
@@ -53,8 +43,8 @@ export async function importSeconds(daemon: Daemon, jobId: string): Promise<numb
 }
 
 /** Waits for `count` files of a job to be committed (succeeded), failing fast on a failed file. */
-export function importsDone(daemon: Daemon, jobId: string, count: number, timeoutMs?: number) {
-  return until(`${count} imports of ${jobId}`, async () => {
+export function importsDone(daemon: Daemon, jobId: string, count: number, timeoutMs = 1_800_000) {
+  return waitFor(`${count} imports of ${jobId}`, async () => {
     const rows = await daemon.store.query<{ status: string; error_message: string | null }>(`SELECT status, error_message FROM import_files WHERE job_id = $1`, [jobId]);
     const failed = rows.find((r) => r.status === 'failed');
     if (failed) throw new Error(`${jobId}: import failed: ${failed.error_message}`);

@@ -1,5 +1,3 @@
-import { DuckDBInstance } from '@duckdb/node-api';
-
 /** DuckDB COPY options per format. */
 export const FORMATS = {
   parquet: { ext: 'parquet', copy: 'FORMAT parquet', read: (f: string) => `read_parquet('${f}')` },
@@ -34,19 +32,4 @@ export function actualsSql(n: number, days = 10): string {
     FROM range(${n}) t(i) WHERE hash(i) % 10 < 3 ORDER BY hash(i * 7)`;
 }
 
-let db: DuckDBInstance | undefined;
-
-/** Writes a query's rows to a file with DuckDB's own writer. */
-export async function writeFile(path: string, sql: string, copy: string): Promise<string> {
-  db ??= await DuckDBInstance.create(':memory:', { memory_limit: '2GB' });
-  const conn = await db.connect();
-  try {
-    await conn.run(`COPY (${sql}) TO '${path}' (${copy})`);
-  } finally {
-    conn.closeSync();
-  }
-  return path;
-}
-
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-export const seconds = (ms: number) => ms / 1000;

@@ -7,12 +7,10 @@ import { createInterface } from 'node:readline';
 import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../src/source/index.ts';
 import { startRedis, type RedisHarness } from '../../test/helpers/redis.ts';
+import { useS3rverCredentials } from '../../test/helpers/s3.ts';
 import { tmpDir, type TmpDir } from '../../test/helpers/tmp.ts';
 
-// The daemon uses the default AWS credential chain; s3rver accepts these.
-process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-process.env.AWS_REGION = 'us-east-1';
+useS3rverCredentials();
 
 export const BUCKET = 'bench';
 

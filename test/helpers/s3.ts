@@ -109,6 +109,13 @@ export interface S3Harness {
   stop(): Promise<void>;
 }
 
+/** s3rver's fixed credentials, as the daemon (which uses the default AWS credential chain) reads them. */
+export function useS3rverCredentials(): void {
+  process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
+  process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
+  process.env.AWS_REGION = 'us-east-1';
+}
+
 /** Builds a path-style S3 client for s3rver's fixed credentials. */
 export function makeClient(endpoint: string, maxAttempts?: number): S3Client {
   return new S3Client({

@@ -5,13 +5,10 @@ import { validateConfig, type Config } from '../../src/config/index.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/log.ts';
 import { startRedis, type RedisHarness } from './redis.ts';
-import { startS3, type S3Harness } from './s3.ts';
+import { startS3, useS3rverCredentials, type S3Harness } from './s3.ts';
 import { tmpDir, type TmpDir } from './tmp.ts';
 
-// The daemon uses the default AWS credential chain; s3rver accepts these.
-process.env.AWS_ACCESS_KEY_ID = 'S3RVER';
-process.env.AWS_SECRET_ACCESS_KEY = 'S3RVER';
-process.env.AWS_REGION = 'us-east-1';
+useS3rverCredentials();
 
 export const BUCKET = 'inference';
 
@@ -58,14 +55,14 @@ export function runDaemon(config: Readonly<Config>): Promise<Daemon> {
 }
 
 /** Polls `fn` until it returns a truthy value; fails with the last value after `timeoutMs`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | false | null | undefined | 0 | ''>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T | false | null | undefined | 0 | ''>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | false | null | undefined | 0 | '';
   for (;;) {
     last = await fn();
     if (last) return last;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
-    await sleep(200);
+    await sleep(everyMs);
   }
 }
 
