@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { validateConfig } from '../src/config/index.ts';
 import { readerFor } from '../src/formats/index.ts';
+import { jobRelation } from '../src/schema/select.ts';
 import { DuckDbStore } from '../src/store/index.ts';
 import type { ListedObject } from '../src/store/index.ts';
 import { tmpDir, type TmpDir } from './helpers/tmp.ts';
@@ -115,5 +116,155 @@ describe('DuckDB store', () => {
     assert.deepEqual(await actuals(), [{ id: '1', y: 'cat' }, { id: '2', y: 'gnu' }]);
     const [{ rows, current }] = await store.query<{ rows: number; current: number }>(`SELECT count(*)::INT AS rows, count(*) FILTER (is_current)::INT AS current FROM actual_rows WHERE model_id = 'm'`);
     assert.deepEqual({ rows, current }, { rows: 3, current: 2 });
+  });
+});
+
+describe('DuckDB store: files of a job waiting together', () => {
+  let tmp: TmpDir;
+  before(async () => {
+    tmp = await tmpDir('importer-group-');
+  });
+  after(async () => {
+    await tmp?.cleanup();
+  });
+
+  const gjob = validateConfig({
+    jobs: [{ id: 'g', source: 's3://bkt/g/', model: { id: 'gm' }, schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } }],
+  }).jobs[0];
+  const ajob = validateConfig({ jobs: [{ id: 'ga', source: 's3://bkt/ga/', model: { id: 'gm' }, schema: { predictionId: 'id', actualLabel: 'y' } }] }).jobs[0];
+  // A: 0..999; B: 500..1499 (newer, overrides 500..999); C: 98 good rows, a row without ID and a repeated ID; D (CSV): 3000..3049 and 0.
+  const files = [
+    { key: 'a.parquet', sql: `SELECT 'id' || i AS id, 0.1 AS score, i AS f_n FROM range(1000) t(i)`, copy: 'FORMAT parquet' },
+    { key: 'b.parquet', sql: `SELECT 'id' || i AS id, 0.2 AS score, i AS f_n FROM range(500, 1500) t(i)`, copy: 'FORMAT parquet' },
+    { key: 'c.parquet', sql: `SELECT * FROM (SELECT 'id' || i AS id, 0.3 AS score, i AS f_n FROM range(2000, 2098) t(i) UNION ALL SELECT NULL, 0.3, 1 UNION ALL SELECT 'id2000', 0.35, 2) ORDER BY f_n`, copy: 'FORMAT parquet' },
+    { key: 'd.csv', sql: `SELECT 'id' || i AS id, 0.4 AS score, i AS f_n FROM range(3000, 3050) t(i) UNION ALL SELECT 'id0', 0.4, 0`, copy: 'FORMAT csv, HEADER true' },
+  ];
+
+  async function storeWith(name: string, together: boolean, only = files) {
+    const store = new DuckDbStore({ path: join(tmp.path, `${name}.duckdb`) });
+    await store.init();
+    const requests = [];
+    for (const f of only) {
+      const [version] = await store.recordDiscovered('g', [obj(f.key, 'e1')]);
+      const path = await writeFixture(join(tmp.path, `${name}-${f.key}`), f.sql, f.copy);
+      const file = { path, key: f.key };
+      requests.push({ job: gjob, version, file, source: await readerFor(f.key.endsWith('.csv') ? 'csv' : 'parquet')(file, {}), importTime: new Date('2026-11-21T00:00:00Z') });
+    }
+    const results = together ? await Promise.all(requests.map((r) => store.importFile(r))) : [];
+    if (!together) for (const r of requests) results.push(await store.importFile(r));
+    return { store, results };
+  }
+  const content = (store: DuckDbStore) =>
+    store.query(`SELECT f.key, p.prediction_id, p.prediction_score, p.features.n AS n, p.is_current, p.source_row
+                 FROM model_predictions.gm p JOIN import_files f ON f.file_id = p.source_file_id ORDER BY ALL`);
+
+  it('imports them in one transaction, with exactly the rows, flags and rejections of one-by-one imports', async () => {
+    const one = await storeWith('one-by-one', false);
+    const group = await storeWith('together', true);
+    try {
+      assert.deepEqual(one.results.map((r) => r.filesInTransaction), [1, 1, 1, 1]);
+      assert.deepEqual(group.results.map((r) => r.filesInTransaction), [4, 4, 4, 4]);
+      const summary = (rs: typeof one.results) => rs.map((r) => [r.status, r.rowsRead, r.predictionsLoaded, r.rowsRejected]);
+      const expected = [['succeeded', 1000, 1000, 0], ['succeeded', 1000, 1000, 0], ['partially_succeeded', 100, 98, 2], ['succeeded', 51, 51, 0]];
+      assert.deepEqual(summary(one.results), expected);
+      assert.deepEqual(summary(group.results), expected);
+      assert.deepEqual(group.results[2].rejectedByCode, { IMP_ERR_ROW_PREDICTION_ID_MISSING: 1, IMP_ERR_ROW_DUPLICATE_ID: 1 });
+
+      const rows = await content(group.store);
+      assert.deepEqual(rows, await content(one.store));
+      assert.equal(rows.length, 2149);
+      assert.equal(rows.filter((r) => r.is_current).length, 1648);
+      const current = (id: string) => rows.filter((r) => r.prediction_id === id && r.is_current).map((r) => [r.key, r.prediction_score]);
+      assert.deepEqual(current('id0'), [['d.csv', 0.4]]);
+      assert.deepEqual(current('id700'), [['b.parquet', 0.2]]);
+      assert.deepEqual(current('id2000'), [['c.parquet', 0.3]]); // the later row of the file wins; the one at row 2 was the duplicate
+      const rejected = (s: DuckDbStore) => s.query(`SELECT key, row_number, code FROM rejected_rows ORDER BY ALL`);
+      assert.deepEqual(await rejected(group.store), await rejected(one.store));
+      assert.deepEqual((await rejected(group.store)).map((r) => r.code), ['IMP_ERR_ROW_PREDICTION_ID_MISSING', 'IMP_ERR_ROW_DUPLICATE_ID']);
+      const ledger = (s: DuckDbStore) => s.query(`SELECT key, status, rows_read, predictions_loaded, rows_rejected, error_code FROM import_files ORDER BY key`);
+      assert.deepEqual(await ledger(group.store), await ledger(one.store));
+
+      // Actuals of one job arriving together: overlapping files, the newer wins; each joined pair is counted once, for the file whose row is current.
+      const acts = [];
+      for (const [key, from, to, y] of [['x.parquet', 0, 10, 'no'], ['y.parquet', 5, 15, 'yes']] as const) {
+        const [version] = await group.store.recordDiscovered('ga', [obj(key, 'e1')]);
+        const path = await writeFixture(join(tmp.path, `act-${key}`), `SELECT 'id' || i AS id, '${y}' AS y FROM range(${from}, ${to}) t(i)`, 'FORMAT parquet');
+        acts.push({ job: ajob, version, file: { path, key }, source: await readerFor('parquet')({ path, key }, {}), importTime: new Date() });
+      }
+      const [x, y] = await Promise.all(acts.map((r) => group.store.importFile(r)));
+      assert.deepEqual([x.filesInTransaction, x.actualsLoaded, x.matched?.count, y.actualsLoaded, y.matched?.count], [2, 10, 5, 10, 10]);
+      const labels = await group.store.query(`SELECT y.actual_label AS y, count(*)::INT AS n FROM actuals y WHERE model_id = 'gm' GROUP BY ALL ORDER BY 1`);
+      assert.deepEqual(labels, [{ y: 'no', n: 5 }, { y: 'yes', n: 10 }]);
+    } finally {
+      await one.store.close();
+      await group.store.close();
+    }
+  });
+
+  it('loads parquet files of one schema in one scan, with exactly the rows of one-by-one imports', async () => {
+    const parquet = files.filter((f) => f.key.endsWith('.parquet'));
+    const one = await storeWith('pq-one-by-one', false, parquet);
+    const group = await storeWith('pq-together', true, parquet);
+    try {
+      assert.deepEqual(group.results.map((r) => [r.filesInTransaction, r.status, r.predictionsLoaded]), [[3, 'succeeded', 1000], [3, 'succeeded', 1000], [3, 'partially_succeeded', 98]]);
+      const rows = await content(group.store);
+      assert.deepEqual(rows, await content(one.store));
+      assert.equal(rows.length, 2098);
+      assert.equal(rows.filter((r) => r.is_current).length, 1598);
+      // Rows keep their own file's row numbers (c.parquet: row 1 has no ID, row 2 repeats id2000, row 3 is the id2000 kept).
+      assert.deepEqual(rows.filter((r) => r.prediction_id === 'id2000' || r.prediction_id === 'id2001').map((r) => [r.key, r.source_row]), [['c.parquet', '3'], ['c.parquet', '4']]);
+    } finally {
+      await one.store.close();
+      await group.store.close();
+    }
+  });
+
+  it('applies the job\'s select to files read in one scan', async () => {
+    const sjob = validateConfig({
+      jobs: [{ id: 's', source: 's3://bkt/s/', model: { id: 'sm' }, select: ['id', 'score * 10 AS score', "'x' || id AS f_tag"], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } }],
+    }).jobs[0];
+    const store = new DuckDbStore({ path: join(tmp.path, 'select.duckdb') });
+    await store.init();
+    try {
+      const requests = [];
+      for (const [key, from] of [['s1.parquet', 0], ['s2.parquet', 5]] as const) {
+        const [version] = await store.recordDiscovered('s', [obj(key, 'e1')]);
+        const path = await writeFixture(join(tmp.path, `sel-${key}`), `SELECT 'q' || i AS id, i / 100 AS score FROM range(${from}, ${from + 5}) t(i)`, 'FORMAT parquet');
+        requests.push({ job: sjob, version, file: { path, key }, source: await jobRelation(sjob, { path, key }), importTime: new Date() });
+      }
+      const results = await Promise.all(requests.map((r) => store.importFile(r)));
+      assert.deepEqual(results.map((r) => [r.filesInTransaction, r.predictionsLoaded]), [[2, 5], [2, 5]]);
+      const rows = await store.query(`SELECT f.key, p.prediction_id AS id, p.prediction_score AS s, p.features.tag AS tag, p.source_row::INT AS r
+                                      FROM model_predictions.sm p JOIN import_files f ON f.file_id = p.source_file_id WHERE p.prediction_id IN ('q4', 'q5') ORDER BY 2`);
+      assert.deepEqual(rows, [{ key: 's1.parquet', id: 'q4', s: 0.4, tag: 'xq4', r: 5 }, { key: 's2.parquet', id: 'q5', s: 0.5, tag: 'xq5', r: 1 }]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a broken file fails alone: the group falls back to one transaction per file', async () => {
+    const store = new DuckDbStore({ path: join(tmp.path, 'broken.duckdb') });
+    await store.init();
+    try {
+      const requests = [];
+      for (const [key, body] of [['ok1.parquet', `SELECT 'k' || i AS id, 0.5 AS score FROM range(10) t(i)`], ['bad.parquet', null], ['ok2.parquet', `SELECT 'k' || i AS id, 0.6 AS score FROM range(20, 25) t(i)`]] as const) {
+        const [version] = await store.recordDiscovered('g', [obj(key, 'e1')]);
+        const path = join(tmp.path, `broken-${key}`);
+        if (body) await writeFixture(path, body, 'FORMAT parquet');
+        else await import('node:fs/promises').then((fs) => fs.writeFile(path, 'PAR1 this is not parquet'));
+        requests.push({ job: gjob, version, file: { path, key }, source: await readerFor('parquet')({ path, key }, {}), importTime: new Date() });
+      }
+      const outcomes = await Promise.allSettled(requests.map((r) => store.importFile(r)));
+      assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
+      const [ok1, bad, ok2] = outcomes;
+      assert.deepEqual(ok1.status === 'fulfilled' && [ok1.value.status, ok1.value.predictionsLoaded, ok1.value.filesInTransaction], ['succeeded', 10, 1]);
+      assert.deepEqual(ok2.status === 'fulfilled' && [ok2.value.status, ok2.value.predictionsLoaded, ok2.value.filesInTransaction], ['succeeded', 5, 1]);
+      assert.equal(bad.status === 'rejected' && bad.reason.code, 'IMP_ERR_FORMAT_UNREADABLE');
+      assert.match(bad.status === 'rejected' ? bad.reason.message : '', /^bad\.parquet: cannot be read/);
+      const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.gm WHERE is_current`);
+      assert.equal(n, 15);
+    } finally {
+      await store.close();
+    }
   });
 });

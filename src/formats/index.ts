@@ -2,12 +2,12 @@ import { describeError, ImporterError } from '../errors.ts';
 import type { SourceFormat } from '../config/index.ts';
 import { readCsv } from './csv.ts';
 import { readJson } from './json.ts';
-import { readParquet } from './parquet.ts';
+import { readParquet, readParquetFiles } from './parquet.ts';
 import { readSageMaker } from './sagemaker.ts';
-import type { FormatReader, LocalFile } from './types.ts';
+import type { FormatReader, GroupReader, LocalFile } from './types.ts';
 
-export type { FormatReader, LocalFile, ReaderContext, SourceRelation } from './types.ts';
-export { sqlIdent, sqlString, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
+export type { FormatReader, GroupReader, LocalFile, ReaderContext, SourceRelation } from './types.ts';
+export { sqlIdent, sqlString, FILE_INDEX_COLUMN, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
 
 /** Formats read from one file (Delta tables are read by `formats/delta/`, from many). */
 export type ConcreteFormat = Exclude<SourceFormat, 'auto' | 'delta'>;
@@ -53,6 +53,14 @@ export function extensionOf(key: string): string {
 
 export function readerFor(format: ConcreteFormat): FormatReader {
   return READERS[format];
+}
+
+/** Formats whose files can be read together in one scan. */
+const GROUP_READERS: Partial<Record<ConcreteFormat, GroupReader>> = { parquet: readParquetFiles };
+
+/** The group reader of a format, if it has one. */
+export function groupReaderFor(format: ConcreteFormat): GroupReader | undefined {
+  return GROUP_READERS[format];
 }
 
 /**

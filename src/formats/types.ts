@@ -19,6 +19,8 @@ export interface SourceRelation {
    * rather than materialise it. Row numbers made by a window over a scan are not physical.
    */
   columnar?: boolean;
+  /** Relations over several files (see `GroupReader`): the column with each row's 0-based file index. */
+  fileIndexColumn?: string;
 }
 
 /** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */
@@ -39,8 +41,16 @@ export interface ReaderContext {
  */
 export type FormatReader = (file: LocalFile, context: ReaderContext) => SourceRelation | Promise<SourceRelation>;
 
+/**
+ * A reader of several files of one format and schema as one relation, which DuckDB scans in
+ * parallel: how a group import loads small files together. Row numbers restart in every file.
+ */
+export type GroupReader = (files: LocalFile[], context: ReaderContext) => SourceRelation;
+
 /** The name readers give the 1-based row number column. */
 export const ROW_NUMBER_COLUMN = '__source_row';
+/** The name group readers give the 0-based file index column. */
+export const FILE_INDEX_COLUMN = '__file_index';
 
 /** Renders read options as `, name = literal` arguments of a DuckDB table function. */
 export function readOptionsSql(options: ReadOptions | undefined): string {

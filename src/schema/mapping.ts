@@ -283,6 +283,7 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
       ${numberSql(relScore)} AS relevance_score,
       ${Object.entries(structs).map(([name, fields]) => `${structSql(fields)} AS ${name}`).join(',\n      ')}
       ${helpers.map((h) => `, ${h}`).join('\n      ')}
+      ${source.fileIndexColumn ? `, CAST(${ref(source.fileIndexColumn)} AS BIGINT) AS file_index` : ''}
     FROM ${source.sql} AS src`;
   const scored = scoreMap
     ? `SELECT * REPLACE (COALESCE(element_at(prediction_scores, prediction_label)[1], list_max(map_values(prediction_scores))) AS prediction_score) FROM (${mapped})`

@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/index.ts';
 import { ImporterError, type ErrorDetail } from '../errors.ts';
-import { readerFor, resolveFormat, ROW_NUMBER_COLUMN, sqlString, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import { FILE_INDEX_COLUMN, groupReaderFor, readerFor, resolveFormat, ROW_NUMBER_COLUMN, sqlString, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import type { RunQuery } from './staged.ts';
 
 /** Row number column of a relation wrapped by a job's `select`. */
@@ -9,7 +9,7 @@ const SELECT_ROW_COLUMN = '__select_row';
 const VOLATILE_FUNCTION = /\b(random|uuid|gen_random_uuid|setseed)\s*\(/i;
 
 /** Columns the pipeline adds to every relation; never data. */
-export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN, SELECT_ROW_COLUMN]);
+export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN, SELECT_ROW_COLUMN, FILE_INDEX_COLUMN]);
 
 /**
  * The relation an import reads: the format's reader with the job's read options, then the job's
@@ -19,12 +19,24 @@ export async function jobRelation(job: JobConfig, file: LocalFile): Promise<Sour
   return applySelect(job, await readerFor(resolveFormat(job.format, file.key))(file, { readOptions: job.readOptions, featureNames: job.capture?.featureNames }));
 }
 
+/**
+ * Several files of a job as one relation, read in one scan (see `GroupReader`), with the job's
+ * `select` applied; undefined when their format has no group reader. The caller makes sure the
+ * files share one schema.
+ */
+export function jobRelationOfFiles(job: JobConfig, files: LocalFile[]): SourceRelation | undefined {
+  const formats = new Set(files.map((f) => resolveFormat(job.format, f.key)));
+  const reader = formats.size === 1 ? groupReaderFor([...formats][0]) : undefined;
+  return reader && applySelect(job, reader(files, { readOptions: job.readOptions }));
+}
+
 /** Wraps a relation in the job's `select` expressions, when it has any. */
 export function applySelect(job: JobConfig, base: SourceRelation): SourceRelation {
   if (!job.select) return base;
   return {
-    sql: `(SELECT src.${base.rowNumberColumn} AS ${SELECT_ROW_COLUMN}, ${job.select.join(', ')} FROM ${base.sql} AS src)`,
+    sql: `(SELECT src.${base.rowNumberColumn} AS ${SELECT_ROW_COLUMN}, ${base.fileIndexColumn ? `src.${base.fileIndexColumn}, ` : ''}${job.select.join(', ')} FROM ${base.sql} AS src)`,
     rowNumberColumn: SELECT_ROW_COLUMN,
+    fileIndexColumn: base.fileIndexColumn,
     // Two reads must see the same values: expressions drawing random values force one materialised read.
     columnar: base.columnar && !job.select.some((e) => VOLATILE_FUNCTION.test(e)),
   };

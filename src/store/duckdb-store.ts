@@ -2,9 +2,11 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { sqlIdent, sqlString } from '../formats/index.ts';
-import { planMapping, type StructColumns, type StructField } from '../schema/mapping.ts';
-import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
+import { isDeltaKey, sqlIdent, sqlString } from '../formats/index.ts';
+import type { JobConfig } from '../config/index.ts';
+import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
+import { jobRelationOfFiles } from '../schema/select.ts';
+import { describeFile, rejectedRowsSql, stageFile, type RunQuery, type StageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   ACTUAL_DELAY_BUCKETS,
@@ -103,6 +105,39 @@ function toVersion(r: Row): FileVersion {
   };
 }
 
+/** Files of one job imported in one transaction, at most this many bytes together (a larger file goes alone). */
+const GROUP_MAX_BYTES = 256 * 1024 * 1024;
+
+/** An import waiting for the import lock. */
+interface WaitingImport {
+  request: ImportRequest;
+  resolve: (result: ImportResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** One file of a group import, as it goes through the transaction. */
+interface GroupMember {
+  request: ImportRequest;
+  columns: FileColumn[];
+  plan: MappingPlan;
+  stage: string;
+  result: ImportResult;
+  stats?: StageStats;
+  refuse?: boolean;
+  predictionsLoaded?: number;
+  actualsLoaded?: number;
+}
+
+/** The fields (names and types) of a plan's STRUCT columns: files with equal shapes can be loaded by one INSERT. */
+const structShape = (structs: StructColumns) =>
+  JSON.stringify(Object.entries(structs).map(([column, fields]) => [column, (fields as StructField[]).map((f) => `${f.name} ${f.type}`)]));
+
+/** The rows a group's insert reports must be the sum of what its files' stages say they load. */
+function checkLoaded(inserted: number, perFile: number[], table: string): void {
+  const expected = perFile.reduce((a, b) => a + b, 0);
+  if (inserted !== expected) throw new ImporterError('IMP_ERR_INTERNAL', `inserted ${inserted} rows into ${table} where the staged files hold ${expected}`);
+}
+
 /** True for DuckDB's optimistic-concurrency conflicts, which succeed when retried. */
 const isConflict = (err: unknown) => /conflict/i.test(String((err as Error)?.message));
 
@@ -116,8 +151,9 @@ export class DuckDbStore implements Store {
   /** Operators' ad-hoc SELECTs run here, so a slow one can be interrupted without touching anything else. */
   private sqlConn!: DuckDBConnection;
   private readonly sqlLock = new Mutex();
-  /** Imports run one at a time: their deletes and upserts touch the same tables. DuckDB parallelises each one. */
+  /** Imports run one group at a time (see importFile). DuckDB parallelises each one. */
   private readonly importLock = new Mutex();
+  private waitingImports: WaitingImport[] = [];
   private readonly ledgerLock = new Mutex();
   private readonly readLock = new Mutex();
   private stageSeq = 0;
@@ -251,127 +287,224 @@ export class DuckDbStore implements Store {
     });
   }
 
+  /**
+   * Imports wait for one lock (their deletes and flag updates touch the same rows). Whoever takes
+   * it imports every waiting file of the same job in one transaction: files that arrive together
+   * (one poll's worth) then cost one commit, one scan for overlapping keys and one parallel insert,
+   * instead of one of each per file, which is what keeps PutObject → visible short.
+   */
   importFile(request: ImportRequest): Promise<ImportResult> {
-    return this.importLock.run(() => this.importLocked(request));
+    return new Promise<ImportResult>((resolve, reject) => {
+      this.waitingImports.push({ request, resolve, reject });
+      void this.importLock.run(() => this.importWaiting());
+    });
   }
 
-  private async importLocked({ job, version, file, source, importTime }: ImportRequest): Promise<ImportResult> {
+  /** Takes the oldest waiting import and the others of its job that fit in one transaction, and imports them. */
+  private async importWaiting(): Promise<void> {
+    const first = this.waitingImports[0];
+    if (!first) return; // an earlier turn of the lock took it along
+    const group = [first];
+    // Delta snapshots replace a whole table's rows and can be large: they go alone.
+    if (!isDeltaKey(first.request.version.key)) {
+      let bytes = first.request.version.size;
+      for (const w of this.waitingImports.slice(1)) {
+        if (w.request.job.id !== first.request.job.id || isDeltaKey(w.request.version.key) || bytes + w.request.version.size > GROUP_MAX_BYTES) continue;
+        bytes += w.request.version.size;
+        group.push(w);
+      }
+    }
+    this.waitingImports = this.waitingImports.filter((w) => !group.includes(w));
+    if (group.length > 1) {
+      try {
+        const results = await this.importGroup(group.map((w) => w.request));
+        group.forEach((w, i) => w.resolve(results[i]));
+        return;
+      } catch {
+        // Something in the group failed: import its files one by one, so the failure is the broken file's alone.
+      }
+    }
+    for (const w of group) await this.importGroup([w.request]).then(([r]) => w.resolve(r), w.reject);
+  }
+
+  /** One transaction: each file's ledger check, staging and rejected rows; one replacement of the group's rows per table. */
+  private async importGroup(requests: ImportRequest[]): Promise<ImportResult[]> {
     const conn = this.importConn;
-    const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
     const run = (sql: string) => this.all(conn, sql);
-    const plan = planMapping(job, source, await describeFile(run, job, source, file), file.key, importTime);
-    const stage = `stage_${++this.stageSeq}`;
+    const { job } = requests[0];
     const modelTable = `${MODEL_SCHEMA}.${sqlIdent(job.model.id)}`;
     const env = job.model.environment;
+    const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
+    // One import time for the group: a file's verdicts and the rows loaded from a scan of the group must agree on it.
+    const { importTime } = requests[0];
+    const members: GroupMember[] = [];
+    for (const request of requests) {
+      const columns = await describeFile(run, job, request.source, request.file);
+      const plan = planMapping(job, request.source, columns, request.file.key, importTime);
+      members.push({ request, columns, plan, stage: `stage_${++this.stageSeq}`, result: skipped });
+    }
 
     await conn.run('BEGIN TRANSACTION');
     try {
-      const current = await this.all(
-        conn,
-        `SELECT file_id, status FROM import_files WHERE job_id = $1 AND key = $2 ORDER BY discovered_at DESC, file_id DESC LIMIT 1`,
-        [version.jobId, version.key],
-      );
-      const own = (await this.all(conn, `SELECT status FROM import_files WHERE file_id = $1`, [version.fileId]))[0];
-      // Only pending versions import: committed ones are done, failed/superseded/vanished ones wait for a new listing or a retry.
-      if (!own || own.status !== 'pending') {
-        await conn.run('ROLLBACK');
-        return skipped;
-      }
-      if (Number(current[0]?.file_id) !== version.fileId) {
-        await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = ${nowSql()}, error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
-        await conn.run('COMMIT');
-        return { ...skipped, status: 'superseded' };
-      }
-
-      // Columnar files are read twice (verdicts, then the rows to load); others are materialised once.
-      const direct = source.columnar === true;
-      const { rowsRead, rowsRejected, rejectedByCode } = await stageFile(run, stage, plan, file, { keysOnly: direct });
-      const previous = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(version.jobId)} AND key = ${sqlString(version.key)}`;
-      // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
-      const refuse = rowsRejected > 0 && job.onInvalidRows === 'fail';
-      const rows = direct ? `(${plan.rowsSql})` : stage;
-      const valid = rowsRejected === 0 ? 'true' : direct ? `source_row NOT IN (SELECT source_row FROM ${stage} WHERE reject_code IS NOT NULL)` : 'reject_code IS NULL';
-
-      let predictionsLoaded = 0;
-      let actualsLoaded = 0;
-      if (plan.hasPredictions && !refuse) {
-        await this.ensureModelTable(conn, job.model.id, plan.structs);
-        const structCols = Object.entries(plan.structs).filter(([, fields]) => fields.length).map(([name]) => name);
-        const inserted = await this.replaceContribution(conn, {
-          table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous,
-          newKeys: `SELECT model_version, prediction_id FROM ${stage} WHERE reject_code IS NULL`,
-          insert: `INSERT INTO ${modelTable} BY NAME
-           SELECT ${sqlString(job.model.id)} AS model_id, model_version, ${sqlString(env)} AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
-                  prediction_scores, prediction_group_id, rank,
-                  ${structCols.map((c) => `${c}, `).join('')}CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
-           FROM ${rows} WHERE ${valid}`,
-        });
-        predictionsLoaded = Number(inserted[0]?.Count ?? 0);
-      }
-      if (plan.hasActuals && !refuse) {
-        // A file of predictions and actuals may hold one ID under several versions: its last actual wins.
-        const actualRows = `SELECT * FROM ${rows} WHERE ${valid} AND has_actual
-                            ${plan.hasPredictions ? 'QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1' : ''}`;
-        const inserted = await this.replaceContribution(conn, {
-          table: 'actual_rows', keys: ['prediction_id'], modelId: job.model.id, env, previous,
-          newKeys: `SELECT prediction_id FROM ${stage} WHERE reject_code IS NULL AND has_actual`,
-          insert: `INSERT INTO actual_rows BY NAME
-           SELECT ${sqlString(job.model.id)} AS model_id, ${sqlString(env)} AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
-                  CAST(${version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
-           FROM (${actualRows})`,
-        });
-        actualsLoaded = Number(inserted[0]?.Count ?? 0);
-      }
-
-      const matched = refuse ? undefined : await this.matchedByImport(conn, job.model.id, env, version.fileId, plan.hasPredictions, plan.hasActuals);
-
-      await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previous})`);
-      if (rowsRejected > 0) {
-        await conn.run(
-          `INSERT INTO rejected_rows SELECT CAST($1 AS BIGINT), $2, $3, $4, row_number, column_name, code, message, raw FROM (${rejectedRowsSql(stage, source)})`,
-          [version.fileId, version.jobId, version.key, version.etag],
+      const live: GroupMember[] = [];
+      for (const m of members) {
+        const { version } = m.request;
+        const own = (await this.all(conn, `SELECT status FROM import_files WHERE file_id = $1`, [version.fileId]))[0];
+        // Only pending versions import: committed ones are done, failed/superseded/vanished ones wait for a new listing or a retry.
+        if (!own || own.status !== 'pending') continue;
+        const current = await this.all(
+          conn,
+          `SELECT file_id FROM import_files WHERE job_id = $1 AND key = $2 ORDER BY discovered_at DESC, file_id DESC LIMIT 1`,
+          [version.jobId, version.key],
         );
+        if (Number(current[0]?.file_id) !== version.fileId) {
+          await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = ${nowSql()}, error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
+          m.result = { ...skipped, status: 'superseded' };
+          continue;
+        }
+        // Columnar files are read twice (verdicts, then the rows to load); others are materialised once.
+        m.stats = await stageFile(run, m.stage, m.plan, m.request.file, { keysOnly: m.request.source.columnar === true });
+        // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
+        m.refuse = m.stats.rowsRejected > 0 && job.onInvalidRows === 'fail';
+        live.push(m);
       }
-      const first = rowsRejected > 0
-        ? (await this.all(conn, `SELECT row_number, column_name, code, message FROM rejected_rows WHERE file_id = $1 ORDER BY row_number LIMIT 1`, [version.fileId]))[0]
-        : undefined;
-      const status: FileStatus = refuse ? 'failed' : rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
-      const summary = first
-        ? refuse
-          ? `${file.key}: ${rowsRejected} invalid row(s) and onInvalidRows: fail, so nothing was loaded; first: ${first.message}`
-          : `${file.key}: ${rowsRejected} row(s) rejected; first: ${first.message}`
-        : null;
-      await conn.run(
-        `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
-           error_code = $7, error_message = $8, error_column = $9, error_row = $10
-         WHERE file_id = $1`,
-        [version.fileId, status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected,
-          refuse ? 'IMP_ERR_ROWS_INVALID' : ((first?.code as string) ?? null), summary,
-          (first?.column_name as string) ?? null, first ? Number(first.row_number) : null],
-      );
-      await conn.run(`DROP TABLE ${stage}`);
+      const previousOf = (ms: GroupMember[]) =>
+        `SELECT file_id FROM import_files WHERE job_id = ${sqlString(job.id)} AND key IN (${ms.map((m) => sqlString(m.request.version.key)).join(', ')})`;
+      const rowsOf = (m: GroupMember) => (m.request.source.columnar === true ? `(${m.plan.rowsSql})` : m.stage);
+      const validOf = (m: GroupMember) =>
+        m.stats!.rowsRejected === 0 ? 'true'
+          : m.request.source.columnar === true ? `source_row NOT IN (SELECT source_row FROM ${m.stage} WHERE reject_code IS NOT NULL)` : 'reject_code IS NULL';
+      const loading = live.filter((m) => !m.refuse);
+
+      const withPredictions = loading.filter((m) => m.plan.hasPredictions);
+      if (withPredictions.length) {
+        for (const m of withPredictions) await this.ensureModelTable(conn, job.model.id, m.plan.structs);
+        const predictionRows = (structs: StructColumns, sourceFileId: string, from: string) => {
+          const structCols = Object.entries(structs).filter(([, fields]) => fields.length).map(([name]) => name);
+          return `SELECT ${sqlString(job.model.id)} AS model_id, model_version, ${sqlString(env)} AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
+                  prediction_scores, prediction_group_id, rank,
+                  ${structCols.map((c) => `${c}, `).join('')}CAST(${sourceFileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
+           FROM ${from}`;
+        };
+        const together = withPredictions.length > 1 ? await this.scanTogether(run, job, withPredictions, importTime) : undefined;
+        const selects = together
+          ? [predictionRows(together.plan.structs, together.sourceFileId, together.from)]
+          : withPredictions.map((m) => predictionRows(m.plan.structs, String(m.request.version.fileId), `${rowsOf(m)} WHERE ${validOf(m)}`));
+        // Files whose STRUCT columns have the same fields load in one statement; otherwise each keeps its own shape.
+        const shapes = new Set(withPredictions.map((m) => structShape(m.plan.structs)));
+        const loaded = await this.replaceContribution(conn, {
+          table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous: previousOf(withPredictions),
+          newKeys: withPredictions.map((m) => `SELECT model_version, prediction_id FROM ${m.stage} WHERE reject_code IS NULL`),
+          inserts: shapes.size === 1 ? [`INSERT INTO ${modelTable} BY NAME ${selects.join(' UNION ALL ')}`] : selects.map((s) => `INSERT INTO ${modelTable} BY NAME ${s}`),
+        });
+        for (const m of withPredictions) m.predictionsLoaded = m.stats!.rowsValid;
+        checkLoaded(loaded, withPredictions.map((m) => m.predictionsLoaded!), modelTable);
+      }
+      const withActuals = loading.filter((m) => m.plan.hasActuals);
+      if (withActuals.length) {
+        const selects = withActuals.map((m) => {
+          // A file of predictions and actuals may hold one ID under several versions: its last actual wins.
+          const actualRows = `SELECT * FROM ${rowsOf(m)} WHERE ${validOf(m)} AND has_actual
+                              ${m.plan.hasPredictions ? 'QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1' : ''}`;
+          return `SELECT ${sqlString(job.model.id)} AS model_id, ${sqlString(env)} AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
+                  CAST(${m.request.version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
+           FROM (${actualRows})`;
+        });
+        const loaded = await this.replaceContribution(conn, {
+          table: 'actual_rows', keys: ['prediction_id'], modelId: job.model.id, env, previous: previousOf(withActuals),
+          newKeys: withActuals.map((m) => `SELECT prediction_id FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`),
+          inserts: [`INSERT INTO actual_rows BY NAME ${selects.join(' UNION ALL ')}`],
+        });
+        for (const m of withActuals) {
+          const [{ n }] = await this.all(conn, `SELECT count(${m.plan.hasPredictions ? 'DISTINCT prediction_id' : '*'}) AS n FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`);
+          m.actualsLoaded = Number(n);
+        }
+        checkLoaded(loaded, withActuals.map((m) => m.actualsLoaded!), 'actual_rows');
+      }
+      const matched = loading.length ? await this.matchedByImport(conn, job.model.id, env, loading) : new Map<number, MatchedActuals>();
+
+      if (live.length) await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previousOf(live)})`);
+      for (const m of live) {
+        const { version, file } = m.request;
+        const { rowsRead, rowsRejected, rejectedByCode } = m.stats!;
+        if (rowsRejected > 0) {
+          await conn.run(
+            `INSERT INTO rejected_rows SELECT CAST($1 AS BIGINT), $2, $3, $4, row_number, column_name, code, message, raw FROM (${rejectedRowsSql(m.stage, m.request.source)})`,
+            [version.fileId, version.jobId, version.key, version.etag],
+          );
+        }
+        const first = rowsRejected > 0
+          ? (await this.all(conn, `SELECT row_number, column_name, code, message FROM rejected_rows WHERE file_id = $1 ORDER BY row_number LIMIT 1`, [version.fileId]))[0]
+          : undefined;
+        const status: FileStatus = m.refuse ? 'failed' : rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
+        const summary = first
+          ? m.refuse
+            ? `${file.key}: ${rowsRejected} invalid row(s) and onInvalidRows: fail, so nothing was loaded; first: ${first.message}`
+            : `${file.key}: ${rowsRejected} row(s) rejected; first: ${first.message}`
+          : null;
+        const predictionsLoaded = m.predictionsLoaded ?? 0;
+        const actualsLoaded = m.actualsLoaded ?? 0;
+        await conn.run(
+          `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+             error_code = $7, error_message = $8, error_column = $9, error_row = $10
+           WHERE file_id = $1`,
+          [version.fileId, status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected,
+            m.refuse ? 'IMP_ERR_ROWS_INVALID' : ((first?.code as string) ?? null), summary,
+            (first?.column_name as string) ?? null, first ? Number(first.row_number) : null],
+        );
+        await conn.run(`DROP TABLE ${m.stage}`);
+        m.result = {
+          status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode,
+          matched: m.refuse ? undefined : (matched.get(version.fileId) ?? { count: 0, groups: [] }),
+          filesInTransaction: live.length,
+        };
+      }
       await conn.run('COMMIT');
-      return { status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode, matched };
+      return members.map((m) => m.result);
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined);
-      await conn.run(`DROP TABLE IF EXISTS ${stage}`).catch(() => undefined);
+      for (const m of members) await conn.run(`DROP TABLE IF EXISTS ${m.stage}`).catch(() => undefined);
       throw err;
     }
   }
 
   /**
-   * Replaces what earlier versions of a file contributed to a table and adds this version's rows,
-   * keeping every file's rows: for each key the row of the newest file (highest ledger ID) is the
-   * current one. So a file that re-sends an ID overrides it without destroying the older row, and
-   * if that file is later rewritten without the ID, the older file's row becomes current again.
-   * Returns the insert's result.
+   * The valid rows of several columnar files of one schema as one scan: DuckDB reads all their row
+   * groups in parallel, where a UNION ALL of per-file scans loads one small file after another.
+   * Each row's file comes from the scan's file index; rows the files' stages rejected are left out.
+   * Undefined when the files cannot be read together (other formats, different columns).
+   */
+  private async scanTogether(run: RunQuery, job: JobConfig, ms: GroupMember[], importTime: Date): Promise<{ plan: MappingPlan; sourceFileId: string; from: string } | undefined> {
+    const shape = JSON.stringify(ms[0].columns);
+    if (ms.some((m) => m.request.source.columnar !== true || JSON.stringify(m.columns) !== shape)) return undefined;
+    // A data column of that name would hide DuckDB's virtual file_index column.
+    if (ms[0].columns.some((c) => c.name === 'file_index')) return undefined;
+    const source = jobRelationOfFiles(job, ms.map((m) => m.request.file));
+    if (!source) return undefined;
+    const first = ms[0].request.file;
+    const plan = planMapping(job, source, await describeFile(run, job, source, first), first.key, importTime);
+    const rejected = ms.flatMap((m, i) => (m.stats!.rowsRejected ? [`SELECT ${i} AS file_index, source_row FROM ${m.stage} WHERE reject_code IS NOT NULL`] : []));
+    return {
+      plan,
+      sourceFileId: `CASE file_index ${ms.map((m, i) => `WHEN ${i} THEN ${m.request.version.fileId}`).join(' ')} END`,
+      from: `(${plan.rowsSql}) ${rejected.length ? `ANTI JOIN (${rejected.join(' UNION ALL ')}) USING (file_index, source_row)` : ''}`,
+    };
+  }
+
+  /**
+   * Replaces what earlier versions of a group's files contributed to a table and adds these
+   * versions' rows, keeping every file's rows: for each key the row of the newest file (highest
+   * ledger ID) is the current one. So a file that re-sends an ID overrides it without destroying
+   * the older row, and if that file is later rewritten without the ID, the older file's row becomes
+   * current again. Returns the number of rows inserted.
    */
   private async replaceContribution(
     conn: DuckDBConnection,
-    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; newKeys: string; insert: string },
-  ): Promise<Row[]> {
+    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; newKeys: string[]; inserts: string[] },
+  ): Promise<number> {
     const n = ++this.stageSeq;
     const keys = o.keys.join(', ');
+    const newKeys = o.newKeys.join(' UNION ALL ');
     const scope = (alias = '') => `${alias}model_id = ${sqlString(o.modelId)} AND ${alias}environment = ${sqlString(o.env)}`;
     // Keys whose current row goes away with the earlier versions: another file's row may take over.
     await conn.run(`CREATE OR REPLACE TEMP TABLE orphaned_${n} AS SELECT DISTINCT ${keys} FROM ${o.table} WHERE ${scope()} AND is_current AND source_file_id IN (${o.previous})`);
@@ -380,12 +513,19 @@ export class DuckDbStore implements Store {
     // and an empty table needs not even that: the join would still hash every key of the file).
     const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
     const occupied = (await this.all(conn, `SELECT 1 FROM ${o.table} WHERE ${scope()} LIMIT 1`)).length > 0;
-    const overlap = occupied && (await this.all(conn, `SELECT 1 FROM (${o.newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')} LIMIT 1`)).length > 0;
+    const overlap = (occupied && (await this.all(conn, `SELECT 1 FROM (${newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')} LIMIT 1`)).length > 0)
+      // Files of one group may share keys with each other (a file's own repeats were rejected as duplicates).
+      || (o.newKeys.length > 1 && (await this.all(conn, `SELECT ${keys} FROM (${newKeys}) GROUP BY ${keys} HAVING count(*) > 1 LIMIT 1`)).length > 0);
     // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
     await conn.run('SET preserve_insertion_order = false');
-    const inserted = await this.all(conn, o.insert).finally(() => conn.run('RESET preserve_insertion_order'));
+    let inserted = 0;
+    try {
+      for (const insert of o.inserts) inserted += Number((await this.all(conn, insert))[0]?.Count ?? 0);
+    } finally {
+      await conn.run('RESET preserve_insertion_order');
+    }
     if (Number(orphans) > 0 || overlap) {
-      await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${o.newKeys})`);
+      await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${newKeys})`);
       // Only keys held by more than one file, or left without a current row, need their flag recomputed.
       await conn.run(
         `UPDATE ${o.table} t SET is_current = (t.source_file_id = w.top)
@@ -400,30 +540,41 @@ export class DuckDbStore implements Store {
   }
 
   /**
-   * Actuals that this import joined to a prediction: the file's actuals that found their
-   * prediction, or the waiting actuals that the file's predictions found. Grouped by delay bucket.
+   * Actuals that a group's import joined to a prediction, per file: a file's actuals that found
+   * their prediction, or the waiting actuals that its predictions found (a pair whose both sides
+   * arrived in the group counts once, for the actuals' file). Grouped by delay bucket.
    */
-  private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, fileId: number, predictions: boolean, actuals: boolean): Promise<MatchedActuals> {
+  private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, members: GroupMember[]): Promise<Map<number, MatchedActuals>> {
+    const out = new Map<number, MatchedActuals>();
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
     const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId])).length > 0;
-    if (!tableExists) return { count: 0, groups: [] };
-    // A file of predictions for a model without actuals joins nothing: skip the scan of the model table.
-    if (!actuals && (await this.all(conn, `SELECT 1 FROM actual_rows WHERE model_id = $1 AND environment = $2 AND is_current LIMIT 1`, [modelId, env])).length === 0) {
-      return { count: 0, groups: [] };
+    if (!tableExists) return out;
+    const ids = (ms: GroupMember[]) => (ms.length ? ms.map((m) => m.request.version.fileId).join(', ') : 'NULL');
+    const withActuals = ids(members.filter((m) => m.plan.hasActuals));
+    const withPredictions = ids(members.filter((m) => m.plan.hasPredictions));
+    // Files of predictions for a model without actuals join nothing: skip the scan of the model table.
+    if (withActuals === 'NULL' && (await this.all(conn, `SELECT 1 FROM actual_rows WHERE model_id = $1 AND environment = $2 AND is_current LIMIT 1`, [modelId, env])).length === 0) {
+      return out;
     }
-    const side = predictions && actuals ? 'p.source_file_id = $3 OR a.source_file_id = $3' : predictions ? 'p.source_file_id = $3' : 'a.source_file_id = $3';
     const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
     const rows = await this.all(
       conn,
-      `SELECT ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
-         SELECT greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
+      `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
+         SELECT CASE WHEN a.source_file_id IN (${withActuals}) THEN a.source_file_id ELSE p.source_file_id END AS f,
+                greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
          FROM actual_rows a JOIN ${table} p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
-         WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current AND (${side})
+         WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current
+           AND (p.source_file_id IN (${withPredictions}) OR a.source_file_id IN (${withActuals}))
        ) GROUP BY ALL`,
-      [modelId, env, fileId],
+      [modelId, env],
     );
-    const groups = rows.map((r) => ({ count: Number(r.n), meanSeconds: Number(r.mean) }));
-    return { count: groups.reduce((a, g) => a + g.count, 0), groups };
+    for (const r of rows) {
+      const m = out.get(Number(r.f)) ?? { count: 0, groups: [] };
+      m.groups.push({ count: Number(r.n), meanSeconds: Number(r.mean) });
+      m.count += Number(r.n);
+      out.set(Number(r.f), m);
+    }
+    return out;
   }
 
   async jobCounts(): Promise<Map<string, JobCounts>> {

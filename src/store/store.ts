@@ -102,6 +102,8 @@ export interface ImportResult {
   rejectedByCode: Record<string, number>;
   /** Actuals joined to a prediction by this import (either side may arrive second). */
   matched?: MatchedActuals;
+  /** Files committed in the same transaction as this one (files of a job that waited together are imported together). */
+  filesInTransaction?: number;
 }
 
 /** Everything the store needs to import one downloaded file. */
