@@ -14,6 +14,8 @@ import type { PollLock } from './poll-lock.ts';
 /** Ledger states that change only when the object changes (or an operator retries through the API, which queues it itself). */
 const SETTLED: ReadonlySet<string> = new Set(['succeeded', 'partially_succeeded', 'failed']);
 const SETTLED_REBUILD_MS = 5 * 60_000;
+/** The scheduling tick: every second, a job whose interval has passed is polled. */
+const TICK_MS = 1000;
 const signature = (o: ListedObject) => `${o.etag}|${o.size}`;
 
 /** What one poll of a job found. */
@@ -109,7 +111,8 @@ export class Poller {
     const now = Date.now();
     for (const job of config.jobs) {
       const interval = job.pollInterval ?? config.defaults.pollInterval;
-      if (this.inFlight.has(job.id) || now - (this.lastStart.get(job.id) ?? 0) < interval) continue;
+      // Half a tick of slack: a tick landing a few ms before the interval is up would otherwise push the poll a whole tick late.
+      if (this.inFlight.has(job.id) || now - (this.lastStart.get(job.id) ?? 0) < interval - TICK_MS / 2) continue;
       this.lastStart.set(job.id, now);
       const run = this.pollJob(job)
         .catch(() => undefined)

@@ -9,6 +9,7 @@ import { applySelect, jobRelation } from '../schema/select.ts';
 import { deltaSource } from './delta-import.ts';
 import type { Metrics } from '../admin/metrics.ts';
 import { downloadObject, tooLarge } from '../source/index.ts';
+import type { DownloadTracker } from './download-tracker.ts';
 import type { ImportResult, Store } from '../store/store.ts';
 
 export interface ImportDeps {
@@ -19,6 +20,8 @@ export interface ImportDeps {
   log: Logger;
   /** Private temp folder of this process for downloads. */
   tmpDir: string;
+  /** Downloads under way, so that files of a job downloaded together are imported together. */
+  downloads?: DownloadTracker;
 }
 
 /**
@@ -47,7 +50,8 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
       source = applySelect(job, await deltaSource(s3, (sql) => store.query(sql), version, dir, maxBytes));
     } else {
       file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
-      const downloaded = await downloadObject(s3, version, file.path, maxBytes);
+      const download = () => downloadObject(s3, version, file.path, maxBytes);
+      const downloaded = deps.downloads ? await deps.downloads.track(job.id, download) : await download();
       if (downloaded.kind !== 'downloaded') {
         const message = downloaded.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;
         await store.recordOutcome(fileId, downloaded.kind, message);
@@ -56,6 +60,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
       }
       metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
       source = await jobRelation(job, file);
+      await deps.downloads?.siblings(job.id);
     }
     const result = await store.importFile({ job, version, file, source, importTime: new Date() });
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {

@@ -3,7 +3,11 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { describeError, ImporterError } from '../errors.ts';
 import { queueName, type ImportJobData } from '../queue/queues.ts';
+import { DownloadTracker } from './download-tracker.ts';
 import { importFileVersion, type ImportDeps } from './import-file.ts';
+
+/** How long a downloaded file waits for its job's other downloads, to be imported with them. */
+const SIBLING_DOWNLOAD_WAIT_MS = 2000;
 
 /** Counts the imports running in this process, across every job's worker, and caps them. */
 class Slots {
@@ -33,11 +37,14 @@ export class ImportWorkers {
   private readonly workers: Worker<ImportJobData>[] = [];
   private readonly slots: Slots;
 
+  private readonly deps: ImportDeps;
+
   constructor(
-    private readonly deps: ImportDeps,
+    deps: ImportDeps,
     private readonly connection: Redis,
   ) {
     this.slots = new Slots(deps.config.worker.concurrency);
+    this.deps = { ...deps, downloads: new DownloadTracker(SIBLING_DOWNLOAD_WAIT_MS) };
   }
 
   start(): void {
