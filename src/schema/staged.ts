@@ -43,26 +43,40 @@ export async function stageFile(run: RunQuery, stage: string, plan: MappingPlan,
     throw unreadableError(file, err);
   });
   await markDuplicates(run, stage, plan);
-  return stageStats(run, stage);
+  return statsOf(await run(`SELECT reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`));
+}
+
+/**
+ * `stageFile` with `keysOnly` for several columnar files read as one relation (a group import,
+ * see `GroupReader`): one stage from one parallel scan, each row with its file's index, duplicates
+ * looked for within each file. Returns each file's counts, in the relation's file order.
+ */
+export async function stageFilesTogether(run: RunQuery, stage: string, plan: MappingPlan, files: LocalFile[]): Promise<StageStats[]> {
+  await run(`CREATE OR REPLACE TEMP TABLE ${stage} AS SELECT file_index, ${KEY_STAGE_COLUMNS.join(', ')} FROM (${plan.rowsSql})`).catch((err) => {
+    throw unreadableError({ path: files[0].path, key: files.map((f) => f.key).join(', ') }, err);
+  });
+  await markDuplicates(run, stage, plan, ['file_index']);
+  const counts = await run(`SELECT file_index, reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`);
+  return files.map((_, i) => statsOf(counts.filter((c) => Number(c.file_index) === i)));
 }
 
 /**
  * The last valid row of a unique key wins; earlier ones are rejected as duplicates. A grouped count
  * answers "any duplicates?" far cheaper than the window that finds them, and most files have none.
  */
-async function markDuplicates(run: RunQuery, stage: string, plan: MappingPlan): Promise<void> {
-  const key = plan.uniqueKey.join(', ');
+async function markDuplicates(run: RunQuery, stage: string, plan: MappingPlan, within: string[] = []): Promise<void> {
+  const key = [...within, ...plan.uniqueKey].join(', ');
   const [{ n }] = await run(`SELECT count(*) AS n FROM (SELECT 1 FROM ${stage} WHERE reject_code IS NULL GROUP BY ${key} HAVING count(*) > 1)`);
   if (Number(n) === 0) return;
   await run(
     `UPDATE ${stage} SET reject_code = 'IMP_ERR_ROW_DUPLICATE_ID', reject_column = ${sqlString(plan.idColumn)}
-     WHERE source_row IN (SELECT source_row FROM ${stage} WHERE reject_code IS NULL
-                          QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY source_row DESC) > 1)`,
+     WHERE rowid IN (SELECT rowid FROM ${stage} WHERE reject_code IS NULL
+                     QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY source_row DESC) > 1)`,
   );
 }
 
-async function stageStats(run: RunQuery, stage: string): Promise<StageStats> {
-  const counts = await run(`SELECT reject_code, count(*) AS n FROM ${stage} GROUP BY ALL`);
+/** A stage's counts from its rows counted by reject code. */
+function statsOf(counts: Array<Record<string, unknown>>): StageStats {
   const rejectedByCode: Record<string, number> = {};
   let rowsRead = 0;
   let rowsValid = 0;

@@ -6,7 +6,7 @@ import { isDeltaKey, sqlIdent, sqlString } from '../formats/index.ts';
 import type { JobConfig } from '../config/index.ts';
 import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { jobRelationOfFiles } from '../schema/select.ts';
-import { describeFile, rejectedRowsSql, stageFile, type RunQuery, type StageStats } from '../schema/staged.ts';
+import { describeFile, rejectedRowsSql, stageFile, stageFilesTogether, type RunQuery, type StageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   ACTUAL_DELAY_BUCKETS,
@@ -123,6 +123,8 @@ interface GroupMember {
   stage: string;
   result: ImportResult;
   stats?: StageStats;
+  /** The file's rows of a stage shared with the group (see stageFilesTogether). */
+  stageIsView?: boolean;
   refuse?: boolean;
   predictionsLoaded?: number;
   actualsLoaded?: number;
@@ -131,6 +133,14 @@ interface GroupMember {
 /** The fields (names and types) of a plan's STRUCT columns: files with equal shapes can be loaded by one INSERT. */
 const structShape = (structs: StructColumns) =>
   JSON.stringify(Object.entries(structs).map(([column, fields]) => [column, (fields as StructField[]).map((f) => `${f.name} ${f.type}`)]));
+
+/** The rows of a plan read together to load: those of files not refused, less the rows their stages rejected. */
+function validTogether(plan: MappingPlan, live: GroupMember[]): string {
+  const loading = live.flatMap((m, i) => (m.refuse ? [] : [i]));
+  const rejected = live.flatMap((m, i) => (!m.refuse && m.stats!.rowsRejected ? [`SELECT ${i} AS file_index, source_row FROM ${m.stage} WHERE reject_code IS NOT NULL`] : []));
+  const rows = `(SELECT * FROM (${plan.rowsSql}) WHERE file_index IN (${loading.join(', ')}))`;
+  return rejected.length ? `${rows} ANTI JOIN (${rejected.join(' UNION ALL ')}) USING (file_index, source_row)` : rows;
+}
 
 /** The rows a group's insert reports must be the sum of what its files' stages say they load. */
 function checkLoaded(inserted: number, perFile: number[], table: string): void {
@@ -344,6 +354,7 @@ export class DuckDbStore implements Store {
       members.push({ request, columns, plan, stage: `stage_${++this.stageSeq}`, result: skipped });
     }
 
+    const stageTables: string[] = [];
     await conn.run('BEGIN TRANSACTION');
     try {
       const live: GroupMember[] = [];
@@ -362,11 +373,25 @@ export class DuckDbStore implements Store {
           m.result = { ...skipped, status: 'superseded' };
           continue;
         }
+        live.push(m);
+      }
+      // Parquet files of one schema are read together, in parallel: verdicts in one scan, rows in another.
+      const together = live.length > 1 ? await this.planTogether(run, job, live, importTime) : undefined;
+      if (together) {
+        const groupStage = `stage_${++this.stageSeq}`;
+        const stats = await stageFilesTogether(run, groupStage, together, live.map((m) => m.request.file));
+        for (const [i, m] of live.entries()) {
+          m.stats = stats[i];
+          m.stageIsView = true;
+          await conn.run(`CREATE TEMP VIEW ${m.stage} AS SELECT * EXCLUDE (file_index) FROM ${groupStage} WHERE file_index = ${i}`);
+        }
+        stageTables.push(groupStage);
+      }
+      for (const m of live) {
         // Columnar files are read twice (verdicts, then the rows to load); others are materialised once.
-        m.stats = await stageFile(run, m.stage, m.plan, m.request.file, { keysOnly: m.request.source.columnar === true });
+        m.stats ??= await stageFile(run, m.stage, m.plan, m.request.file, { keysOnly: m.request.source.columnar === true });
         // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
         m.refuse = m.stats.rowsRejected > 0 && job.onInvalidRows === 'fail';
-        live.push(m);
       }
       const previousOf = (ms: GroupMember[]) =>
         `SELECT file_id FROM import_files WHERE job_id = ${sqlString(job.id)} AND key IN (${ms.map((m) => sqlString(m.request.version.key)).join(', ')})`;
@@ -386,9 +411,8 @@ export class DuckDbStore implements Store {
                   ${structCols.map((c) => `${c}, `).join('')}CAST(${sourceFileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
            FROM ${from}`;
         };
-        const together = withPredictions.length > 1 ? await this.scanTogether(run, job, withPredictions, importTime) : undefined;
         const selects = together
-          ? [predictionRows(together.plan.structs, together.sourceFileId, together.from)]
+          ? [predictionRows(together.structs, `CASE file_index ${live.map((m, i) => `WHEN ${i} THEN ${m.request.version.fileId}`).join(' ')} END`, validTogether(together, live))]
           : withPredictions.map((m) => predictionRows(m.plan.structs, String(m.request.version.fileId), `${rowsOf(m)} WHERE ${validOf(m)}`));
         // Files whose STRUCT columns have the same fields load in one statement; otherwise each keeps its own shape.
         const shapes = new Set(withPredictions.map((m) => structShape(m.plan.structs)));
@@ -452,29 +476,31 @@ export class DuckDbStore implements Store {
             m.refuse ? 'IMP_ERR_ROWS_INVALID' : ((first?.code as string) ?? null), summary,
             (first?.column_name as string) ?? null, first ? Number(first.row_number) : null],
         );
-        await conn.run(`DROP TABLE ${m.stage}`);
+        await conn.run(`DROP ${m.stageIsView ? 'VIEW' : 'TABLE'} ${m.stage}`);
         m.result = {
           status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode,
           matched: m.refuse ? undefined : (matched.get(version.fileId) ?? { count: 0, groups: [] }),
           filesInTransaction: live.length,
         };
       }
+      for (const t of stageTables) await conn.run(`DROP TABLE ${t}`);
       await conn.run('COMMIT');
       return members.map((m) => m.result);
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined);
-      for (const m of members) await conn.run(`DROP TABLE IF EXISTS ${m.stage}`).catch(() => undefined);
+      for (const m of members) await conn.run(`DROP ${m.stageIsView ? 'VIEW' : 'TABLE'} IF EXISTS ${m.stage}`).catch(() => undefined);
+      for (const t of stageTables) await conn.run(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
       throw err;
     }
   }
 
   /**
-   * The valid rows of several columnar files of one schema as one scan: DuckDB reads all their row
-   * groups in parallel, where a UNION ALL of per-file scans loads one small file after another.
-   * Each row's file comes from the scan's file index; rows the files' stages rejected are left out.
-   * Undefined when the files cannot be read together (other formats, different columns).
+   * The plan of several columnar files of one schema read as one relation: DuckDB scans all their
+   * row groups in parallel, where one statement per file (or a UNION ALL of per-file scans) reads
+   * one small file after another. Rows carry their file's index in the group. Undefined when the
+   * files cannot be read together (other formats, different columns).
    */
-  private async scanTogether(run: RunQuery, job: JobConfig, ms: GroupMember[], importTime: Date): Promise<{ plan: MappingPlan; sourceFileId: string; from: string } | undefined> {
+  private async planTogether(run: RunQuery, job: JobConfig, ms: GroupMember[], importTime: Date): Promise<MappingPlan | undefined> {
     const shape = JSON.stringify(ms[0].columns);
     if (ms.some((m) => m.request.source.columnar !== true || JSON.stringify(m.columns) !== shape)) return undefined;
     // A data column of that name would hide DuckDB's virtual file_index column.
@@ -482,13 +508,7 @@ export class DuckDbStore implements Store {
     const source = jobRelationOfFiles(job, ms.map((m) => m.request.file));
     if (!source) return undefined;
     const first = ms[0].request.file;
-    const plan = planMapping(job, source, await describeFile(run, job, source, first), first.key, importTime);
-    const rejected = ms.flatMap((m, i) => (m.stats!.rowsRejected ? [`SELECT ${i} AS file_index, source_row FROM ${m.stage} WHERE reject_code IS NOT NULL`] : []));
-    return {
-      plan,
-      sourceFileId: `CASE file_index ${ms.map((m, i) => `WHEN ${i} THEN ${m.request.version.fileId}`).join(' ')} END`,
-      from: `(${plan.rowsSql}) ${rejected.length ? `ANTI JOIN (${rejected.join(' UNION ALL ')}) USING (file_index, source_row)` : ''}`,
-    };
+    return planMapping(job, source, await describeFile(run, job, source, first), first.key, importTime);
   }
 
   /**
