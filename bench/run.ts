@@ -6,17 +6,21 @@
  *   npm run bench -- --quick           all parts at a small size (a smoke run, under 2 minutes)
  *   npm run bench -- --parts=1,4       some parts only
  *   npm run bench -- --parts=1 --rows=5000000   part 1 at some sizes only
+ *   npm run bench -- --parts=1 --formats=parquet  part 1 for some formats only
  */
 import { actualsJoin } from './actuals-join.ts';
 import { discovery } from './discovery.ts';
 import { latency } from './latency.ts';
 import { memory } from './memory.ts';
 import { throughput } from './throughput.ts';
+import type { Format } from './lib/data.ts';
 import { startBenchEnv } from './lib/endpoint.ts';
 
 const quick = process.argv.includes('--quick');
 const partsArg = process.argv.find((a) => a.startsWith('--parts='));
 const rowsArg = process.argv.find((a) => a.startsWith('--rows='));
+const formatsArg = process.argv.find((a) => a.startsWith('--formats='));
+const formats = (formatsArg?.slice('--formats='.length).split(',') ?? ['parquet', 'csv', 'ndjson']) as Format[];
 const sizes = rowsArg ? rowsArg.slice('--rows='.length).split(',').map(Number) : [1_000_000, 5_000_000];
 const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5').split(',').map(Number));
 
@@ -32,7 +36,7 @@ const section = async (n: number, title: string, fn: () => Promise<string[]>) =>
 };
 try {
   await section(1, 'Import throughput', () =>
-    quick ? throughput(env, [100_000], ['parquet', 'csv', 'ndjson'], () => 1) : throughput(env, sizes, ['parquet', 'csv', 'ndjson'], (rows) => (rows > 1_000_000 ? 1 : 3)));
+    quick ? throughput(env, [100_000], formats, () => 1) : throughput(env, sizes, formats, (rows) => (rows > 1_000_000 ? 1 : 3)));
   await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, 3)));
   await section(3, 'End-to-end latency (default 10 s poll)', () => (quick ? latency(env, 5, 10_000, 15) : latency(env, 50, 100_000, 150)));
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 100_000, 3)));

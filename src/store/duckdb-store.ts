@@ -306,7 +306,7 @@ export class DuckDbStore implements Store {
   importFile(request: ImportRequest): Promise<ImportResult> {
     return new Promise<ImportResult>((resolve, reject) => {
       this.waitingImports.push({ request, resolve, reject });
-      void this.importLock.run(() => this.importWaiting());
+      this.importLock.run(() => this.importWaiting()).catch(reject);
     });
   }
 
@@ -334,7 +334,13 @@ export class DuckDbStore implements Store {
         // Something in the group failed: import its files one by one, so the failure is the broken file's alone.
       }
     }
-    for (const w of group) await this.importGroup([w.request]).then(([r]) => w.resolve(r), w.reject);
+    for (const w of group) {
+      try {
+        w.resolve((await this.importGroup([w.request]))[0]);
+      } catch (err) {
+        w.reject(err);
+      }
+    }
   }
 
   /** One transaction: each file's ledger check, staging and rejected rows; one replacement of the group's rows per table. */
