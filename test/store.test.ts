@@ -219,7 +219,7 @@ describe('DuckDB store: files of a job waiting together', () => {
     }
   });
 
-  it('applies the job\'s select to files read in one scan', async () => {
+  it('a job with a select imports its files in one transaction, each read on its own (a select may hold window functions)', async () => {
     const sjob = validateConfig({
       jobs: [{ id: 's', source: 's3://bkt/s/', model: { id: 'sm' }, select: ['id', 'score * 10 AS score', "'x' || id AS f_tag"], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } }],
     }).jobs[0];
@@ -237,6 +237,33 @@ describe('DuckDB store: files of a job waiting together', () => {
       const rows = await store.query(`SELECT f.key, p.prediction_id AS id, p.prediction_score AS s, p.features.tag AS tag, p.source_row::INT AS r
                                       FROM model_predictions.sm p JOIN import_files f ON f.file_id = p.source_file_id WHERE p.prediction_id IN ('q4', 'q5') ORDER BY 2`);
       assert.deepEqual(rows, [{ key: 's1.parquet', id: 'q4', s: 0.4, tag: 'xq4', r: 5 }, { key: 's2.parquet', id: 'q5', s: 0.5, tag: 'xq5', r: 1 }]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('an embedding without a declared dimension takes each file\'s own first vector, also when files are read in one scan', async () => {
+    const ejob = validateConfig({
+      jobs: [{ id: 'e', source: 's3://bkt/e/', model: { id: 'em' }, schema: { predictionId: 'id', predictionScore: 'score', embeddings: [{ name: 'v', vector: 'emb' }] } }],
+    }).jobs[0];
+    const store = new DuckDbStore({ path: join(tmp.path, 'emb.duckdb') });
+    await store.init();
+    try {
+      const requests = [];
+      // e1: 3-long vectors and one 2-long (rejected); e2: 4-long vectors only (all valid on their own).
+      for (const [key, sql] of [
+        ['e1.parquet', `SELECT * FROM (SELECT 'a' || i AS id, 0.5 AS score, [1.0, 2.0, 3.0]::DOUBLE[] AS emb FROM range(3) t(i) UNION ALL SELECT 'a9', 0.5, [1.0, 2.0]::DOUBLE[]) ORDER BY id`],
+        ['e2.parquet', `SELECT 'b' || i AS id, 0.5 AS score, [1.0, 2.0, 3.0, 4.0]::DOUBLE[] AS emb FROM range(4) t(i)`],
+      ] as const) {
+        const [version] = await store.recordDiscovered('e', [obj(key, 'e1')]);
+        const path = await writeFixture(join(tmp.path, `emb-${key}`), sql, 'FORMAT parquet');
+        requests.push({ job: ejob, version, file: { path, key }, source: await readerFor('parquet')({ path, key }, {}), importTime: new Date() });
+      }
+      const results = await Promise.all(requests.map((r) => store.importFile(r)));
+      assert.deepEqual(results.map((r) => [r.filesInTransaction, r.predictionsLoaded, r.rejectedByCode]), [
+        [2, 3, { IMP_ERR_ROW_EMBEDDING_DIMENSION: 1 }],
+        [2, 4, {}],
+      ]);
     } finally {
       await store.close();
     }

@@ -163,7 +163,8 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
     }
     const dimension = e.dimension !== undefined
       ? String(e.dimension)
-      : `first_value(len(${ref(vector)}) IGNORE NULLS) OVER (ORDER BY ${ref(source.rowNumberColumn)} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)`;
+      // The first vector of each file sets its dimension (a relation over several files partitions by file).
+      : `first_value(len(${ref(vector)}) IGNORE NULLS) OVER (${source.fileIndexColumn ? `PARTITION BY ${ref(source.fileIndexColumn)} ` : ''}ORDER BY ${ref(source.rowNumberColumn)} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)`;
     const flag = `__emb_${embeddings.length}`;
     helpers.push(`${ref(vector)} IS NOT NULL AND len(${ref(vector)}) <> ${dimension} AS ${flag}`);
     checks.push([flag, 'IMP_ERR_ROW_EMBEDDING_DIMENSION', vector.name]);

@@ -22,7 +22,7 @@ export async function jobRelation(job: JobConfig, file: LocalFile): Promise<Sour
 /**
  * Several files of a job as one relation, read in one scan (see `GroupReader`), with the job's
  * `select` applied; undefined when their format has no group reader. The caller makes sure the
- * files share one schema.
+ * files share one schema (and that a `select` means the same over several files as over one).
  */
 export function jobRelationOfFiles(job: JobConfig, files: LocalFile[]): SourceRelation | undefined {
   const formats = new Set(files.map((f) => resolveFormat(job.format, f.key)));

@@ -507,6 +507,8 @@ export class DuckDbStore implements Store {
    * files cannot be read together (other formats, different columns).
    */
   private async planTogether(run: RunQuery, job: JobConfig, ms: GroupMember[], importTime: Date): Promise<MappingPlan | undefined> {
+    // A job's select may use window functions, which would then span files; and it hides the file's own columns from the check below.
+    if (job.select) return undefined;
     const shape = JSON.stringify(ms[0].columns);
     if (ms.some((m) => m.request.source.columnar !== true || JSON.stringify(m.columns) !== shape)) return undefined;
     // A data column of that name would hide DuckDB's virtual file_index column.
