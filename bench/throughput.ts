@@ -1,5 +1,5 @@
 /** Part 1: import throughput per format vs DuckDB's own CREATE TABLE AS of the same local file. */
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { downloadObject } from '../src/source/index.ts';
@@ -16,7 +16,7 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
       const file = await writeFixture(join(env.tmp.path, `tp-${rows}.${f.ext}`), predictionsSql(0, rows), f.copy);
       const key = `tp-${format}-${rows}/f.${f.ext}`;
       const etag = await env.seedFile(key, file);
-      const { size } = await import('node:fs/promises').then((fs) => fs.stat(file));
+      const { size } = await stat(file);
       const raw: number[] = [];
       const daemon: number[] = [];
       const download: number[] = [];

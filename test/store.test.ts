@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { validateConfig } from '../src/config/index.ts';
+import { validateConfig, type JobConfig } from '../src/config/index.ts';
 import { readerFor } from '../src/formats/index.ts';
 import { jobRelation } from '../src/schema/select.ts';
 import { DuckDbStore } from '../src/store/index.ts';
@@ -134,22 +135,28 @@ describe('DuckDB store: files of a job waiting together', () => {
   const ajob = validateConfig({ jobs: [{ id: 'ga', source: 's3://bkt/ga/', model: { id: 'gm' }, schema: { predictionId: 'id', actualLabel: 'y' } }] }).jobs[0];
   // A: 0..999; B: 500..1499 (newer, overrides 500..999); C: 98 good rows, a row without ID and a repeated ID; D (CSV): 3000..3049 and 0.
   const files = [
-    { key: 'a.parquet', sql: `SELECT 'id' || i AS id, 0.1 AS score, i AS f_n FROM range(1000) t(i)`, copy: 'FORMAT parquet' },
-    { key: 'b.parquet', sql: `SELECT 'id' || i AS id, 0.2 AS score, i AS f_n FROM range(500, 1500) t(i)`, copy: 'FORMAT parquet' },
-    { key: 'c.parquet', sql: `SELECT * FROM (SELECT 'id' || i AS id, 0.3 AS score, i AS f_n FROM range(2000, 2098) t(i) UNION ALL SELECT NULL, 0.3, 1 UNION ALL SELECT 'id2000', 0.35, 2) ORDER BY f_n`, copy: 'FORMAT parquet' },
-    { key: 'd.csv', sql: `SELECT 'id' || i AS id, 0.4 AS score, i AS f_n FROM range(3000, 3050) t(i) UNION ALL SELECT 'id0', 0.4, 0`, copy: 'FORMAT csv, HEADER true' },
+    { key: 'a.parquet', sql: `SELECT 'id' || i AS id, 0.1 AS score, i AS f_n FROM range(1000) t(i)` },
+    { key: 'b.parquet', sql: `SELECT 'id' || i AS id, 0.2 AS score, i AS f_n FROM range(500, 1500) t(i)` },
+    { key: 'c.parquet', sql: `SELECT * FROM (SELECT 'id' || i AS id, 0.3 AS score, i AS f_n FROM range(2000, 2098) t(i) UNION ALL SELECT NULL, 0.3, 1 UNION ALL SELECT 'id2000', 0.35, 2) ORDER BY f_n` },
+    { key: 'd.csv', sql: `SELECT 'id' || i AS id, 0.4 AS score, i AS f_n FROM range(3000, 3050) t(i) UNION ALL SELECT 'id0', 0.4, 0` },
   ];
+
+  let written = 0;
+  /** An import request: version e1 of `key` recorded for the job, its file written (the rows of `sql`, CSV or parquet by extension, or `body` as it is). */
+  async function requestFor(store: DuckDbStore, job: JobConfig, key: string, content: { sql: string } | { body: string }, importTime = new Date()) {
+    const [version] = await store.recordDiscovered(job.id, [obj(key, 'e1')]);
+    const path = join(tmp.path, `${++written}-${key}`);
+    if ('sql' in content) await writeFixture(path, content.sql, key.endsWith('.csv') ? 'FORMAT csv, HEADER true' : 'FORMAT parquet');
+    else await writeFile(path, content.body);
+    const file = { path, key };
+    return { job, version, file, source: await jobRelation(job, file), importTime };
+  }
 
   async function storeWith(name: string, together: boolean, only = files) {
     const store = new DuckDbStore({ path: join(tmp.path, `${name}.duckdb`) });
     await store.init();
     const requests = [];
-    for (const f of only) {
-      const [version] = await store.recordDiscovered('g', [obj(f.key, 'e1')]);
-      const path = await writeFixture(join(tmp.path, `${name}-${f.key}`), f.sql, f.copy);
-      const file = { path, key: f.key };
-      requests.push({ job: gjob, version, file, source: await readerFor(f.key.endsWith('.csv') ? 'csv' : 'parquet')(file, {}), importTime: new Date('2026-11-21T00:00:00Z') });
-    }
+    for (const f of only) requests.push(await requestFor(store, gjob, f.key, f, new Date('2026-11-21T00:00:00Z')));
     const results = together ? await Promise.all(requests.map((r) => store.importFile(r))) : [];
     if (!together) for (const r of requests) results.push(await store.importFile(r));
     return { store, results };
@@ -187,9 +194,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       // Actuals of one job arriving together: overlapping files, the newer wins; each joined pair is counted once, for the file whose row is current.
       const acts = [];
       for (const [key, from, to, y] of [['x.parquet', 0, 10, 'no'], ['y.parquet', 5, 15, 'yes']] as const) {
-        const [version] = await group.store.recordDiscovered('ga', [obj(key, 'e1')]);
-        const path = await writeFixture(join(tmp.path, `act-${key}`), `SELECT 'id' || i AS id, '${y}' AS y FROM range(${from}, ${to}) t(i)`, 'FORMAT parquet');
-        acts.push({ job: ajob, version, file: { path, key }, source: await readerFor('parquet')({ path, key }, {}), importTime: new Date() });
+        acts.push(await requestFor(group.store, ajob, key, { sql: `SELECT 'id' || i AS id, '${y}' AS y FROM range(${from}, ${to}) t(i)` }));
       }
       const [x, y] = await Promise.all(acts.map((r) => group.store.importFile(r)));
       assert.deepEqual([x.filesInTransaction, x.actualsLoaded, x.matched?.count, y.actualsLoaded, y.matched?.count], [2, 10, 5, 10, 10]);
@@ -228,9 +233,7 @@ describe('DuckDB store: files of a job waiting together', () => {
     try {
       const requests = [];
       for (const [key, from] of [['s1.parquet', 0], ['s2.parquet', 5]] as const) {
-        const [version] = await store.recordDiscovered('s', [obj(key, 'e1')]);
-        const path = await writeFixture(join(tmp.path, `sel-${key}`), `SELECT 'q' || i AS id, i / 100 AS score FROM range(${from}, ${from + 5}) t(i)`, 'FORMAT parquet');
-        requests.push({ job: sjob, version, file: { path, key }, source: await jobRelation(sjob, { path, key }), importTime: new Date() });
+        requests.push(await requestFor(store, sjob, key, { sql: `SELECT 'q' || i AS id, i / 100 AS score FROM range(${from}, ${from + 5}) t(i)` }));
       }
       const results = await Promise.all(requests.map((r) => store.importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, r.predictionsLoaded]), [[2, 5], [2, 5]]);
@@ -255,9 +258,7 @@ describe('DuckDB store: files of a job waiting together', () => {
         ['e1.parquet', `SELECT * FROM (SELECT 'a' || i AS id, 0.5 AS score, [1.0, 2.0, 3.0]::DOUBLE[] AS emb FROM range(3) t(i) UNION ALL SELECT 'a9', 0.5, [1.0, 2.0]::DOUBLE[]) ORDER BY id`],
         ['e2.parquet', `SELECT 'b' || i AS id, 0.5 AS score, [1.0, 2.0, 3.0, 4.0]::DOUBLE[] AS emb FROM range(4) t(i)`],
       ] as const) {
-        const [version] = await store.recordDiscovered('e', [obj(key, 'e1')]);
-        const path = await writeFixture(join(tmp.path, `emb-${key}`), sql, 'FORMAT parquet');
-        requests.push({ job: ejob, version, file: { path, key }, source: await readerFor('parquet')({ path, key }, {}), importTime: new Date() });
+        requests.push(await requestFor(store, ejob, key, { sql }));
       }
       const results = await Promise.all(requests.map((r) => store.importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, r.predictionsLoaded, r.rejectedByCode]), [
@@ -275,11 +276,7 @@ describe('DuckDB store: files of a job waiting together', () => {
     try {
       const requests = [];
       for (const [key, body] of [['ok1.parquet', `SELECT 'k' || i AS id, 0.5 AS score FROM range(10) t(i)`], ['bad.parquet', null], ['ok2.parquet', `SELECT 'k' || i AS id, 0.6 AS score FROM range(20, 25) t(i)`]] as const) {
-        const [version] = await store.recordDiscovered('g', [obj(key, 'e1')]);
-        const path = join(tmp.path, `broken-${key}`);
-        if (body) await writeFixture(path, body, 'FORMAT parquet');
-        else await import('node:fs/promises').then((fs) => fs.writeFile(path, 'PAR1 this is not parquet'));
-        requests.push({ job: gjob, version, file: { path, key }, source: await readerFor('parquet')({ path, key }, {}), importTime: new Date() });
+        requests.push(await requestFor(store, gjob, key, body ? { sql: body } : { body: 'PAR1 this is not parquet' }));
       }
       const outcomes = await Promise.allSettled(requests.map((r) => store.importFile(r)));
       assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
