@@ -360,7 +360,8 @@ export class DuckDbStore implements Store {
       members.push({ request, columns, plan, stage: `stage_${++this.stageSeq}`, result: skipped });
     }
 
-    const stageTables: string[] = [];
+    // Files read together share one stage table; each sees its rows through a view of the file's stage name.
+    let groupStage: string | undefined;
     await conn.run('BEGIN TRANSACTION');
     try {
       const live: GroupMember[] = [];
@@ -384,14 +385,13 @@ export class DuckDbStore implements Store {
       // Parquet files of one schema are read together, in parallel: verdicts in one scan, rows in another.
       const together = live.length > 1 ? await this.planTogether(run, job, live, importTime) : undefined;
       if (together) {
-        const groupStage = `stage_${++this.stageSeq}`;
+        groupStage = `stage_${++this.stageSeq}`;
         const stats = await stageFilesTogether(run, groupStage, together, live.map((m) => m.request.file));
         for (const [i, m] of live.entries()) {
           m.stats = stats[i];
           m.stageIsView = true;
           await conn.run(`CREATE TEMP VIEW ${m.stage} AS SELECT * EXCLUDE (file_index) FROM ${groupStage} WHERE file_index = ${i}`);
         }
-        stageTables.push(groupStage);
       }
       for (const m of live) {
         // Columnar files are read twice (verdicts, then the rows to load); others are materialised once.
@@ -489,13 +489,13 @@ export class DuckDbStore implements Store {
           filesInTransaction: live.length,
         };
       }
-      for (const t of stageTables) await conn.run(`DROP TABLE ${t}`);
+      if (groupStage) await conn.run(`DROP TABLE ${groupStage}`);
       await conn.run('COMMIT');
       return members.map((m) => m.result);
     } catch (err) {
       await conn.run('ROLLBACK').catch(() => undefined);
       for (const m of members) await conn.run(`DROP ${m.stageIsView ? 'VIEW' : 'TABLE'} IF EXISTS ${m.stage}`).catch(() => undefined);
-      for (const t of stageTables) await conn.run(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
+      if (groupStage) await conn.run(`DROP TABLE IF EXISTS ${groupStage}`).catch(() => undefined);
       throw err;
     }
   }
