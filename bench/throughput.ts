@@ -2,7 +2,7 @@
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { downloadObject } from '../src/source/index.ts';
+import { downloadObject, downloadParts } from '../src/source/index.ts';
 import { writeFixture } from '../test/helpers/stack.ts';
 import { FORMATS, median, predictionsSql, type Format } from './lib/data.ts';
 import { benchConfig, importsDone, importSeconds, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
@@ -32,14 +32,15 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
         db.closeSync();
         await rm(path, { force: true });
 
+        const id = `tp-${format}-${rows}`;
+        const config = benchConfig(env, [{ ...job(id, `${key.split('/')[0]}/`, PREDICTION_SCHEMA), maxFileBytes: '16GiB' }]);
+        // The download alone, as the daemon does it (byte ranges in parallel above s3.downloadPartSize).
         const dl = join(env.tmp.path, `dl.${f.ext}`);
         t0 = performance.now();
-        await downloadObject(env.s3, { bucket: BUCKET, key, etag, size, lastModified: new Date() }, dl, Number.MAX_SAFE_INTEGER);
+        await downloadObject(env.s3, { bucket: BUCKET, key, etag, size, lastModified: new Date() }, dl, Number.MAX_SAFE_INTEGER, downloadParts(config));
         download.push((performance.now() - t0) / 1000);
         await rm(dl, { force: true });
 
-        const id = `tp-${format}-${rows}`;
-        const config = benchConfig(env, [{ ...job(id, `${key.split('/')[0]}/`, PREDICTION_SCHEMA), maxFileBytes: '16GiB' }]);
         const d = await startBenchDaemon(config);
         try {
           await importsDone(d, id, 1);

@@ -209,6 +209,8 @@ export const configSchema = z
         forcePathStyle: z.boolean().default(false).describe('Path-style addressing (needed by most S3-compatible stores)'),
         maxAttempts: z.number().int().min(1).default(3).describe('SDK attempts per S3 request'),
         listConcurrency: z.number().int().min(1).max(64).default(8).describe('Parallel LIST requests when polling a prefix of more than 2000 objects'),
+        downloadPartSize: size('16MiB').describe('Objects larger than this are downloaded in byte ranges of this size, in parallel; 0 = one GET per object'),
+        downloadConcurrency: z.number().int().min(1).max(64).default(4).describe('Byte ranges of one object downloaded at a time'),
       })
       .prefault({}),
     http: z

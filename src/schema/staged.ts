@@ -61,12 +61,16 @@ export async function stageFilesTogether(run: RunQuery, stage: string, plan: Map
 }
 
 /**
- * The last valid row of a unique key wins; earlier ones are rejected as duplicates. A grouped count
- * answers "any duplicates?" far cheaper than the window that finds them, and most files have none.
+ * The last valid row of a unique key wins; earlier ones are rejected as duplicates. Most files have
+ * none, so first a cheap question: are there fewer distinct key hashes than rows? Equal keys have
+ * equal hashes, so "no" proves there are no duplicates; "yes" (a duplicate, or a 64-bit collision)
+ * runs the exact window. Counting 8-byte hashes instead of grouping the 36-character IDs themselves
+ * keeps the check in memory: at 5M rows under the default memory_limit the grouped strings spilled
+ * (3–4.6 s; hashes 0.5 s).
  */
 async function markDuplicates(run: RunQuery, stage: string, plan: MappingPlan, within: string[] = []): Promise<void> {
   const key = [...within, ...plan.uniqueKey].join(', ');
-  const [{ n }] = await run(`SELECT count(*) AS n FROM (SELECT 1 FROM ${stage} WHERE reject_code IS NULL GROUP BY ${key} HAVING count(*) > 1)`);
+  const [{ n }] = await run(`SELECT count(*) - count(DISTINCT hash(${key})) AS n FROM ${stage} WHERE reject_code IS NULL`);
   if (Number(n) === 0) return;
   await run(
     `UPDATE ${stage} SET reject_code = 'IMP_ERR_ROW_DUPLICATE_ID', reject_column = ${sqlString(plan.idColumn)}

@@ -4,7 +4,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { deltaRelation, replayDeltaLog } from '../formats/delta/index.ts';
 import { ImporterError } from '../errors.ts';
 import type { SourceRelation } from '../formats/index.ts';
-import { downloadObject, listObjects } from '../source/index.ts';
+import { downloadObject, listObjects, type DownloadParts } from '../source/index.ts';
 import type { RunQuery } from '../schema/staged.ts';
 import type { ListedObject } from '../store/store.ts';
 
@@ -15,7 +15,7 @@ import type { ListedObject } from '../store/store.ts';
  * active data files, deletion vectors), each exactly the listed version. Rows of the whole snapshot
  * replace what earlier versions of the table contributed.
  */
-export async function deltaSource(s3: S3Client, run: RunQuery, version: ListedObject, dir: string, maxBytes: number): Promise<SourceRelation> {
+export async function deltaSource(s3: S3Client, run: RunQuery, version: ListedObject, dir: string, maxBytes: number, parts: DownloadParts): Promise<SourceRelation> {
   const root = version.key;
   const tableVersion = Number(version.etag.replace(/^v/, ''));
   const listed = new Map((await listObjects(s3, version.bucket, root)).map((o) => [o.key.slice(root.length), o]));
@@ -30,7 +30,7 @@ export async function deltaSource(s3: S3Client, run: RunQuery, version: ListedOb
         }
         const path = join(dir, rel);
         await mkdir(dirname(path), { recursive: true });
-        const outcome = await downloadObject(s3, object, path, maxBytes);
+        const outcome = await downloadObject(s3, object, path, maxBytes, parts);
         if (outcome.kind !== 'downloaded') throw new ImporterError('IMP_ERR_SOURCE_SUPERSEDED', `s3://${version.bucket}/${root}${rel} changed while the table was read; it is read again`);
         return path;
       })();

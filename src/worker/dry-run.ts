@@ -11,7 +11,7 @@ import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { applySelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
-import { downloadObject, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
+import { downloadObject, downloadParts, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
 import type { ListedObject } from '../store/store.ts';
 import { deltaSource } from './delta-import.ts';
 
@@ -83,12 +83,12 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     if (isDeltaKey(object.key)) {
       report.format = 'delta';
       file = { path: dir, key: object.key };
-      source = applySelect(job, await deltaSource(s3, run, object, dir, maxBytes));
+      source = applySelect(job, await deltaSource(s3, run, object, dir, maxBytes, downloadParts(config)));
     } else {
       report.format = resolveFormat(job.format, object.key);
       if (object.size > maxBytes) throw tooLarge(report.file, object.size, maxBytes);
       file = { path: join(dir, `${randomUUID()}${extensionOf(object.key)}`), key: object.key };
-      const downloaded = await downloadObject(s3, object, file.path, maxBytes);
+      const downloaded = await downloadObject(s3, object, file.path, maxBytes, downloadParts(config));
       if (downloaded.kind !== 'downloaded') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
       source = await jobRelation(job, file);
     }

@@ -8,7 +8,7 @@ import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRela
 import { applySelect, jobRelation } from '../schema/select.ts';
 import { deltaSource } from './delta-import.ts';
 import type { Metrics } from '../admin/metrics.ts';
-import { downloadObject, tooLarge } from '../source/index.ts';
+import { downloadObject, downloadParts, tooLarge } from '../source/index.ts';
 import type { DownloadTracker } from './download-tracker.ts';
 import type { ImportResult, Store } from '../store/store.ts';
 
@@ -47,10 +47,10 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     let source: SourceRelation;
     if (delta) {
       file = { path: dir, key: version.key };
-      source = applySelect(job, await deltaSource(s3, (sql) => store.query(sql), version, dir, maxBytes));
+      source = applySelect(job, await deltaSource(s3, (sql) => store.query(sql), version, dir, maxBytes, downloadParts(config)));
     } else {
       file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
-      const download = () => downloadObject(s3, version, file.path, maxBytes);
+      const download = () => downloadObject(s3, version, file.path, maxBytes, downloadParts(config));
       const downloaded = deps.downloads ? await deps.downloads.track(job.id, download) : await download();
       if (downloaded.kind !== 'downloaded') {
         const message = downloaded.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;

@@ -58,6 +58,8 @@ export interface FaultRule {
   times: number;
   /** Wait this long before answering (or forwarding). */
   delayMs?: number;
+  /** Answer a GET with the whole object (200), as a store without Range support does. */
+  ignoreRange?: boolean;
 }
 
 /** One request as seen by the proxy. */
@@ -196,6 +198,8 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
         );
       }
     }
+    // The Range header is signed, so it cannot be dropped on the way: fetch the whole object anonymously.
+    if (fault?.ignoreRange && method === 'GET') return forward(req, res, s3Port, agent, { path: url.pathname, headers: {} });
     forward(req, res, s3Port, agent);
   };
 
@@ -277,11 +281,12 @@ function forward(
   res: http.ServerResponse,
   port: number,
   agent: http.Agent,
+  replace?: { path: string; headers: http.OutgoingHttpHeaders },
 ): void {
   // Headers go through untouched (Host included): they are covered by the
   // client's SigV4 signature, which s3rver verifies.
   const upstream = http.request(
-    { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent },
+    { host: '127.0.0.1', port, method: req.method, path: replace?.path ?? req.url, headers: replace?.headers ?? req.headers, agent },
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);

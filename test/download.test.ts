@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { createS3Client, downloadObject, type DownloadParts } from '../src/source/index.ts';
+import type { ListedObject } from '../src/store/store.ts';
+import { startS3, useS3rverCredentials, type S3Harness } from './helpers/s3.ts';
+import { tmpDir, type TmpDir } from './helpers/tmp.ts';
+
+const BUCKET = 'dl';
+/** 11 parts of 100,000 bytes, the last one 3 bytes; 3 in flight. */
+const PARTS: DownloadParts = { partBytes: 100_000, concurrency: 3 };
+const SIZE = 1_000_003;
+
+describe('downloading an object in byte ranges', () => {
+  let s3: S3Harness;
+  let tmp: TmpDir;
+  let client: ReturnType<typeof createS3Client>;
+  let n = 0;
+  before(async () => {
+    useS3rverCredentials();
+    [s3, tmp] = await Promise.all([startS3({ buckets: [BUCKET] }), tmpDir('download-test-')]);
+    client = createS3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, maxAttempts: 3 });
+  });
+  after(async () => {
+    client?.destroy();
+    await s3?.stop();
+    await tmp?.cleanup();
+  });
+  beforeEach(() => {
+    s3.faults.clear();
+    s3.clearLog();
+  });
+
+  /** Puts random bytes under a fresh key; returns the listing entry and the bytes. */
+  const putObject = async (size = SIZE): Promise<{ object: ListedObject; body: Buffer }> => {
+    const key = `obj-${++n}.bin`;
+    const body = randomBytes(size);
+    const etag = await s3.put(BUCKET, key, body);
+    return { object: { bucket: BUCKET, key, etag, size, lastModified: new Date() }, body };
+  };
+  const gets = (key: string) => s3.requestLog.filter((r) => r.method === 'GET' && r.path === `/${BUCKET}/${key}`).length;
+  const target = () => join(tmp.path, `file-${n}.bin`);
+
+  it('writes every range at its offset: the file equals the object, one GET per part', async () => {
+    const { object, body } = await putObject();
+    const path = target();
+    assert.deepEqual(await downloadObject(client, object, path, 10 * SIZE, PARTS), { kind: 'downloaded', bytes: SIZE });
+    assert.ok((await readFile(path)).equals(body));
+    assert.equal(gets(object.key), 11);
+  });
+
+  it('fetches an object of at most one part, or with partBytes 0, in one GET', async () => {
+    const { object, body } = await putObject(100_000);
+    assert.deepEqual(await downloadObject(client, object, target(), 10 * SIZE, PARTS), { kind: 'downloaded', bytes: 100_000 });
+    assert.ok((await readFile(target())).equals(body));
+    const big = await putObject();
+    await downloadObject(client, big.object, target(), 10 * SIZE, { partBytes: 0, concurrency: 3 });
+    assert.ok((await readFile(target())).equals(big.body));
+    assert.deepEqual([gets(object.key), gets(big.object.key)], [1, 1]);
+  });
+
+  it('retries a part that failed with 503 and still writes the exact object', async () => {
+    const { object, body } = await putObject();
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, status: 503, times: 2 });
+    await downloadObject(client, object, target(), 10 * SIZE, PARTS);
+    assert.ok((await readFile(target())).equals(body));
+    assert.equal(gets(object.key), 13, '11 parts and 2 retries');
+  });
+
+  it('is superseded when the object is rewritten between its parts, and leaves no file behind', async () => {
+    const { object } = await putObject();
+    // The first part is held while the object is rewritten; later parts then fail If-Match (412).
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1500, times: 1 });
+    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
+    await waitForGets(() => gets(object.key) >= 3);
+    await s3.put(BUCKET, object.key, randomBytes(SIZE));
+    assert.deepEqual(await download, { kind: 'superseded' });
+    assert.equal(existsSync(target()), false);
+    assert.ok(gets(object.key) < 11, 'the remaining parts were not fetched');
+  });
+
+  it('is vanished when the object is deleted between its parts', async () => {
+    const { object } = await putObject();
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1500, times: 1 });
+    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
+    await waitForGets(() => gets(object.key) >= 3);
+    await s3.del(BUCKET, object.key);
+    assert.deepEqual(await download, { kind: 'vanished' });
+    assert.equal(existsSync(target()), false);
+  });
+
+  it('fails naming the object when a part is refused, and leaves no file behind', async () => {
+    const { object } = await putObject();
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, status: 403, times: 20 });
+    await assert.rejects(downloadObject(client, object, target(), 10 * SIZE, PARTS), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'IMP_ERR_SOURCE_ACCESS');
+      assert.match(err.message, new RegExp(`^cannot download s3://${BUCKET}/${object.key}: AccessDenied \\(HTTP 403\\).*check the credentials`));
+      return true;
+    });
+    assert.equal(existsSync(target()), false);
+  });
+
+  it('falls back to one GET when the endpoint answers a range with the whole object', async () => {
+    const { object, body } = await putObject();
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, ignoreRange: true, times: 1 });
+    assert.deepEqual(await downloadObject(client, object, target(), 10 * SIZE, PARTS), { kind: 'downloaded', bytes: SIZE });
+    assert.ok((await readFile(target())).equals(body));
+  });
+});
+
+async function waitForGets(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(done(), 'the parts were requested');
+}
