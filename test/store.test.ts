@@ -143,8 +143,8 @@ describe('DuckDB store: files of a job waiting together', () => {
 
   let written = 0;
   /** An import request: version e1 of `key` recorded for the job, its file written (the rows of `sql`, CSV or parquet by extension, or `body` as it is). */
-  async function requestFor(store: DuckDbStore, job: JobConfig, key: string, content: { sql: string } | { body: string }, importTime = new Date()) {
-    const [version] = await store.recordDiscovered(job.id, [obj(key, 'e1')]);
+  async function requestFor(store: DuckDbStore, job: JobConfig, key: string, content: { sql: string } | { body: string }, importTime = new Date(), etag = 'e1') {
+    const [version] = await store.recordDiscovered(job.id, [obj(key, etag)]);
     const path = join(tmp.path, `${++written}-${key}`);
     if ('sql' in content) await writeFixture(path, content.sql, key.endsWith('.csv') ? 'FORMAT csv, HEADER true' : 'FORMAT parquet');
     else await writeFile(path, content.body);
@@ -265,6 +265,48 @@ describe('DuckDB store: files of a job waiting together', () => {
         [2, 3, { IMP_ERR_ROW_EMBEDDING_DIMENSION: 1 }],
         [2, 4, {}],
       ]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('loads clean parquet predictions first and checks after; a file with a rejected row is staged, and so is the next file of its job', async () => {
+    const store = new DuckDbStore({ path: join(tmp.path, 'load-first.duckdb') });
+    await store.init();
+    const ids = (from: number, to: number, score: number) => `SELECT 'p' || i AS id, ${score} AS score, i AS f_n FROM range(${from}, ${to}) t(i)`;
+    const imp = async (key: string, sql: string, etag = 'e1') => store.importFile(await requestFor(store, gjob, key, { sql }, new Date(), etag));
+    const outline = (r: Awaited<ReturnType<typeof imp>>) => [r.loadedFirst, r.status, r.rowsRead, r.predictionsLoaded, r.rowsRejected];
+    const current = async () => (await store.query<{ key: string; n: number; cur: number }>(
+      `SELECT f.key, count(*)::INT AS n, count(*) FILTER (p.is_current)::INT AS cur FROM model_predictions.gm p JOIN import_files f ON f.file_id = p.source_file_id GROUP BY ALL ORDER BY ALL`)).map((r) => [r.key, r.n, r.cur]);
+    try {
+      assert.deepEqual(outline(await imp('a.parquet', ids(0, 10, 0.1))), [true, 'succeeded', 10, 10, 0]);
+      // b overrides a's p5..p9: the overlap is found after the load, against the other files' rows.
+      assert.deepEqual(outline(await imp('b.parquet', ids(5, 15, 0.2))), [true, 'succeeded', 10, 10, 0]);
+      assert.deepEqual(await current(), [['a.parquet', 10, 5], ['b.parquet', 10, 10]]);
+      // b rewritten without them: a's rows are current again.
+      assert.deepEqual(outline(await imp('b.parquet', ids(10, 15, 0.3), 'e2')), [true, 'succeeded', 5, 5, 0]);
+      assert.deepEqual(await current(), [['a.parquet', 10, 10], ['b.parquet', 5, 5]]);
+      // A row without ID: the loaded rows are rolled back and the file imported staged.
+      const c = await imp('c.parquet', `SELECT * FROM (${ids(20, 22, 0.4)} UNION ALL SELECT NULL, 0.4, 99) ORDER BY f_n`);
+      assert.deepEqual([...outline(c), c.rejectedByCode], [false, 'partially_succeeded', 3, 2, 1, { IMP_ERR_ROW_PREDICTION_ID_MISSING: 1 }]);
+      assert.deepEqual(outline(await imp('d.parquet', ids(30, 33, 0.5))), [false, 'succeeded', 3, 3, 0]);
+      assert.deepEqual(outline(await imp('e.parquet', ids(40, 43, 0.5))), [true, 'succeeded', 3, 3, 0]);
+      // An ID twice in one file: the later row wins, the earlier one is rejected as a duplicate.
+      const f = await imp('f.parquet', `SELECT * FROM (${ids(50, 52, 0.6)} UNION ALL SELECT 'p50', 0.7, 60) ORDER BY f_n`);
+      assert.deepEqual([...outline(f), f.rejectedByCode], [false, 'partially_succeeded', 3, 2, 1, { IMP_ERR_ROW_DUPLICATE_ID: 1 }]);
+      assert.deepEqual(await store.query(`SELECT prediction_score AS s, source_row::INT AS r FROM model_predictions.gm WHERE prediction_id = 'p50'`), [{ s: 0.7, r: 3 }]);
+      assert.deepEqual(await current(), [['a.parquet', 10, 10], ['b.parquet', 5, 5], ['c.parquet', 2, 2], ['d.parquet', 3, 3], ['e.parquet', 3, 3], ['f.parquet', 2, 2]]);
+      assert.deepEqual(await store.query(`SELECT key, row_number::INT AS r, code FROM rejected_rows ORDER BY ALL`), [
+        { key: 'c.parquet', r: 3, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING' },
+        { key: 'f.parquet', r: 1, code: 'IMP_ERR_ROW_DUPLICATE_ID' },
+      ]);
+
+      // Two clean files waiting together, sharing IDs with each other: one scan, loaded first; the newer file's rows are current.
+      await imp('g0.parquet', ids(70, 71, 0.8)); // clean and staged (after f): the job loads first again from here
+      const requests = [await requestFor(store, gjob, 'g1.parquet', { sql: ids(60, 70, 0.8) }), await requestFor(store, gjob, 'g2.parquet', { sql: ids(65, 75, 0.9) })];
+      const results = await Promise.all(requests.map((r) => store.importFile(r)));
+      assert.deepEqual(results.map((r) => [r.filesInTransaction, ...outline(r)]), [[2, true, 'succeeded', 10, 10, 0], [2, true, 'succeeded', 10, 10, 0]]);
+      assert.deepEqual((await current()).slice(-3), [['g0.parquet', 1, 0], ['g1.parquet', 10, 5], ['g2.parquet', 10, 10]]);
     } finally {
       await store.close();
     }

@@ -104,6 +104,11 @@ export interface ImportResult {
   matched?: MatchedActuals;
   /** Files committed in the same transaction as this one (files of a job that waited together are imported together). */
   filesInTransaction?: number;
+  /**
+   * The rows were loaded first and checked after (a clean parquet file of predictions), rather than
+   * staged to compute each row's verdict before the load.
+   */
+  loadedFirst?: boolean;
 }
 
 /** Everything the store needs to import one downloaded file. */
