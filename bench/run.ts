@@ -36,7 +36,7 @@ const section = async (n: number, title: string, fn: () => Promise<string[]>) =>
 };
 try {
   await section(1, 'Import throughput', () =>
-    quick ? throughput(env, [100_000], formats, () => 1) : throughput(env, sizes, formats, (rows) => (rows > 1_000_000 ? 1 : 3)));
+    quick ? throughput(env, [100_000], formats, () => 1) : throughput(env, sizes, formats, () => 3));
   await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, 3)));
   await section(3, 'End-to-end latency (default 10 s poll)', () => (quick ? latency(env, 5, 10_000, 15) : latency(env, 50, 100_000, 150)));
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 100_000, 3)));

@@ -1,4 +1,5 @@
 /** Part 1: import throughput per format vs DuckDB's own CREATE TABLE AS of the same local file. */
+import { execFileSync } from 'node:child_process';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -7,6 +8,12 @@ import { writeFixture } from '../test/helpers/stack.ts';
 import { FORMATS, median, predictionsSql, type Format } from './lib/data.ts';
 import { benchConfig, importsDone, importSeconds, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
 import { BUCKET, type BenchEnv } from './lib/endpoint.ts';
+
+/**
+ * Writes the dirty pages of earlier steps back before a timed step: otherwise the kernel's write-back
+ * of one step's gigabyte lands in the next one's time (raw 5M-row loads here ranged 5.9–9.1 s without it).
+ */
+const settleDisk = () => execFileSync('sync');
 
 export async function throughput(env: BenchEnv, sizes: number[], formats: Format[], runs: (rows: number) => number): Promise<string[]> {
   const out = ['| format | rows | file | raw DuckDB CREATE TABLE AS | daemon import | of which download | ratio | ratio without download |', '|---|---|---|---|---|---|---|---|'];
@@ -24,6 +31,7 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
         const path = join(env.tmp.path, `raw-${format}-${rows}-${r}.duckdb`);
         const db = await DuckDBInstance.create(path);
         const conn = await db.connect();
+        settleDisk();
         let t0 = performance.now();
         await conn.run(`CREATE TABLE t AS SELECT * FROM ${f.read(file)}`);
         await conn.run('CHECKPOINT');
@@ -36,11 +44,13 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
         const config = benchConfig(env, [{ ...job(id, `${key.split('/')[0]}/`, PREDICTION_SCHEMA), maxFileBytes: '16GiB' }]);
         // The download alone, as the daemon does it (byte ranges in parallel above s3.downloadPartSize).
         const dl = join(env.tmp.path, `dl.${f.ext}`);
+        settleDisk();
         t0 = performance.now();
         await downloadObject(env.s3, { bucket: BUCKET, key, etag, size, lastModified: new Date() }, dl, Number.MAX_SAFE_INTEGER, downloadParts(config));
         download.push((performance.now() - t0) / 1000);
         await rm(dl, { force: true });
 
+        settleDisk();
         const d = await startBenchDaemon(config);
         try {
           await importsDone(d, id, 1);

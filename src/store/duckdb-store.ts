@@ -463,7 +463,7 @@ export class DuckDbStore implements Store {
           table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous: previousOf(withPredictions),
           newKeys: withPredictions.map((m) => `SELECT model_version, prediction_id FROM ${m.stage} WHERE reject_code IS NULL`),
           inserts: shapes.size === 1 ? [`INSERT INTO ${modelTable} BY NAME ${selects.join(' UNION ALL ')}`] : selects.map((s) => `INSERT INTO ${modelTable} BY NAME ${s}`),
-          loadedFirst: loadFirst ? { fileIds: live.map((m) => m.request.version.fileId), check: () => this.checkLoadedFirst(conn, modelTable, live) } : undefined,
+          loadedFirst: loadFirst ? { fileIds: live.map((m) => m.request.version.fileId), check: (inserted) => this.checkLoadedFirst(conn, inserted, live) } : undefined,
         });
         for (const m of withPredictions) m.predictionsLoaded = m.stats!.rowsValid;
         checkLoaded(loaded, withPredictions.map((m) => m.predictionsLoaded!), modelTable);
@@ -540,21 +540,20 @@ export class DuckDbStore implements Store {
   }
 
   /**
-   * The verdicts of files loaded first: every row of each file loaded (its row count from the
-   * parquet metadata) and no ID repeated within a file (equal keys have equal hashes). Sets each
-   * file's counts; throws NeedsStaging otherwise.
+   * The verdicts of files loaded first: every row loaded (a file never loads more rows than it
+   * has, so equal totals mean every file loaded all of its rows) and no ID repeated within a file
+   * (equal keys have equal hashes; the file's key columns are re-read, which is cheaper than reading
+   * them back from the table just written). Sets each file's counts; throws NeedsStaging otherwise.
    */
-  private async checkLoadedFirst(conn: DuckDBConnection, table: string, members: GroupMember[]): Promise<void> {
-    const loaded = new Map((await this.all(conn,
-      `SELECT source_file_id AS f, count(*) AS n, count(*) - count(DISTINCT hash(model_version, prediction_id)) AS repeats
-       FROM ${table} WHERE source_file_id IN (${members.map((m) => m.request.version.fileId).join(', ')}) GROUP BY ALL`)).map((r) => [Number(r.f), r]));
+  private async checkLoadedFirst(conn: DuckDBConnection, inserted: number, members: GroupMember[]): Promise<void> {
+    let rows = 0;
     for (const m of members) {
-      const [{ n }] = await this.all(conn, `SELECT count(*) AS n FROM ${m.request.source.sql}`);
-      const rows = Number(n);
-      const got = loaded.get(m.request.version.fileId);
-      if (Number(got?.n ?? 0) !== rows || Number(got?.repeats ?? 0) > 0) throw new NeedsStaging();
-      m.stats = { rowsRead: rows, rowsValid: rows, rowsRejected: 0, rejectedByCode: {} };
+      const [{ n, repeats }] = await this.all(conn, `SELECT count(*) AS n, count(*) - count(DISTINCT hash(${m.plan.uniqueKey.join(', ')})) AS repeats FROM (${m.plan.rowsSql})`);
+      if (Number(repeats) > 0) throw new NeedsStaging();
+      m.stats = { rowsRead: Number(n), rowsValid: Number(n), rowsRejected: 0, rejectedByCode: {} };
+      rows += Number(n);
     }
+    if (rows !== inserted) throw new NeedsStaging();
   }
 
   /**
@@ -588,7 +587,7 @@ export class DuckDbStore implements Store {
     o: {
       table: string; keys: string[]; modelId: string; env: string; previous: string; newKeys: string[]; inserts: string[];
       /** The rows were not staged: their keys are read back from the table after the insert, once `check` has passed. */
-      loadedFirst?: { fileIds: number[]; check: () => Promise<void> };
+      loadedFirst?: { fileIds: number[]; check: (inserted: number) => Promise<void> };
     },
   ): Promise<number> {
     const n = ++this.stageSeq;
@@ -617,7 +616,7 @@ export class DuckDbStore implements Store {
     } finally {
       await conn.run('RESET preserve_insertion_order');
     }
-    if (o.loadedFirst) await o.loadedFirst.check();
+    if (o.loadedFirst) await o.loadedFirst.check(inserted);
     const overlap = o.loadedFirst ? await overlapping() : overlapBefore;
     if (Number(orphans) > 0 || overlap) {
       await conn.run(`CREATE OR REPLACE TEMP TABLE affected_${n} AS SELECT * FROM orphaned_${n} UNION SELECT * FROM (${newKeys})`);
