@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { validateConfig, type JobConfig } from '../src/config/index.ts';
@@ -307,6 +307,27 @@ describe('DuckDB store: files of a job waiting together', () => {
       const results = await Promise.all(requests.map((r) => store.importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, ...outline(r)]), [[2, true, 'succeeded', 10, 10, 0], [2, true, 'succeeded', 10, 10, 0]]);
       assert.deepEqual((await current()).slice(-3), [['g0.parquet', 1, 0], ['g1.parquet', 10, 5], ['g2.parquet', 10, 10]]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a parquet file with a corrupt data page fails as unreadable, naming its key, though it was loaded first', async () => {
+    const store = new DuckDbStore({ path: join(tmp.path, 'corrupt-page.duckdb') });
+    await store.init();
+    try {
+      const request = await requestFor(store, gjob, 'torn.parquet', { sql: `SELECT 'c' || i AS id, random() AS score, i AS f_n FROM range(20000) t(i)` });
+      // Footer intact (the columns can be described), pages in the middle overwritten.
+      const bytes = await readFile(request.file.path);
+      bytes.fill(0x5a, 4096, bytes.length - 4096);
+      await writeFile(request.file.path, bytes);
+      await assert.rejects(store.importFile(request), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'IMP_ERR_FORMAT_UNREADABLE');
+        assert.match(err.message, /^torn\.parquet: cannot be read/);
+        return true;
+      });
+      const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM import_files WHERE key = 'torn.parquet' AND status = 'pending'`);
+      assert.equal(n, 1, 'nothing committed');
     } finally {
       await store.close();
     }

@@ -197,20 +197,23 @@ async function downloadRanges(client: S3Client, object: ListedObject, path: stri
         { abortSignal: abort.signal },
       );
       const body = res.Body as Readable;
-      if (!res.ContentRange) {
+      const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.ContentRange ?? '');
+      // If-Match pins the version; a different total guards stores that ignore If-Match.
+      if (range && range[3] !== '*' && Number(range[3]) !== object.size) {
+        body.destroy();
+        throw Object.assign(new Error(`${uri} is ${range[3]} bytes now, ${object.size} when listed`), { name: 'PreconditionFailed' });
+      }
+      // No range, or not the one asked for (a store that caps or ignores ranges): one plain GET instead.
+      if (!range || Number(range[1]) !== start || Number(range[2]) !== end) {
         body.destroy();
         throw new RangeIgnored();
-      }
-      // If-Match pins the version; the total guards stores that ignore If-Match.
-      if (res.ContentRange !== `bytes ${start}-${end}/${object.size}`) {
-        body.destroy();
-        throw Object.assign(new Error(`${uri}: asked for bytes ${start}-${end} of ${object.size}, got ${res.ContentRange}`), { name: 'PreconditionFailed' });
       }
       let position = start;
       try {
         for await (const chunk of body) {
           const buffer = chunk as Buffer;
-          await file.write(buffer, 0, buffer.length, position);
+          // A short write (a full disk) must not leave a hole in the file.
+          for (let done = 0; done < buffer.length; ) done += (await file.write(buffer, done, buffer.length - done, position + done)).bytesWritten;
           position += buffer.length;
         }
       } catch (err) {

@@ -364,8 +364,9 @@ export class DuckDbStore implements Store {
       try {
         return await this.importGroup(requests, { loadFirst: true });
       } catch (err) {
-        if (!(err instanceof NeedsStaging)) throw err;
-        this.stagingJobs.add(jobId);
+        // Any other failure is left to the staged path to name: it reads the file with the errors
+        // that say which file and why (a corrupt page is IMP_ERR_FORMAT_UNREADABLE there).
+        if (err instanceof NeedsStaging) this.stagingJobs.add(jobId);
       }
     }
     const results = await this.importGroup(requests, { loadFirst: false });

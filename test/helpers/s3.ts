@@ -60,6 +60,8 @@ export interface FaultRule {
   delayMs?: number;
   /** Answer a GET with the whole object (200), as a store without Range support does. */
   ignoreRange?: boolean;
+  /** Answer a GET with this range of the object (`bytes=0-9`) whatever it asked for, as a store that caps ranges does. */
+  answerRange?: string;
 }
 
 /** One request as seen by the proxy. */
@@ -199,7 +201,9 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
       }
     }
     // The Range header is signed, so it cannot be dropped on the way: fetch the whole object anonymously.
-    if (fault?.ignoreRange && method === 'GET') return forward(req, res, s3Port, agent, { path: url.pathname, headers: {} });
+    if ((fault?.ignoreRange || fault?.answerRange) && method === 'GET') {
+      return forward(req, res, s3Port, agent, { path: url.pathname, headers: fault.answerRange ? { range: fault.answerRange } : {} });
+    }
     forward(req, res, s3Port, agent);
   };
 
