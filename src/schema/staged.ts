@@ -61,21 +61,23 @@ export async function stageFilesTogether(run: RunQuery, stage: string, plan: Map
 }
 
 /**
- * The last valid row of a unique key wins; earlier ones are rejected as duplicates. Most files have
- * none, so first a cheap question: are there fewer distinct key hashes than rows? Equal keys have
- * equal hashes, so "no" proves there are no duplicates; "yes" (a duplicate, or a 64-bit collision)
- * runs the exact window. Counting 8-byte hashes instead of grouping the 36-character IDs themselves
- * keeps the check in memory: at 5M rows under the default memory_limit the grouped strings spilled
+ * An aggregate: how many rows repeat a key, counted by key hash. Equal keys have equal hashes, so 0
+ * proves no key repeats; more than 0 is a repeat or a 64-bit collision, so whoever acts on it does
+ * the exact work next. Counting 8-byte hashes instead of grouping the 36-character IDs themselves
+ * keeps the count in memory: at 5M rows under the default memory_limit the grouped strings spilled
  * (3–4.6 s; hashes 0.5 s).
  */
+export const repeatedKeysSql = (key: string[]) => `count(*) - count(DISTINCT hash(${key.join(', ')}))`;
+
+/** The last valid row of a unique key wins; earlier ones are rejected as duplicates (the window runs only when some key repeats). */
 async function markDuplicates(run: RunQuery, stage: string, plan: MappingPlan, within: string[] = []): Promise<void> {
-  const key = [...within, ...plan.uniqueKey].join(', ');
-  const [{ n }] = await run(`SELECT count(*) - count(DISTINCT hash(${key})) AS n FROM ${stage} WHERE reject_code IS NULL`);
+  const key = [...within, ...plan.uniqueKey];
+  const [{ n }] = await run(`SELECT ${repeatedKeysSql(key)} AS n FROM ${stage} WHERE reject_code IS NULL`);
   if (Number(n) === 0) return;
   await run(
     `UPDATE ${stage} SET reject_code = 'IMP_ERR_ROW_DUPLICATE_ID', reject_column = ${sqlString(plan.idColumn)}
      WHERE rowid IN (SELECT rowid FROM ${stage} WHERE reject_code IS NULL
-                     QUALIFY row_number() OVER (PARTITION BY ${key} ORDER BY source_row DESC) > 1)`,
+                     QUALIFY row_number() OVER (PARTITION BY ${key.join(', ')} ORDER BY source_row DESC) > 1)`,
   );
 }
 

@@ -6,7 +6,7 @@ import { isDeltaKey, sqlIdent, sqlString } from '../formats/index.ts';
 import type { JobConfig } from '../config/index.ts';
 import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { jobRelationOfFiles } from '../schema/select.ts';
-import { describeFile, rejectedRowsSql, stageFile, stageFilesTogether, type RunQuery, type StageStats } from '../schema/staged.ts';
+import { describeFile, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type RunQuery, type StageStats } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   ACTUAL_DELAY_BUCKETS,
@@ -549,7 +549,7 @@ export class DuckDbStore implements Store {
   private async checkLoadedFirst(conn: DuckDBConnection, inserted: number, members: GroupMember[]): Promise<void> {
     let rows = 0;
     for (const m of members) {
-      const [{ n, repeats }] = await this.all(conn, `SELECT count(*) AS n, count(*) - count(DISTINCT hash(${m.plan.uniqueKey.join(', ')})) AS repeats FROM (${m.plan.rowsSql})`);
+      const [{ n, repeats }] = await this.all(conn, `SELECT count(*) AS n, ${repeatedKeysSql(m.plan.uniqueKey)} AS repeats FROM (${m.plan.rowsSql})`);
       if (Number(repeats) > 0) throw new NeedsStaging();
       m.stats = { rowsRead: Number(n), rowsValid: Number(n), rowsRejected: 0, rejectedByCode: {} };
       rows += Number(n);
@@ -606,8 +606,9 @@ export class DuckDbStore implements Store {
     const groupFiles = o.loadedFirst?.fileIds.length ?? o.newKeys.length;
     const overlapping = async () => (occupied
         && (await this.all(conn, `SELECT 1 FROM (${newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')}${newIds ? ` AND t.source_file_id NOT IN (${newIds})` : ''} LIMIT 1`)).length > 0)
-      // Files of one group may share keys with each other (a file's own repeats were rejected as duplicates).
-      || (groupFiles > 1 && (await this.all(conn, `SELECT ${keys} FROM (${newKeys}) GROUP BY ${keys} HAVING count(*) > 1 LIMIT 1`)).length > 0);
+      // Files of one group may share keys with each other (a file's own repeats were rejected as duplicates);
+      // a hash collision only recomputes flags that were right.
+      || (groupFiles > 1 && Number((await this.all(conn, `SELECT ${repeatedKeysSql(o.keys)} AS n FROM (${newKeys})`))[0].n) > 0);
     const overlapBefore = o.loadedFirst ? false : await overlapping();
     // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
     await conn.run('SET preserve_insertion_order = false');
