@@ -124,7 +124,7 @@ export interface DownloadParts {
 /** The download settings of `s3` in the config (AWS's guidance for ranged GETs is 8–16 MB a part). */
 export const downloadParts = (config: Pick<Config, 's3'>): DownloadParts => ({ partBytes: config.s3.downloadPartSize, concurrency: config.s3.downloadConcurrency });
 
-/** The endpoint answered a ranged GET with the whole object (it does not support Range). */
+/** The endpoint answered a ranged GET with the whole object or with other bytes than asked (it does not support Range, or caps it). */
 class RangeIgnored extends Error {}
 
 /**

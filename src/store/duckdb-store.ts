@@ -353,9 +353,9 @@ export class DuckDbStore implements Store {
 
   /**
    * Files of predictions in parquet are loaded first and checked after: nearly every file is clean,
-   * and its verdicts then cost a row count from the file's metadata and one pass over the loaded
-   * IDs, instead of a staging pass over the file before the load (at 5M rows 2.4 s of 10 s, and
-   * the stage's memory slowed the load). A group that turns out to hold a rejected row or a repeated
+   * and its verdicts then cost one re-read of its key columns (row count and distinct key hashes,
+   * see `checkLoadedFirst`) instead of a staging pass over the file before the load (at 5M rows
+   * 2.4 s of 10 s, and the stage's memory slowed the load). A group that turns out to hold a rejected row or a repeated
    * ID is rolled back and imported again, staged; its job's next files are staged until one is clean.
    */
   private async importChecked(requests: ImportRequest[]): Promise<ImportResult[]> {
@@ -462,9 +462,10 @@ export class DuckDbStore implements Store {
         const shapes = new Set(withPredictions.map((m) => structShape(m.plan.structs)));
         const loaded = await this.replaceContribution(conn, {
           table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous: previousOf(withPredictions),
-          newKeys: withPredictions.map((m) => `SELECT model_version, prediction_id FROM ${m.stage} WHERE reject_code IS NULL`),
           inserts: shapes.size === 1 ? [`INSERT INTO ${modelTable} BY NAME ${selects.join(' UNION ALL ')}`] : selects.map((s) => `INSERT INTO ${modelTable} BY NAME ${s}`),
-          loadedFirst: loadFirst ? { fileIds: live.map((m) => m.request.version.fileId), check: (inserted) => this.checkLoadedFirst(conn, inserted, live) } : undefined,
+          ...(loadFirst
+            ? { loadedFirst: { fileIds: live.map((m) => m.request.version.fileId), check: (inserted: number) => this.checkLoadedFirst(conn, inserted, live) } }
+            : { newKeys: withPredictions.map((m) => `SELECT model_version, prediction_id FROM ${m.stage} WHERE reject_code IS NULL`) }),
         });
         for (const m of withPredictions) m.predictionsLoaded = m.stats!.rowsValid;
         checkLoaded(loaded, withPredictions.map((m) => m.predictionsLoaded!), modelTable);
@@ -585,16 +586,17 @@ export class DuckDbStore implements Store {
    */
   private async replaceContribution(
     conn: DuckDBConnection,
-    o: {
-      table: string; keys: string[]; modelId: string; env: string; previous: string; newKeys: string[]; inserts: string[];
+    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; inserts: string[] } & (
+      /** Each staged file's keys, one SELECT per file. */
+      | { newKeys: string[]; loadedFirst?: undefined }
       /** The rows were not staged: their keys are read back from the table after the insert, once `check` has passed. */
-      loadedFirst?: { fileIds: number[]; check: (inserted: number) => Promise<void> };
-    },
+      | { newKeys?: undefined; loadedFirst: { fileIds: number[]; check: (inserted: number) => Promise<void> } }
+    ),
   ): Promise<number> {
     const n = ++this.stageSeq;
     const keys = o.keys.join(', ');
     const newIds = o.loadedFirst?.fileIds.join(', ');
-    const newKeys = newIds ? `SELECT ${keys} FROM ${o.table} WHERE source_file_id IN (${newIds})` : o.newKeys.join(' UNION ALL ');
+    const newKeys = o.loadedFirst ? `SELECT ${keys} FROM ${o.table} WHERE source_file_id IN (${newIds})` : o.newKeys.join(' UNION ALL ');
     const scope = (alias = '') => `${alias}model_id = ${sqlString(o.modelId)} AND ${alias}environment = ${sqlString(o.env)}`;
     // Keys whose current row goes away with the earlier versions: another file's row may take over.
     await conn.run(`CREATE OR REPLACE TEMP TABLE orphaned_${n} AS SELECT DISTINCT ${keys} FROM ${o.table} WHERE ${scope()} AND is_current AND source_file_id IN (${o.previous})`);
@@ -603,7 +605,7 @@ export class DuckDbStore implements Store {
     // and an empty table needs not even that: the join would still hash every key of the file).
     const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
     const occupied = (await this.all(conn, `SELECT 1 FROM ${o.table} WHERE ${scope()} LIMIT 1`)).length > 0;
-    const groupFiles = o.loadedFirst?.fileIds.length ?? o.newKeys.length;
+    const groupFiles = o.loadedFirst ? o.loadedFirst.fileIds.length : o.newKeys.length;
     const overlapping = async () => (occupied
         && (await this.all(conn, `SELECT 1 FROM (${newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')}${newIds ? ` AND t.source_file_id NOT IN (${newIds})` : ''} LIMIT 1`)).length > 0)
       // Files of one group may share keys with each other (a file's own repeats were rejected as duplicates);
