@@ -152,9 +152,23 @@ describe('DuckDB store: files of a job waiting together', () => {
     return { job, version, file, source: await jobRelation(job, file), importTime };
   }
 
-  async function storeWith(name: string, together: boolean, only = files) {
+  async function openStore(name: string) {
     const store = new DuckDbStore({ path: join(tmp.path, `${name}.duckdb`) });
     await store.init();
+    return store;
+  }
+  /** A fresh store for `fn`, closed after it. */
+  async function withStore(name: string, fn: (store: DuckDbStore) => Promise<void>) {
+    const store = await openStore(name);
+    try {
+      await fn(store);
+    } finally {
+      await store.close();
+    }
+  }
+
+  async function storeWith(name: string, together: boolean, only = files) {
+    const store = await openStore(name);
     const requests = [];
     for (const f of only) requests.push(await requestFor(store, gjob, f.key, f, new Date('2026-11-21T00:00:00Z')));
     const results = together ? await Promise.all(requests.map((r) => store.importFile(r))) : [];
@@ -228,9 +242,7 @@ describe('DuckDB store: files of a job waiting together', () => {
     const sjob = validateConfig({
       jobs: [{ id: 's', source: 's3://bkt/s/', model: { id: 'sm' }, select: ['id', 'score * 10 AS score', "'x' || id AS f_tag"], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } }],
     }).jobs[0];
-    const store = new DuckDbStore({ path: join(tmp.path, 'select.duckdb') });
-    await store.init();
-    try {
+    await withStore('select', async (store) => {
       const requests = [];
       for (const [key, from] of [['s1.parquet', 0], ['s2.parquet', 5]] as const) {
         requests.push(await requestFor(store, sjob, key, { sql: `SELECT 'q' || i AS id, i / 100 AS score FROM range(${from}, ${from + 5}) t(i)` }));
@@ -240,18 +252,14 @@ describe('DuckDB store: files of a job waiting together', () => {
       const rows = await store.query(`SELECT f.key, p.prediction_id AS id, p.prediction_score AS s, p.features.tag AS tag, p.source_row::INT AS r
                                       FROM model_predictions.sm p JOIN import_files f ON f.file_id = p.source_file_id WHERE p.prediction_id IN ('q4', 'q5') ORDER BY 2`);
       assert.deepEqual(rows, [{ key: 's1.parquet', id: 'q4', s: 0.4, tag: 'xq4', r: 5 }, { key: 's2.parquet', id: 'q5', s: 0.5, tag: 'xq5', r: 1 }]);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('an embedding without a declared dimension takes each file\'s own first vector, also when files are read in one scan', async () => {
     const ejob = validateConfig({
       jobs: [{ id: 'e', source: 's3://bkt/e/', model: { id: 'em' }, schema: { predictionId: 'id', predictionScore: 'score', embeddings: [{ name: 'v', vector: 'emb' }] } }],
     }).jobs[0];
-    const store = new DuckDbStore({ path: join(tmp.path, 'emb.duckdb') });
-    await store.init();
-    try {
+    await withStore('emb', async (store) => {
       const requests = [];
       // e1: 3-long vectors and one 2-long (rejected); e2: 4-long vectors only (all valid on their own).
       for (const [key, sql] of [
@@ -265,20 +273,16 @@ describe('DuckDB store: files of a job waiting together', () => {
         [2, 3, { IMP_ERR_ROW_EMBEDDING_DIMENSION: 1 }],
         [2, 4, {}],
       ]);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('loads clean parquet predictions first and checks after; a file with a rejected row is staged, and so is the next file of its job', async () => {
-    const store = new DuckDbStore({ path: join(tmp.path, 'load-first.duckdb') });
-    await store.init();
-    const ids = (from: number, to: number, score: number) => `SELECT 'p' || i AS id, ${score} AS score, i AS f_n FROM range(${from}, ${to}) t(i)`;
-    const imp = async (key: string, sql: string, etag = 'e1') => store.importFile(await requestFor(store, gjob, key, { sql }, new Date(), etag));
-    const outline = (r: Awaited<ReturnType<typeof imp>>) => [r.loadedFirst, r.status, r.rowsRead, r.predictionsLoaded, r.rowsRejected];
-    const current = async () => (await store.query<{ key: string; n: number; cur: number }>(
-      `SELECT f.key, count(*)::INT AS n, count(*) FILTER (p.is_current)::INT AS cur FROM model_predictions.gm p JOIN import_files f ON f.file_id = p.source_file_id GROUP BY ALL ORDER BY ALL`)).map((r) => [r.key, r.n, r.cur]);
-    try {
+    await withStore('load-first', async (store) => {
+      const ids = (from: number, to: number, score: number) => `SELECT 'p' || i AS id, ${score} AS score, i AS f_n FROM range(${from}, ${to}) t(i)`;
+      const imp = async (key: string, sql: string, etag = 'e1') => store.importFile(await requestFor(store, gjob, key, { sql }, new Date(), etag));
+      const outline = (r: Awaited<ReturnType<typeof imp>>) => [r.loadedFirst, r.status, r.rowsRead, r.predictionsLoaded, r.rowsRejected];
+      const current = async () => (await store.query<{ key: string; n: number; cur: number }>(
+        `SELECT f.key, count(*)::INT AS n, count(*) FILTER (p.is_current)::INT AS cur FROM model_predictions.gm p JOIN import_files f ON f.file_id = p.source_file_id GROUP BY ALL ORDER BY ALL`)).map((r) => [r.key, r.n, r.cur]);
       assert.deepEqual(outline(await imp('a.parquet', ids(0, 10, 0.1))), [true, 'succeeded', 10, 10, 0]);
       // b overrides a's p5..p9: the overlap is found after the load, against the other files' rows.
       assert.deepEqual(outline(await imp('b.parquet', ids(5, 15, 0.2))), [true, 'succeeded', 10, 10, 0]);
@@ -307,15 +311,11 @@ describe('DuckDB store: files of a job waiting together', () => {
       const results = await Promise.all(requests.map((r) => store.importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, ...outline(r)]), [[2, true, 'succeeded', 10, 10, 0], [2, true, 'succeeded', 10, 10, 0]]);
       assert.deepEqual((await current()).slice(-3), [['g0.parquet', 1, 0], ['g1.parquet', 10, 5], ['g2.parquet', 10, 10]]);
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('a parquet file with a corrupt data page fails as unreadable, naming its key, though it was loaded first', async () => {
-    const store = new DuckDbStore({ path: join(tmp.path, 'corrupt-page.duckdb') });
-    await store.init();
-    try {
+    await withStore('corrupt-page', async (store) => {
       const request = await requestFor(store, gjob, 'torn.parquet', { sql: `SELECT 'c' || i AS id, random() AS score, i AS f_n FROM range(20000) t(i)` });
       // Footer intact (the columns can be described), pages in the middle overwritten.
       const bytes = await readFile(request.file.path);
@@ -328,15 +328,11 @@ describe('DuckDB store: files of a job waiting together', () => {
       });
       const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM import_files WHERE key = 'torn.parquet' AND status = 'pending'`);
       assert.equal(n, 1, 'nothing committed');
-    } finally {
-      await store.close();
-    }
+    });
   });
 
   it('a broken file fails alone: the group falls back to one transaction per file', async () => {
-    const store = new DuckDbStore({ path: join(tmp.path, 'broken.duckdb') });
-    await store.init();
-    try {
+    await withStore('broken', async (store) => {
       const requests = [];
       for (const [key, body] of [['ok1.parquet', `SELECT 'k' || i AS id, 0.5 AS score FROM range(10) t(i)`], ['bad.parquet', null], ['ok2.parquet', `SELECT 'k' || i AS id, 0.6 AS score FROM range(20, 25) t(i)`]] as const) {
         requests.push(await requestFor(store, gjob, key, body ? { sql: body } : { body: 'PAR1 this is not parquet' }));
@@ -350,8 +346,6 @@ describe('DuckDB store: files of a job waiting together', () => {
       assert.match(bad.status === 'rejected' ? bad.reason.message : '', /^bad\.parquet: cannot be read/);
       const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.gm WHERE is_current`);
       assert.equal(n, 15);
-    } finally {
-      await store.close();
-    }
+    });
   });
 });
