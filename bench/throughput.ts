@@ -15,8 +15,17 @@ import { BUCKET, type BenchEnv } from './lib/endpoint.ts';
  */
 const settleDisk = () => execFileSync('sync');
 
+/** CPU seconds (user + system) of this process: DuckDB's threads and, in the daemon's runs, the daemon. */
+const cpuSeconds = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+};
+
 export async function throughput(env: BenchEnv, sizes: number[], formats: Format[], runs: (rows: number) => number): Promise<string[]> {
-  const out = ['| format | rows | file | raw DuckDB CREATE TABLE AS | daemon import | of which download | ratio | ratio without download |', '|---|---|---|---|---|---|---|---|'];
+  const out = [
+    '| format | rows | file | raw DuckDB CREATE TABLE AS | daemon import | of which download | ratio | ratio without download | CPU seconds: raw / daemon + endpoint (cores busy) |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
   for (const rows of sizes) {
     for (const format of formats) {
       const f = FORMATS[format];
@@ -27,15 +36,22 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
       const raw: number[] = [];
       const daemon: number[] = [];
       const download: number[] = [];
+      const rawCpu: number[] = [];
+      const daemonCpu: number[] = [];
+      const rawBusy: number[] = [];
+      const daemonBusy: number[] = [];
       for (let r = 0; r < runs(rows); r++) {
         const path = join(env.tmp.path, `raw-${format}-${rows}-${r}.duckdb`);
         const db = await DuckDBInstance.create(path);
         const conn = await db.connect();
         settleDisk();
+        let cpu0 = cpuSeconds();
         let t0 = performance.now();
         await conn.run(`CREATE TABLE t AS SELECT * FROM ${f.read(file)}`);
         await conn.run('CHECKPOINT');
         raw.push((performance.now() - t0) / 1000);
+        rawCpu.push(cpuSeconds() - cpu0);
+        rawBusy.push(rawCpu.at(-1)! / raw.at(-1)!);
         conn.closeSync();
         db.closeSync();
         await rm(path, { force: true });
@@ -51,9 +67,15 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
         await rm(dl, { force: true });
 
         settleDisk();
+        // The daemon's CPU (this process) and the endpoint's, from its start until the file is committed.
+        cpu0 = cpuSeconds() + (await env.endpointCpuSeconds());
+        t0 = performance.now();
         const d = await startBenchDaemon(config);
         try {
           await importsDone(d, id, 1);
+          const wall = (performance.now() - t0) / 1000;
+          daemonCpu.push(cpuSeconds() + (await env.endpointCpuSeconds()) - cpu0);
+          daemonBusy.push(daemonCpu.at(-1)! / wall);
           daemon.push((await importSeconds(d, id))[0]);
         } finally {
           await d.stop();
@@ -61,8 +83,9 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
         }
       }
       const [rw, dm, dl] = [median(raw), median(daemon), median(download)];
-      console.error(`  throughput ${format} ${rows}: raw ${raw.map((x) => x.toFixed(2))} s, daemon ${daemon.map((x) => x.toFixed(2))} s, download ${download.map((x) => x.toFixed(2))} s`);
-      out.push(`| ${format} | ${rows.toLocaleString('en')} | ${(size / 1e6).toFixed(1)} MB | ${rw.toFixed(2)} s (${(rows / rw / 1e6).toFixed(2)} M rows/s) | ${dm.toFixed(2)} s (${(rows / dm / 1e6).toFixed(2)} M rows/s) | ${dl.toFixed(2)} s | ${(rw / dm).toFixed(2)} | ${(rw / (dm - dl)).toFixed(2)} |`);
+      console.error(`  throughput ${format} ${rows}: raw ${raw.map((x) => x.toFixed(2))} s, daemon ${daemon.map((x) => x.toFixed(2))} s, download ${download.map((x) => x.toFixed(2))} s, CPU raw ${rawCpu.map((x) => x.toFixed(1))} daemon ${daemonCpu.map((x) => x.toFixed(1))}`);
+      const cpu = `${median(rawCpu).toFixed(1)} (${median(rawBusy).toFixed(1)}) / ${median(daemonCpu).toFixed(1)} (${median(daemonBusy).toFixed(1)})`;
+      out.push(`| ${format} | ${rows.toLocaleString('en')} | ${(size / 1e6).toFixed(1)} MB | ${rw.toFixed(2)} s (${(rows / rw / 1e6).toFixed(2)} M rows/s) | ${dm.toFixed(2)} s (${(rows / dm / 1e6).toFixed(2)} M rows/s) | ${dl.toFixed(2)} s | ${(rw / dm).toFixed(2)} | ${(rw / (dm - dl)).toFixed(2)} | ${cpu} |`);
     }
   }
   return out;

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CopyObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -26,6 +26,8 @@ export interface BenchEnv {
   seedBody(key: string, body: string): Promise<string>;
   /** A real PutObject to a staging key and a CopyObject into place: the object appears at once, as on S3. */
   put(key: string, localPath: string): Promise<void>;
+  /** CPU seconds (user + system) the s3rver process has used so far; NaN where /proc is missing. */
+  endpointCpuSeconds(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -63,6 +65,15 @@ export async function startBenchEnv(): Promise<BenchEnv> {
       const staging = `_staging/${key}`;
       await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: staging, Body: createReadStream(localPath) }));
       await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: key, CopySource: `${BUCKET}/${staging}` }));
+    },
+    async endpointCpuSeconds() {
+      try {
+        // Fields 14 and 15 of /proc/<pid>/stat (utime, stime), in clock ticks of 1/100 s on Linux.
+        const fields = (await readFile(`/proc/${child.pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      } catch {
+        return Number.NaN;
+      }
     },
     async stop() {
       s3.destroy();
