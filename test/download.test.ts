@@ -92,6 +92,40 @@ describe('downloading an object in byte ranges', () => {
     assert.equal(existsSync(target()), false);
   });
 
+  it('is superseded when a store that ignores If-Match serves a part of a rewrite of another size', async () => {
+    const { object } = await putObject();
+    // No GET is checked against the ETag; the first part is held until the object is 500 bytes longer.
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1500, ignoreIfMatch: true, times: 1 });
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, ignoreIfMatch: true, times: 20 });
+    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
+    await waitForGets(() => gets(object.key) >= 3);
+    await s3.put(BUCKET, object.key, randomBytes(SIZE + 500));
+    assert.deepEqual(await download, { kind: 'superseded' });
+    assert.equal(existsSync(target()), false);
+  });
+
+  it('is superseded when a range is refused as not satisfiable (416: the object is shorter than listed)', async () => {
+    const { object } = await putObject();
+    s3.faults.add({ method: 'GET', keyIncludes: object.key, status: 416, times: 1 });
+    assert.deepEqual(await downloadObject(client, object, target(), 10 * SIZE, PARTS), { kind: 'superseded' });
+    assert.equal(existsSync(target()), false);
+  });
+
+  it('fetches 11 ranges at once without a listener warning (s3.downloadConcurrency above 10)', async () => {
+    const { object, body } = await putObject();
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      await downloadObject(client, object, target(), 10 * SIZE, { partBytes: 100_000, concurrency: 16 });
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.ok((await readFile(target())).equals(body));
+    assert.deepEqual(warnings, []);
+  });
+
   it('fails naming the object when a part is refused, and leaves no file behind', async () => {
     const { object } = await putObject();
     s3.faults.add({ method: 'GET', keyIncludes: object.key, status: 403, times: 20 });

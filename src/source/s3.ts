@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -172,11 +173,12 @@ export async function downloadObject(client: S3Client, object: ListedObject, pat
   return { kind: 'downloaded', bytes };
 }
 
-/** A failed GET: superseded (412) and vanished (404) are outcomes, anything else an error naming the object. */
+/** A failed GET: superseded (412, or 416 on a range) and vanished (404) are outcomes, anything else an error naming the object. */
 function downloadFailure(uri: string, err: unknown): DownloadOutcome {
   if (err instanceof ImporterError) throw err;
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return { kind: 'superseded' };
+  // 416 on a range of the listed size: the object is shorter now (a store that ignores If-Match, or one caught mid-rewrite).
+  if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 416) return { kind: 'superseded' };
   if (e.$metadata?.httpStatusCode === 404 || e.name === 'NoSuchKey') return { kind: 'vanished' };
   throw accessError(`cannot download ${uri}`, err);
 }
@@ -185,6 +187,8 @@ function downloadFailure(uri: string, err: unknown): DownloadOutcome {
 async function downloadRanges(client: S3Client, object: ListedObject, path: string, parts: DownloadParts): Promise<DownloadOutcome> {
   const uri = `s3://${object.bucket}/${object.key}`;
   const abort = new AbortController();
+  // Every range in flight listens on this one signal (up to 64 with s3.downloadConcurrency); it lives for one download, so no leak to warn of.
+  setMaxListeners(0, abort.signal);
   const file = await open(path, 'w');
   let next = 0;
   const fetchParts = async () => {

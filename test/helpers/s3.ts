@@ -50,7 +50,7 @@ export interface FaultRule {
   keyIncludes?: string;
   /**
    * Status to answer with instead of forwarding: 503 → SlowDown,
-   * 403 → AccessDenied, 404 → NoSuchKey, other 5xx → InternalError. If omitted,
+   * 403 → AccessDenied, 404 → NoSuchKey, 416 → InvalidRange, other 5xx → InternalError. If omitted,
    * the request is only delayed by `delayMs` and then forwarded.
    */
   status?: number;
@@ -62,6 +62,8 @@ export interface FaultRule {
   ignoreRange?: boolean;
   /** Answer a GET with this range of the object (`bytes=0-9`) whatever it asked for, as a store that caps ranges does. */
   answerRange?: string;
+  /** Serve a GET or HEAD whatever its `If-Match` says, as a store without conditional reads does. */
+  ignoreIfMatch?: boolean;
 }
 
 /** One request as seen by the proxy. */
@@ -186,7 +188,7 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     }
 
     const ifMatch = req.headers['if-match'];
-    if ((method === 'GET' || method === 'HEAD') && key && ifMatch) {
+    if ((method === 'GET' || method === 'HEAD') && key && ifMatch && !fault?.ignoreIfMatch) {
       const etag = await headEtag(s3Port, url.pathname);
       // A missing object falls through: s3rver answers 404 NoSuchKey itself.
       if (etag !== undefined && !etagMatches(ifMatch, etag)) {
@@ -341,6 +343,7 @@ function errorFor(status: number): [code: string, message: string] {
   if (status === 503) return ['SlowDown', 'Please reduce your request rate.'];
   if (status === 403) return ['AccessDenied', 'Access Denied'];
   if (status === 404) return ['NoSuchKey', 'The specified key does not exist.'];
+  if (status === 416) return ['InvalidRange', 'The requested range is not satisfiable'];
   if (status >= 500) return ['InternalError', 'We encountered an internal error. Please try again.'];
   return ['InvalidRequest', 'Injected fault'];
 }
