@@ -61,15 +61,20 @@ describe('a worker killed mid-import', () => {
     assert.equal(midRows.n, 0);
     const [midDone] = await readStore(storePath, `SELECT count(*)::INT AS n FROM import_files WHERE status = 'succeeded'`);
 
+    // The restarted process loads the big file and the small files the first one had not committed;
+    // the big one may finish before the last small one, so wait for all of them before reading the counter.
+    const rest = 4 - Number(midDone.n);
     const second = await spawnCli(['run', '--config', configPath]);
     await waitFor(
-      'the big file imported after restart',
-      async () => second.output().split('\n').some((l) => l.includes('"msg":"import succeeded"') && l.includes('big.parquet')),
+      `the big file and ${rest} small file(s) imported after restart`,
+      async () => {
+        const done = second.output().split('\n').filter((l) => l.includes('"msg":"import succeeded"'));
+        return done.some((l) => l.includes('big.parquet')) && done.length >= 1 + rest;
+      },
       90_000,
     );
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    // The restarted process loads the big file and the small files the first one had not committed.
-    const restLoaded = big + 100 * (4 - Number(midDone.n));
+    const restLoaded = big + 100 * rest;
     assert.match(metrics, new RegExp(`^importer_rows_loaded_total\\{job="crash",kind="prediction"\\} ${restLoaded}$`, 'm'));
     second.proc.kill('SIGTERM');
     const exit = await second.exited;

@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import type { Config } from '../config/index.ts';
 import { ImporterError } from '../errors.ts';
 import type { ListedObject } from '../store/store.ts';
@@ -142,6 +142,7 @@ export async function downloadObject(client: S3Client, object: ListedObject, pat
       return await downloadRanges(client, object, path, parts);
     } catch (err) {
       await rm(path, { force: true });
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) return rangeRefused(client, object, err);
       if (!(err instanceof RangeIgnored)) return downloadFailure(uri, err);
       // An S3-compatible store without Range support: fetch the object in one GET below.
     }
@@ -173,14 +174,35 @@ export async function downloadObject(client: S3Client, object: ListedObject, pat
   return { kind: 'downloaded', bytes };
 }
 
-/** A failed GET: superseded (412, or 416 on a range) and vanished (404) are outcomes, anything else an error naming the object. */
+/** A failed GET: superseded (412) and vanished (404) are outcomes, anything else an error naming the object. */
 function downloadFailure(uri: string, err: unknown): DownloadOutcome {
   if (err instanceof ImporterError) throw err;
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-  // 416 on a range of the listed size: the object is shorter now (a store that ignores If-Match, or one caught mid-rewrite).
-  if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 416) return { kind: 'superseded' };
+  if (e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed') return { kind: 'superseded' };
   if (e.$metadata?.httpStatusCode === 404 || e.name === 'NoSuchKey') return { kind: 'vanished' };
   throw accessError(`cannot download ${uri}`, err);
+}
+
+/**
+ * A range inside the listed size refused as not satisfiable (416): the object is shorter now, so it
+ * changed since the listing (a store that ignores If-Match, or one caught mid-rewrite). A HEAD tells:
+ * if the object still has the listed ETag, the endpoint's listing and its objects disagree, which no
+ * retry (and no re-listing) mends, so that is a permanent error rather than a version to re-import.
+ */
+async function rangeRefused(client: S3Client, object: ListedObject, err: unknown): Promise<DownloadOutcome> {
+  const uri = `s3://${object.bucket}/${object.key}`;
+  let head;
+  try {
+    head = await client.send(new HeadObjectCommand({ Bucket: object.bucket, Key: object.key, IfMatch: `"${object.etag}"` }));
+  } catch (headErr) {
+    return downloadFailure(uri, headErr);
+  }
+  if (unquote(head.ETag) !== object.etag) return { kind: 'superseded' };
+  throw new ImporterError(
+    'IMP_ERR_SOURCE_ACCESS',
+    `${uri} was listed with ${object.size} bytes and still has ETag ${object.etag} (${head.ContentLength ?? '?'} bytes), but a byte range inside that size was refused (HTTP 416); the endpoint's listing and its objects disagree: check the S3-compatible store, or set s3.downloadPartSize to 0 for one GET per object`,
+    { location: { file: uri }, permanent: true, cause: err },
+  );
 }
 
 /** The listed version in ranges of `parts.partBytes`; the first failing part aborts the others. */
