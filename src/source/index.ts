@@ -1,1 +1,1 @@
-export { createS3Client, parseS3Url, isSideFile, listObjects, downloadObject, downloadParts, type DownloadParts, type ListOptions, tooLarge, type DownloadOutcome } from './s3.ts';
+export { createS3Client, parseS3Url, isSideFile, listObjects, downloadObject, downloadParts, objectUri, type DownloadParts, type ListOptions, tooLarge, type DownloadOutcome } from './s3.ts';

@@ -112,6 +112,9 @@ async function listRange(
   return out;
 }
 
+/** The `s3://bucket/key` an operator knows an object by, for messages. */
+export const objectUri = (object: Pick<ListedObject, 'bucket' | 'key'>) => `s3://${object.bucket}/${object.key}`;
+
 /** How a download ended when it did not produce a file. */
 export type DownloadOutcome = { kind: 'downloaded'; bytes: number } | { kind: 'superseded' } | { kind: 'vanished' };
 
@@ -136,7 +139,7 @@ class RangeIgnored extends Error {}
  * here, by the SDK's per-chunk work on one socket.
  */
 export async function downloadObject(client: S3Client, object: ListedObject, path: string, maxBytes: number, parts: DownloadParts): Promise<DownloadOutcome> {
-  const uri = `s3://${object.bucket}/${object.key}`;
+  const uri = objectUri(object);
   if (parts.partBytes > 0 && object.size > parts.partBytes && object.size <= maxBytes) {
     try {
       return await downloadRanges(client, object, path, parts);
@@ -190,7 +193,7 @@ function downloadFailure(uri: string, err: unknown): DownloadOutcome {
  * retry (and no re-listing) mends, so that is a permanent error rather than a version to re-import.
  */
 async function rangeRefused(client: S3Client, object: ListedObject, err: unknown): Promise<DownloadOutcome> {
-  const uri = `s3://${object.bucket}/${object.key}`;
+  const uri = objectUri(object);
   let head;
   try {
     head = await client.send(new HeadObjectCommand({ Bucket: object.bucket, Key: object.key, IfMatch: `"${object.etag}"` }));
@@ -207,7 +210,7 @@ async function rangeRefused(client: S3Client, object: ListedObject, err: unknown
 
 /** The listed version in ranges of `parts.partBytes`; the first failing part aborts the others. */
 async function downloadRanges(client: S3Client, object: ListedObject, path: string, parts: DownloadParts): Promise<DownloadOutcome> {
-  const uri = `s3://${object.bucket}/${object.key}`;
+  const uri = objectUri(object);
   const abort = new AbortController();
   // Every range in flight listens on this one signal (up to 64 with s3.downloadConcurrency); it lives for one download, so no leak to warn of.
   setMaxListeners(0, abort.signal);

@@ -11,7 +11,7 @@ import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { applySelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
-import { downloadObject, downloadParts, listObjects, parseS3Url, tooLarge } from '../source/index.ts';
+import { downloadObject, downloadParts, listObjects, objectUri, parseS3Url, tooLarge } from '../source/index.ts';
 import type { ListedObject } from '../store/store.ts';
 import { deltaSource } from './delta-import.ts';
 
@@ -67,7 +67,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     const what = options.key ? `s3://${bucket}/${options.key} is not under ${job.source}` : `no importable file under ${job.source} yet`;
     return fail(new ImporterError('IMP_ERR_SOURCE_ACCESS', what));
   }
-  report.file = `s3://${bucket}/${object.key}`;
+  report.file = objectUri(object);
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
   const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.kind === 'duckdb' ? config.store.memoryLimit : '768MB' });
   const conn = await db.connect();

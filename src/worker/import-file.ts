@@ -8,7 +8,7 @@ import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRela
 import { applySelect, jobRelation } from '../schema/select.ts';
 import { deltaSource } from './delta-import.ts';
 import type { Metrics } from '../admin/metrics.ts';
-import { downloadObject, downloadParts, tooLarge } from '../source/index.ts';
+import { downloadObject, downloadParts, objectUri, tooLarge } from '../source/index.ts';
 import type { DownloadTracker } from './download-tracker.ts';
 import type { ImportResult, Store } from '../store/store.ts';
 
@@ -33,7 +33,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
   const { config, store, s3, metrics, log } = deps;
   const version = await store.getVersion(fileId);
   if (!version || version.status !== 'pending') return { status: 'skipped' };
-  const uri = `s3://${version.bucket}/${version.key}`;
+  const uri = objectUri(version);
   const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
   if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
   const delta = isDeltaKey(version.key);
