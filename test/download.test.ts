@@ -43,6 +43,18 @@ describe('downloading an object in byte ranges', () => {
   };
   const gets = (key: string) => s3.requestLog.filter((r) => r.method === 'GET' && r.path === `/${BUCKET}/${key}`).length;
   const target = () => join(tmp.path, `file-${n}.bin`);
+  /**
+   * Downloads `object` in PARTS and, once three parts were asked for (held by the caller's fault
+   * rules), applies `change` to it; returns the outcome, after checking no file was left behind.
+   */
+  const downloadWhile = async (object: ListedObject, change: () => Promise<unknown>) => {
+    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
+    await waitForGets(() => gets(object.key) >= 3);
+    await change();
+    const outcome = await download;
+    assert.equal(existsSync(target()), false);
+    return outcome;
+  };
 
   it('writes every range at its offset: the file equals the object, one GET per part', async () => {
     const { object, body } = await putObject();
@@ -75,22 +87,14 @@ describe('downloading an object in byte ranges', () => {
     // The three parts in flight are held while the object is rewritten, then fail If-Match (412). (Holding
     // them all keeps reads away from s3rver's rewrite, which is not atomic: a read caught in it gets a 416.)
     s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1500, times: 3 });
-    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
-    await waitForGets(() => gets(object.key) >= 3);
-    await s3.put(BUCKET, object.key, randomBytes(SIZE));
-    assert.deepEqual(await download, { kind: 'superseded' });
-    assert.equal(existsSync(target()), false);
+    assert.deepEqual(await downloadWhile(object, () => s3.put(BUCKET, object.key, randomBytes(SIZE))), { kind: 'superseded' });
     assert.equal(gets(object.key), 3, 'the remaining parts were not fetched');
   });
 
   it('is vanished when the object is deleted between its parts', async () => {
     const { object } = await putObject();
     s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1500, times: 1 });
-    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
-    await waitForGets(() => gets(object.key) >= 3);
-    await s3.del(BUCKET, object.key);
-    assert.deepEqual(await download, { kind: 'vanished' });
-    assert.equal(existsSync(target()), false);
+    assert.deepEqual(await downloadWhile(object, () => s3.del(BUCKET, object.key)), { kind: 'vanished' });
   });
 
   it('is superseded when a store that ignores If-Match serves a part of a rewrite of another size', async () => {
@@ -98,11 +102,7 @@ describe('downloading an object in byte ranges', () => {
     // No GET is checked against the ETag; the three parts in flight are held until the object is 500 bytes longer.
     s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1500, ignoreIfMatch: true, times: 3 });
     s3.faults.add({ method: 'GET', keyIncludes: object.key, ignoreIfMatch: true, times: 20 });
-    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
-    await waitForGets(() => gets(object.key) >= 3);
-    await s3.put(BUCKET, object.key, randomBytes(SIZE + 500));
-    assert.deepEqual(await download, { kind: 'superseded' });
-    assert.equal(existsSync(target()), false);
+    assert.deepEqual(await downloadWhile(object, () => s3.put(BUCKET, object.key, randomBytes(SIZE + 500))), { kind: 'superseded' });
   });
 
   it('is superseded when a range is refused as not satisfiable (416) and the object has changed since the listing', async () => {
