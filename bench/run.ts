@@ -2,7 +2,7 @@
  * The benchmarks (not part of `npm test`). Every figure is printed beside its reference, measured
  * in the same run on the same data.
  *
- *   npm run bench                      all parts at full size (about 45 minutes on 2 cores)
+ *   npm run bench                      all parts at full size (30–45 minutes on 2 cores)
  *   npm run bench -- --quick           all parts at a small size (a smoke run, under 2 minutes)
  *   npm run bench -- --parts=1,4       some parts only
  *   npm run bench -- --parts=1 --rows=5000000   part 1 at some sizes only
@@ -36,7 +36,7 @@ const section = async (n: number, title: string, fn: () => Promise<string[]>) =>
 };
 try {
   await section(1, 'Import throughput', () =>
-    quick ? throughput(env, [100_000], formats, () => 1) : throughput(env, sizes, formats, () => 3));
+    quick ? throughput(env, [100_000], formats, 1) : throughput(env, sizes, formats, 3));
   await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, 3)));
   await section(3, 'End-to-end latency (default 10 s poll)', () => (quick ? latency(env, 5, 10_000, 15) : latency(env, 50, 100_000, 150, 3)));
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 100_000, 3)));

@@ -21,7 +21,7 @@ const cpuSeconds = () => {
   return (user + system) / 1e6;
 };
 
-export async function throughput(env: BenchEnv, sizes: number[], formats: Format[], runs: (rows: number) => number): Promise<string[]> {
+export async function throughput(env: BenchEnv, sizes: number[], formats: Format[], runs: number): Promise<string[]> {
   const out = [
     '| format | rows | file | raw DuckDB CREATE TABLE AS | daemon import | of which download | ratio | ratio without download | CPU seconds: raw / daemon + endpoint (cores busy) |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -40,7 +40,7 @@ export async function throughput(env: BenchEnv, sizes: number[], formats: Format
       const daemonCpu: number[] = [];
       const rawBusy: number[] = [];
       const daemonBusy: number[] = [];
-      for (let r = 0; r < runs(rows); r++) {
+      for (let r = 0; r < runs; r++) {
         const path = join(env.tmp.path, `raw-${format}-${rows}-${r}.duckdb`);
         const db = await DuckDBInstance.create(path);
         const conn = await db.connect();
