@@ -6,6 +6,7 @@ import { writeFixture } from '../test/helpers/stack.ts';
 import { actualsSql, median, predictionsSql } from './lib/data.ts';
 import { ACTUAL_SCHEMA, benchConfig, importsDone, importSeconds, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
 import type { BenchEnv } from './lib/endpoint.ts';
+import { sql } from '../test/helpers/sql.ts';
 
 const DAY_QUERY = (from: string, where = 'true') => `SELECT count(*) AS n, count(actual_label) AS joined, avg(CASE WHEN actual_label = prediction_label THEN 1.0 ELSE 0.0 END) FILTER (WHERE actual_label IS NOT NULL) AS accuracy
   FROM ${from} WHERE ${where} AND prediction_ts >= TIMESTAMPTZ '2026-11-04 00:00:00+00' AND prediction_ts < TIMESTAMPTZ '2026-11-05 00:00:00+00'`;
@@ -66,10 +67,10 @@ export async function actualsJoin(env: BenchEnv, predictions: number, runs: numb
     try {
       await importsDone(d, 'aj-act', 1);
       daemon.push((await importSeconds(d, 'aj-act'))[0]);
-      const [s] = await d.store.query<{ a: number; j: number }>(`SELECT (SELECT count(*) FROM actuals)::INT AS a, (SELECT count(*) FROM inferences WHERE actual_label IS NOT NULL)::INT AS j`);
+      const [s] = await sql(d.store)<{ a: number; j: number }>(`SELECT (SELECT count(*) FROM actuals)::INT AS a, (SELECT count(*) FROM inferences WHERE actual_label IS NOT NULL)::INT AS j`);
       [actuals, joined] = [s.a, s.j];
       t0 = performance.now();
-      await d.store.query(DAY_QUERY('inferences', `model_id = 'churn'`));
+      await sql(d.store)(DAY_QUERY('inferences', `model_id = 'churn'`));
       query.push((performance.now() - t0) / 1000);
     } finally {
       await d.stop();

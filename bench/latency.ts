@@ -4,6 +4,7 @@ import { waitFor, writeFixture } from '../test/helpers/stack.ts';
 import { median, predictionsSql } from './lib/data.ts';
 import { benchConfig, job, PREDICTION_SCHEMA, startBenchDaemon } from './lib/daemon.ts';
 import type { BenchEnv } from './lib/endpoint.ts';
+import { sql } from '../test/helpers/sql.ts';
 
 const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,7 +43,7 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
     let watching = true;
     const watcher = (async () => {
       while (watching) {
-        const rows = await d.store.query<{ key: string; status: string }>(`SELECT key, status FROM import_files WHERE job_id = 'lat' AND status <> 'pending'`);
+        const rows = await sql(d.store)<{ key: string; status: string }>(`SELECT key, status FROM import_files WHERE job_id = 'lat' AND status <> 'pending'`);
         const now = performance.now();
         for (const r of rows) {
           if (r.status !== 'succeeded') throw new Error(`lat: ${r.key} ended ${r.status}`);
@@ -61,7 +62,7 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
     }));
     await waitFor('every file visible', async () => seenAt.size >= files, (windowSeconds + 120) * 1000, 100);
     // The share after discovery: queue wait behind the other files of the same poll, download, load.
-    const ledger = await d.store.query<{ s: number }>(`SELECT epoch(finished_at) - epoch(discovered_at) AS s FROM import_files WHERE job_id = 'lat'`);
+    const ledger = await sql(d.store)<{ s: number }>(`SELECT epoch(finished_at) - epoch(discovered_at) AS s FROM import_files WHERE job_id = 'lat'`);
     afterDiscovery.push(...ledger.map((r) => Number(r.s)));
     watching = false;
     await watcher;

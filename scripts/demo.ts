@@ -30,6 +30,7 @@ import { validateConfig, type Config } from '../src/config/index.ts';
 import { startDaemon, type Daemon } from '../src/daemon.ts';
 import { describeError } from '../src/errors.ts';
 import { createLogger } from '../src/log.ts';
+import { sql } from '../test/helpers/sql.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DEMO_DIR = resolve(process.env.DEMO_DIR || join(ROOT, '.demo'));
@@ -401,7 +402,7 @@ interface LedgerRow {
 const COMMITTED = new Set(['succeeded', 'partially_succeeded']);
 
 async function ledger(daemon: Daemon): Promise<LedgerRow[]> {
-  const rows = await daemon.store.query<Record<string, unknown>>(
+  const rows = await sql(daemon.store)<Record<string, unknown>>(
     `SELECT job_id, status, count(*) AS files, sum(predictions_loaded) AS predictions, sum(actuals_loaded) AS actuals
      FROM import_files GROUP BY ALL ORDER BY ALL`,
   );
@@ -438,7 +439,7 @@ function makeReporter(daemon: Daemon) {
         say(`${elapsed()} ${job.id.padEnd(16)} ${line}`);
       }
     }
-    const errors = await daemon.store.query<Record<string, unknown>>(
+    const errors = await sql(daemon.store)<Record<string, unknown>>(
       `SELECT file_id, job_id, key, status, attempts, error_code, error_message FROM import_files WHERE error_message IS NOT NULL ORDER BY file_id`,
     );
     for (const e of errors) {
@@ -472,7 +473,7 @@ async function waitUntil(report: () => Promise<LedgerRow[]>, jobId: string, file
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 async function printSummary(daemon: Daemon, expected: Expected): Promise<boolean> {
-  const byDay = await daemon.store.query<Record<string, unknown>>(
+  const byDay = await sql(daemon.store)<Record<string, unknown>>(
     `SELECT coalesce(CAST(CAST(prediction_ts AS DATE) AS VARCHAR), 'total') AS day,
             count(*)::INT AS predictions,
             count(actual_label)::INT AS joined,
@@ -482,13 +483,13 @@ async function printSummary(daemon: Daemon, expected: Expected): Promise<boolean
      GROUP BY ROLLUP (CAST(prediction_ts AS DATE)) ORDER BY CAST(prediction_ts AS DATE) NULLS LAST`,
     [MODEL],
   );
-  const [actuals] = await daemon.store.query<Record<string, unknown>>(
+  const [actuals] = await sql(daemon.store)<Record<string, unknown>>(
     `SELECT count(*)::INT AS actuals,
             count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM predictions p WHERE p.model_id = a.model_id AND p.environment = a.environment AND p.prediction_id = a.prediction_id))::INT AS waiting
      FROM actuals a WHERE model_id = $1 AND environment = 'production'`,
     [MODEL],
   );
-  const [ignored] = await daemon.store.query<Record<string, unknown>>(`SELECT count(*)::INT AS n FROM import_files WHERE key LIKE '%/\\_SUCCESS' ESCAPE '\\'`);
+  const [ignored] = await sql(daemon.store)<Record<string, unknown>>(`SELECT count(*)::INT AS n FROM import_files WHERE key LIKE '%/\\_SUCCESS' ESCAPE '\\'`);
 
   say();
   say(`Summary: the inferences view (predictions left-joined to actuals), model ${MODEL}, production`);
@@ -501,7 +502,7 @@ async function printSummary(daemon: Daemon, expected: Expected): Promise<boolean
   say(`  accuracy = predicted_label equals the actual label, over the joined rows`);
   say(`  _SUCCESS markers in the ledger: ${ignored.n} (side files are skipped)`);
 
-  const [ex] = await daemon.store.query<Record<string, unknown>>(
+  const [ex] = await sql(daemon.store)<Record<string, unknown>>(
     `SELECT p.prediction_id, CAST(p.prediction_ts AS VARCHAR) AS ts, p.prediction_label, p.prediction_score, a.actual_label,
             p.features.age AS age, typeof(p.features.age) AS age_type,
             p.features.device AS device, typeof(p.features.device) AS device_type,

@@ -8,6 +8,8 @@ import { createMetrics, type Metrics } from './admin/metrics.ts';
 import { startHttpServer } from './admin/server.ts';
 import type { Config } from './config/index.ts';
 import { describeError } from './errors.ts';
+import { openMemoryEngine } from './engine/index.ts';
+import { Importer } from './import/index.ts';
 import { createLogger } from './log.ts';
 import { isJobPaused, recordPoll } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
@@ -50,6 +52,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
   const store = createStore(config, tmpDir);
   await store.init();
+  const readEngine = await openMemoryEngine({ readableDirectory: tmpDir, memoryLimit: '256MB', threads: 1 });
   log.info({ store: store.kind, jobs: config.jobs.map((j) => j.id) }, 'store open');
 
   const redis = connectRedis(config.redis.url, 'inference-importer');
@@ -64,7 +67,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
 
   let workers: ImportWorkers | undefined;
   if (roles.worker) {
-    workers = new ImportWorkers({ config, store, s3, metrics, log, tmpDir }, redis);
+    workers = new ImportWorkers({ config, store, importer: new Importer(store), readEngine, s3, metrics, log, tmpDir }, redis);
     workers.start();
   }
   let poller: Poller | undefined;
@@ -100,6 +103,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
       await queues.close().catch(() => undefined);
       await lock?.release().catch(() => undefined);
       await store.close();
+      readEngine.close();
       await redis.quit().catch(() => redis.disconnect());
       await http?.close();
       await rm(tmpDir, { recursive: true, force: true });
@@ -118,6 +122,6 @@ async function readiness(redis: Redis, store: Store): Promise<{ ok: boolean; che
       checks[name] = describeError(err).message;
     }
   };
-  await Promise.all([probe('redis', () => redis.ping()), probe('store', () => store.query('SELECT 1'))]);
+  await Promise.all([probe('redis', () => redis.ping()), probe('store', () => store.ping())]);
   return { ok: Object.values(checks).every((c) => c === 'ok'), checks };
 }

@@ -74,6 +74,11 @@ export class ImporterError extends Error {
   }
 }
 
+/** True for errors that retrying the same input cannot mend (BullMQ then fails the job at once). */
+export function isPermanent(err: unknown): boolean {
+  return err instanceof ImporterError && err.permanent;
+}
+
 /** Reduces anything thrown to a code and a message, for the ledger and the logs. */
 export function describeError(err: unknown): { code: ErrorCode; message: string; location: ErrorLocation } {
   if (err instanceof ImporterError) return { code: err.code, message: err.message, location: err.location };

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Daemon } from '../src/daemon.ts';
 import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const TOKEN = 'api-token-0123456789';
 const TS = `TIMESTAMPTZ '2026-11-20 10:00:00+00'`;
@@ -103,13 +104,13 @@ describe('admin API and dashboard', () => {
     // The producer fixes the file in place? No: retry re-runs the same version (here: fails again, attempts start over).
     assert.deepEqual((await call('POST', '/api/jobs/preds/retry')).body, { job: 'preds', retried: ['preds/c.parquet'] });
     await waitFor('c failed again', async () => (await ledger(daemon, 'preds')).find((r) => r.key === 'preds/c.parquet')!.status === 'failed');
-    const before = await daemon.store.query<{ t: string }>(`SELECT max(loaded_at)::VARCHAR AS t FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
+    const before = await sql(daemon.store)<{ t: string }>(`SELECT max(loaded_at)::VARCHAR AS t FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
     assert.equal((await call('POST', '/api/jobs/preds/reimport', { key: 'preds/b.parquet' })).body.status, 'pending');
     await waitFor('b re-imported', async () => {
-      const [now] = await daemon.store.query<{ t: string }>(`SELECT max(loaded_at)::VARCHAR AS t FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
+      const [now] = await sql(daemon.store)<{ t: string }>(`SELECT max(loaded_at)::VARCHAR AS t FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
       return now.t !== before[0].t;
     });
-    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
+    const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.ctr WHERE prediction_id LIKE 'b%'`);
     assert.equal(n, 3);
   });
 
@@ -149,7 +150,7 @@ describe('admin API and dashboard', () => {
       assert.equal(res.body.code, 'IMP_ERR_SQL_REFUSED', sql);
       assert.match(res.body.message, why, sql);
     }
-    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM actuals`);
+    const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM actuals`);
     assert.equal(n, 5);
   });
 

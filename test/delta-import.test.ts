@@ -4,6 +4,7 @@ import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Daemon } from '../src/daemon.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const CORPUS = new URL('../../shared/corpus/delta/', import.meta.url).pathname;
 const { cases } = JSON.parse(await readFile(join(CORPUS, 'expectations.json'), 'utf8')) as { cases: Array<{ case: string; rowCount: number; latestVersion: number }> };
@@ -47,7 +48,7 @@ describe('Delta tables through the daemon', () => {
       for (const rel of files) await stack.s3.put(BUCKET, `tables/${c.case}/${rel}`, await readFile(join(root, rel)));
     }
     const rows = await waitFor('all 36 tables imported', async () => {
-      const r = await daemon.store.query<{ job_id: string; key: string; etag: string; status: string; n: number; error_message: string | null }>(
+      const r = await sql(daemon.store)<{ job_id: string; key: string; etag: string; status: string; n: number; error_message: string | null }>(
         `SELECT job_id, key, etag, status, predictions_loaded::INT AS n, error_message FROM import_files
          QUALIFY row_number() OVER (PARTITION BY job_id ORDER BY discovered_at DESC, file_id DESC) = 1 ORDER BY job_id`);
       return r.length === cases.length && r.every((x) => x.status !== 'pending') && r;
@@ -60,9 +61,9 @@ describe('Delta tables through the daemon', () => {
         `${c.case}: ${row.error_message}`,
       );
     }
-    const [{ plain }] = await daemon.store.query<{ plain: number }>(`SELECT count(*)::INT AS plain FROM import_files WHERE NOT key LIKE '%/'`);
+    const [{ plain }] = await sql(daemon.store)<{ plain: number }>(`SELECT count(*)::INT AS plain FROM import_files WHERE NOT key LIKE '%/'`);
     assert.equal(plain, 0);
-    const [{ total }] = await daemon.store.query<{ total: number }>(`SELECT count(*)::INT AS total FROM predictions`);
+    const [{ total }] = await sql(daemon.store)<{ total: number }>(`SELECT count(*)::INT AS total FROM predictions`);
     assert.equal(total, cases.reduce((a, c) => a + c.rowCount, 0));
   });
 
@@ -73,7 +74,7 @@ describe('Delta tables through the daemon', () => {
     await stack.s3.put(BUCKET, 'growing/_delta_log/00000000000000000000.json', await readFile(join(root, '_delta_log/00000000000000000000.json')));
     await stack.s3.put(BUCKET, `growing/${firstFile}`, await readFile(join(root, firstFile)));
     await waitFor('v0 imported', async () => (await ledger(daemon, 'growing')).some((r) => r.status === 'succeeded'));
-    const count = async () => (await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.growing`))[0].n;
+    const count = async () => (await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.growing`))[0].n;
     assert.equal(await count(), 3);
     for (const file of await filesUnder(root)) {
       const rel = relative(root, file);
@@ -85,7 +86,7 @@ describe('Delta tables through the daemon', () => {
     });
     assert.deepEqual(versions.map((v) => v.predictions_loaded), [3, 5]);
     assert.equal(await count(), 5);
-    const [{ letters }] = await daemon.store.query<{ letters: string }>(`SELECT string_agg(features.letter, '' ORDER BY features.letter) AS letters FROM model_predictions.growing`);
+    const [{ letters }] = await sql(daemon.store)<{ letters: string }>(`SELECT string_agg(features.letter, '' ORDER BY features.letter) AS letters FROM model_predictions.growing`);
     assert.equal(letters, 'abcde');
   });
 
@@ -105,6 +106,6 @@ describe('Delta tables through the daemon', () => {
     assert.equal(row.status, 'failed');
     assert.equal(row.error_code, 'IMP_ERR_FORMAT_UNREADABLE');
     assert.match(row.error_message!, /reader feature "variantType", which is not supported/);
-    assert.equal(row.attempts, 2);
+    assert.equal(row.attempts, 1); // permanent: not retried
   });
 });

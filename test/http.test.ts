@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Daemon } from '../src/daemon.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const TOKEN = 'test-token-0123456789';
 
@@ -52,7 +53,7 @@ describe('HTTP: health, readiness, metrics, token', () => {
     // Every line is a comment or a sample of an importer_ metric: nothing else, nothing keyed by file.
     for (const line of text.split('\n').filter(Boolean)) assert.match(line, /^(# (HELP|TYPE) importer_\w+ |importer_\w+(\{[^}]*\})? \S+$)/);
     assert.doesNotMatch(text, /w\.parquet/);
-    const rejected = await daemon.store.query(`SELECT row_number::INT AS row_number, column_name, code, message, raw::VARCHAR AS raw FROM rejected_rows ORDER BY row_number`);
+    const rejected = await sql(daemon.store)(`SELECT row_number::INT AS row_number, column_name, code, message, raw::VARCHAR AS raw FROM rejected_rows ORDER BY row_number`);
     assert.deepEqual(rejected, [
       { row_number: 4, column_name: 'score', code: 'IMP_ERR_ROW_PREDICTION_MISSING', message: 'row 4, column "score": the row has neither a prediction label nor a prediction score', raw: '{"pid":"w3","score":null}' },
       { row_number: 13, column_name: 'pid', code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', message: 'row 13, column "pid": the prediction ID is null or empty', raw: '{"pid":null,"score":0.1}' },

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { validateConfig } from '../src/config/index.ts';
 import type { Daemon } from '../src/daemon.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const TS = `TIMESTAMPTZ '2026-11-20 10:00:00+00'`;
 const jobs = [
@@ -48,7 +49,7 @@ describe('model schemas', () => {
     const l = await ledger(daemon, job);
     return l.length > 0 && l.every((r) => r.status !== 'pending') && l;
   });
-  const rejected = (job: string) => daemon.store.query<{ r: number; col: string; code: string }>(
+  const rejected = (job: string) => sql(daemon.store)<{ r: number; col: string; code: string }>(
     `SELECT row_number::INT AS r, column_name AS col, code FROM rejected_rows WHERE job_id = $1 ORDER BY r`, [job]);
 
   it('casts declared feature types, keeps SHAP values and embeddings, and rejects values that do not fit', async () => {
@@ -69,11 +70,11 @@ describe('model schemas', () => {
       { r: 5, col: 'f/img', code: 'IMP_ERR_ROW_TENSOR_SHAPE' },
       { r: 6, col: 'emb', code: 'IMP_ERR_ROW_EMBEDDING_DIMENSION' },
     ]);
-    const types = Object.fromEntries((await daemon.store.query<{ column_name: string; column_type: string }>(`SELECT column_name, column_type FROM (DESCRIBE model_predictions.typed)`)).map((r) => [r.column_name, r.column_type]));
+    const types = Object.fromEntries((await sql(daemon.store)<{ column_name: string; column_type: string }>(`SELECT column_name, column_type FROM (DESCRIBE model_predictions.typed)`)).map((r) => [r.column_name, r.column_type]));
     assert.equal(types.features, 'STRUCT(age DOUBLE, member BOOLEAN, since TIMESTAMP WITH TIME ZONE, zip VARCHAR, img DOUBLE[])');
     assert.equal(types.shap, 'STRUCT(age DOUBLE)');
     assert.equal(types.embeddings, 'STRUCT(review STRUCT(vector DOUBLE[], raw_data VARCHAR, link VARCHAR))');
-    const [row] = await daemon.store.query(`SELECT features.age AS age, features.member AS member, strftime(features.since, '%Y-%m-%d') AS since, features.zip AS zip,
+    const [row] = await sql(daemon.store)(`SELECT features.age AS age, features.member AS member, strftime(features.since, '%Y-%m-%d') AS since, features.zip AS zip,
       features.img AS img, shap.age AS shap_age, embeddings.review.vector AS vec, embeddings.review.raw_data AS raw FROM model_predictions.typed`);
     assert.deepEqual(row, { age: 42, member: true, since: '2026-01-02', zip: '1234', img: [1, 2, 3, 4], shap_age: 0.25, vec: [0.1, 0.2, 0.3], raw: 'great' });
   });
@@ -90,7 +91,7 @@ describe('model schemas', () => {
       { r: 5, col: 'pos', code: 'IMP_ERR_ROW_RANK_OUT_OF_RANGE' },
       { r: 6, col: 'query', code: 'IMP_ERR_ROW_GROUP_ID_MISSING' },
     ]);
-    const joined = await daemon.store.query(`SELECT prediction_group_id AS g, rank, relevance_score AS rel FROM inferences WHERE model_id = 'search' ORDER BY rank`);
+    const joined = await sql(daemon.store)(`SELECT prediction_group_id AS g, rank, relevance_score AS rel FROM inferences WHERE model_id = 'search' ORDER BY rank`);
     assert.deepEqual(joined, [{ g: 'q1', rank: 1, rel: 1 }, { g: 'q1', rank: 2, rel: 0 }, { g: 'q1', rank: 3, rel: 0 }]);
   });
 
@@ -101,7 +102,7 @@ describe('model schemas', () => {
     const [file] = await done('multi');
     assert.deepEqual([file.predictions_loaded, file.rows_rejected], [2, 1]);
     assert.deepEqual(await rejected('multi'), [{ r: 3, col: 'scores', code: 'IMP_ERR_ROW_SCORE_NOT_FINITE' }]);
-    const rows = await daemon.store.query(`SELECT prediction_id AS id, prediction_score AS s, map_keys(prediction_scores) AS classes FROM model_predictions.multi ORDER BY 1`);
+    const rows = await sql(daemon.store)(`SELECT prediction_id AS id, prediction_score AS s, map_keys(prediction_scores) AS classes FROM model_predictions.multi ORDER BY 1`);
     assert.deepEqual(rows, [{ id: 'm1', s: 0.7, classes: ['cat', 'dog', 'eel'] }, { id: 'm2', s: 0.6, classes: ['cat', 'dog', 'eel'] }]);
   });
 

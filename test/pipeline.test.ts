@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Daemon } from '../src/daemon.ts';
 import { BUCKET, counts, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 /** n prediction rows with ids p<start>..; features feature/age, feature/city; tag tag/region. */
 const predictionsSql = (start: number, n: number) => `
@@ -60,7 +61,7 @@ describe('import pipeline', () => {
       ['ctr/prediction/2026/11/05/e.ndjson.gz', 20],
     ]);
     assert.equal((await counts(daemon)).p, 240);
-    const [typed] = await daemon.store.query<{ age: number; city: string; region: string; ts: string; label: string; score: number }>(
+    const [typed] = await sql(daemon.store)<{ age: number; city: string; region: string; ts: string; label: string; score: number }>(
       `SELECT features.age::INT AS age, features.city AS city, tags.region AS region, strftime(prediction_ts, '%Y-%m-%dT%H:%M:%S') AS ts, prediction_label AS label, prediction_score AS score
        FROM model_predictions.ctr WHERE prediction_id = 'p103'`,
     );
@@ -70,15 +71,15 @@ describe('import pipeline', () => {
   it('imports a file listed on many polls once, and an identical re-upload not at all', async () => {
     await upload('ctr/prediction/once/f.parquet', predictionsSql(300, 25), 'FORMAT parquet');
     await waitFor('f imported', async () => (await ledger(daemon, 'preds')).some((r) => r.key.endsWith('once/f.parquet') && r.status === 'succeeded'));
-    const before = await daemon.store.query<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
+    const before = await sql(daemon.store)<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
     await upload('ctr/prediction/once/f.parquet', predictionsSql(300, 25), 'FORMAT parquet'); // same bytes, same ETag
     await new Promise((r) => setTimeout(r, 3500)); // three more polls
     const rows = (await ledger(daemon, 'preds')).filter((r) => r.key.endsWith('once/f.parquet'));
     assert.equal(rows.length, 1);
     assert.equal(rows[0].attempts, 0);
-    const after = await daemon.store.query<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
+    const after = await sql(daemon.store)<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
     assert.deepEqual(after, before);
-    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id BETWEEN 'p300' AND 'p324' AND length(prediction_id) = 4`);
+    const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id BETWEEN 'p300' AND 'p324' AND length(prediction_id) = 4`);
     assert.equal(n, 25);
   });
 
@@ -92,7 +93,7 @@ describe('import pipeline', () => {
       return l.length === 2 && l.every((r) => r.status === 'succeeded') && l;
     });
     assert.deepEqual(rows.map((r) => r.predictions_loaded), [30, 10]);
-    const left = await daemon.store.query<{ n: number; labels: string }>(
+    const left = await sql(daemon.store)<{ n: number; labels: string }>(
       `SELECT count(*)::INT AS n, string_agg(DISTINCT prediction_label, ',') AS labels FROM model_predictions.ctr WHERE prediction_id BETWEEN 'p1000' AND 'p1029' AND length(prediction_id) = 5`,
     );
     assert.deepEqual(left, [{ n: 10, labels: 'v2' }]);
@@ -102,13 +103,13 @@ describe('import pipeline', () => {
     await upload('ctr/actuals/2026/11/06/early.csv', actualsSql(5000, 20), 'FORMAT csv, HEADER true');
     await waitFor('actuals imported', async () => (await ledger(daemon, 'acts')).some((r) => r.key.endsWith('early.csv') && r.status === 'succeeded'));
     const joined = async () =>
-      (await daemon.store.query<{ n: number }>(`SELECT count(actual_label)::INT AS n FROM inferences WHERE prediction_id LIKE 'p50__'`))[0].n;
+      (await sql(daemon.store)<{ n: number }>(`SELECT count(actual_label)::INT AS n FROM inferences WHERE prediction_id LIKE 'p50__'`))[0].n;
     assert.equal(await joined(), 0);
-    const [{ waiting }] = await daemon.store.query<{ waiting: number }>(`SELECT count(*)::INT AS waiting FROM actuals WHERE prediction_id LIKE 'p50__'`);
+    const [{ waiting }] = await sql(daemon.store)<{ waiting: number }>(`SELECT count(*)::INT AS waiting FROM actuals WHERE prediction_id LIKE 'p50__'`);
     assert.equal(waiting, 20);
     await upload('ctr/prediction/2026/11/06/late.parquet', predictionsSql(5000, 30), 'FORMAT parquet');
     await waitFor('predictions joined', async () => (await joined()) === 20);
-    const [row] = await daemon.store.query(`SELECT prediction_label, actual_label FROM inferences WHERE prediction_id = 'p5004'`);
+    const [row] = await sql(daemon.store)(`SELECT prediction_label, actual_label FROM inferences WHERE prediction_id = 'p5004'`);
     assert.deepEqual(row, { prediction_label: 'click', actual_label: 'click' });
   });
 
@@ -139,7 +140,9 @@ describe('import pipeline', () => {
     assert.equal(byKey['fine.parquet'].predictions_loaded, 7);
     assert.equal(byKey['corrupt.parquet'].status, 'failed');
     assert.equal(byKey['corrupt.parquet'].error_code, 'IMP_ERR_FORMAT_UNREADABLE');
-    assert.equal(byKey['corrupt.parquet'].attempts, 3);
+    // Permanent errors fail at the first attempt (BullMQ's UnrecoverableError), where transient ones would be retried 3 times.
+    assert.equal(byKey['corrupt.parquet'].attempts, 1);
+    assert.equal(byKey['no-id.csv'].attempts, 1);
     assert.match(byKey['corrupt.parquet'].error_message!, /^ctr\/prediction\/bad\/corrupt\.parquet: cannot be read: /);
     assert.equal(byKey['no-id.csv'].status, 'failed');
     assert.equal(byKey['no-id.csv'].error_code, 'IMP_ERR_SCHEMA_MISSING_COLUMN');
@@ -147,7 +150,7 @@ describe('import pipeline', () => {
       byKey['no-id.csv'].error_message,
       'ctr/prediction/bad/no-id.csv: mapped column "prediction_id" not found; the file has "prediction_ts", "predicted_label", "proba", "feature/age", "feature/city", "tag/region"',
     );
-    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id LIKE 'p71__'`);
+    const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id LIKE 'p71__'`);
     assert.equal(n, 0);
   });
 });

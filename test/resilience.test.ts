@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { startDaemon } from '../src/daemon.ts';
 import { createLogger } from '../src/log.ts';
 import { BUCKET, counts, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const rowsSql = (start: number, n: number) => `SELECT 'r' || i AS pid, (i % 10) / 10.0 AS score, i % 5 AS f FROM range(${start}, ${start + n}) t(i)`;
 const job = (id: string, prefix: string, extra: Record<string, unknown> = {}) => ({
@@ -36,7 +37,7 @@ describe('resilience', () => {
       }, 60_000);
       assert.equal(new Set(rows.map((r) => r.key)).size, 20);
       assert.ok(rows.every((r) => r.predictions_loaded === 20_000));
-      const [{ n, d }] = await daemon.store.query<{ n: number; d: number }>(`SELECT count(*)::INT AS n, count(DISTINCT prediction_id)::INT AS d FROM model_predictions.flush`);
+      const [{ n, d }] = await sql(daemon.store)<{ n: number; d: number }>(`SELECT count(*)::INT AS n, count(DISTINCT prediction_id)::INT AS d FROM model_predictions.flush`);
       assert.deepEqual({ n, d }, { n: 400_000, d: 400_000 });
     } finally {
       await daemon.stop();

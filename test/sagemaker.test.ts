@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Daemon } from '../src/daemon.ts';
 import { unpackRecord } from '../src/formats/sagemaker.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const CORPUS = new URL('../../shared/corpus/sagemaker-capture/', import.meta.url).pathname;
 const capture = (id: string, prefix: string, model: string, extra: Record<string, unknown> = {}, schema: Record<string, unknown> = {}) => ({
@@ -42,7 +43,7 @@ describe('SageMaker Data Capture and ground truth', () => {
     ];
     for (const [key, name] of files) await stack.s3.put(BUCKET, key, await readFile(`${CORPUS}${name}`));
     await waitFor('every capture file imported', async () => {
-      const rows = await daemon.store.query<{ n: number; pending: number }>(`SELECT count(*)::INT AS n, count(*) FILTER (status = 'pending')::INT AS pending FROM import_files`);
+      const rows = await sql(daemon.store)<{ n: number; pending: number }>(`SELECT count(*)::INT AS n, count(*) FILTER (status = 'pending')::INT AS pending FROM import_files`);
       return rows[0].n === files.length && rows[0].pending === 0;
     }, 60_000);
   });
@@ -51,39 +52,39 @@ describe('SageMaker Data Capture and ground truth', () => {
     await stack?.stop();
   });
 
-  const summary = async (model: string) => (await daemon.store.query<{ p: number; a: number; j: number }>(
+  const summary = async (model: string) => (await sql(daemon.store)<{ p: number; a: number; j: number }>(
     `SELECT (SELECT count(*) FROM predictions WHERE model_id = $1)::INT AS p, (SELECT count(*) FROM actuals WHERE model_id = $1)::INT AS a,
             (SELECT count(*) FROM inferences WHERE model_id = $1 AND actual_label IS NOT NULL)::INT AS j`, [model]))[0];
 
   it('imports CSV captures with named features and joins their ground truth by eventId', async () => {
     assert.deepEqual(await summary('sdk-csv'), { p: 44, a: 44, j: 44 });
-    const [row] = await daemon.store.query(`SELECT prediction_id, prediction_score, to_json(features)::VARCHAR AS f FROM model_predictions."sdk-csv" WHERE prediction_id = '74b0dd56-e7c8-368e-94b1-14a138a96000'`);
+    const [row] = await sql(daemon.store)(`SELECT prediction_id, prediction_score, to_json(features)::VARCHAR AS f FROM model_predictions."sdk-csv" WHERE prediction_id = '74b0dd56-e7c8-368e-94b1-14a138a96000'`);
     assert.deepEqual(row, { prediction_id: '74b0dd56-e7c8-368e-94b1-14a138a96000', prediction_score: 0.302709460258, f: '{"a":9,"b":45,"c":45,"d":42,"e":7,"f":5,"g":0}' });
-    assert.deepEqual(await daemon.store.query(`SELECT actual_label, count(*)::INT AS n FROM actuals WHERE model_id = 'sdk-csv' GROUP BY 1 ORDER BY 1`), [{ actual_label: '0', n: 10 }, { actual_label: '1', n: 34 }]);
+    assert.deepEqual(await sql(daemon.store)(`SELECT actual_label, count(*)::INT AS n FROM actuals WHERE model_id = 'sdk-csv' GROUP BY 1 ORDER BY 1`), [{ actual_label: '0', n: 10 }, { actual_label: '1', n: 34 }]);
   });
 
   it('gives each of several inferences in one record its own ID, <id>_<index>', async () => {
     assert.deepEqual(await summary('sdk-json'), { p: 6, a: 0, j: 0 });
-    const rows = await daemon.store.query(`SELECT prediction_id, prediction_score, strftime(prediction_ts, '%Y-%m-%dT%H:%M:%SZ') AS ts FROM model_predictions."sdk-json" ORDER BY prediction_ts, prediction_id LIMIT 3`);
+    const rows = await sql(daemon.store)(`SELECT prediction_id, prediction_score, strftime(prediction_ts, '%Y-%m-%dT%H:%M:%SZ') AS ts FROM model_predictions."sdk-json" ORDER BY prediction_ts, prediction_id LIMIT 3`);
     assert.deepEqual(rows, [
       { prediction_id: '12b73486-e916-45de-9d82-7fa23d4a39a6_0', prediction_score: 3.5, ts: '2019-11-24T07:30:50Z' },
       { prediction_id: '12b73486-e916-45de-9d82-7fa23d4a39a6_1', prediction_score: 4, ts: '2019-11-24T07:30:50Z' },
       { prediction_id: '12b73486-e916-45de-9d82-7fa23d4a39a6_2', prediction_score: 5.5, ts: '2019-11-24T07:30:50Z' },
     ]);
     assert.deepEqual(await summary('clarify'), { p: 6, a: 0, j: 0 }); // 1 + 2 JSON instances, 1 + 2 JSON Lines
-    const ids = await daemon.store.query<{ id: string }>(`SELECT prediction_id AS id FROM model_predictions.clarify ORDER BY 1`);
+    const ids = await sql(daemon.store)<{ id: string }>(`SELECT prediction_id AS id FROM model_predictions.clarify ORDER BY 1`);
     assert.deepEqual(ids.map((r) => r.id.replace(/^[0-9a-f-]{36}/, '<uuid>')).sort(), ['<uuid>', '<uuid>', '<uuid>_0', '<uuid>_0', '<uuid>_1', '<uuid>_1']);
-    const [jsonl] = await daemon.store.query(`SELECT prediction_label, prediction_score, len(json_keys(features::JSON))::INT AS features FROM model_predictions.clarify WHERE prediction_id = '40394cfe-37c3-4abb-b22c-dd7accbe9608'`);
+    const [jsonl] = await sql(daemon.store)(`SELECT prediction_label, prediction_score, len(json_keys(features::JSON))::INT AS features FROM model_predictions.clarify WHERE prediction_id = '40394cfe-37c3-4abb-b22c-dd7accbe9608'`);
     assert.deepEqual(jsonl, { prediction_label: '1', prediction_score: 0.989977359771728, features: 14 });
   });
 
   it('reads the 69-feature intro capture, ground truth keyed by eventId, and a merged record with inferenceId', async () => {
     assert.deepEqual((await summary('churn')).p, 3);
-    const churn = await daemon.store.query(`SELECT len(json_keys(to_json(features)))::INT AS n, round(prediction_score, 4) AS s FROM model_predictions.churn ORDER BY s`);
+    const churn = await sql(daemon.store)(`SELECT len(json_keys(to_json(features)))::INT AS n, round(prediction_score, 4) AS s FROM model_predictions.churn ORDER BY s`);
     assert.deepEqual(churn, [{ n: 69, s: 0.0179 }, { n: 69, s: 0.0364 }, { n: 69, s: 0.3791 }]);
     assert.deepEqual((await summary('churn')).a, 2);
     assert.deepEqual(await summary('merged'), { p: 334, a: 334, j: 334 });
-    const [first] = await daemon.store.query(`SELECT prediction_id, actual_label FROM inferences WHERE model_id = 'merged' ORDER BY prediction_id LIMIT 1`);
+    const [first] = await sql(daemon.store)(`SELECT prediction_id, actual_label FROM inferences WHERE model_id = 'merged' ORDER BY prediction_id LIMIT 1`);
     assert.deepEqual(first, { prediction_id: '7_0', actual_label: '0' });
     const l = await ledger(daemon, 'sdk-csv');
     assert.deepEqual(l.map((r) => [r.status, r.rows_read]), [['succeeded', 44]]);

@@ -9,6 +9,7 @@ import { DuckDbStore } from '../src/store/index.ts';
 import type { ListedObject } from '../src/store/index.ts';
 import { tmpDir, type TmpDir } from './helpers/tmp.ts';
 import { writeFixture } from './helpers/stack.ts';
+import { importerOf } from './helpers/sql.ts';
 
 const job = validateConfig({
   jobs: [{ id: 'j', source: 's3://bkt/p/', model: { id: 'm', version: 'v1' }, schema: { predictionId: 'id', predictionScore: 'score' } }],
@@ -32,7 +33,7 @@ describe('DuckDB store', () => {
     const [version] = await store.recordDiscovered('j', [obj(key, etag)]);
     const path = await writeFixture(join(tmp.path, `${etag}.parquet`), sql, 'FORMAT parquet');
     const file = { path, key };
-    return store.importFile({ job, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+    return importerOf(store).importFile({ job, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
   };
   const scores = async () => (await store.query<{ id: string; s: number }>(`SELECT prediction_id AS id, prediction_score AS s FROM model_predictions.m ORDER BY 1`));
 
@@ -61,9 +62,9 @@ describe('DuckDB store', () => {
     const path = await writeFixture(join(tmp.path, 's1.parquet'), `SELECT 'y' AS id, 0.5 AS score`, 'FORMAT parquet');
     const file = { path, key: 's.parquet' };
     await store.recordDiscovered('j', [obj('s.parquet', 'S2')]);
-    const superseded = await store.importFile({ job, version: v1, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+    const superseded = await importerOf(store).importFile({ job, version: v1, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     assert.equal(superseded.status, 'superseded');
-    const again = await store.importFile({ job, version: v1, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+    const again = await importerOf(store).importFile({ job, version: v1, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     assert.equal(again.status, 'skipped');
     const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM model_predictions.m WHERE prediction_id = 'y'`);
     assert.equal(n, 0);
@@ -77,7 +78,7 @@ describe('DuckDB store', () => {
       const [version] = await store.recordDiscovered('f', [obj(key, key)]);
       const path = await writeFixture(join(tmp.path, key), sql, 'FORMAT parquet');
       const file = { path, key };
-      return store.importFile({ job: fjob, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+      return importerOf(store).importFile({ job: fjob, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     };
     await loadF('f1.parquet', `SELECT 'a' AS id, 'yes' AS l, 3::INTEGER AS age`);
     await loadF('f2.parquet', `SELECT 'b' AS id, 'no' AS l, 4.5::DOUBLE AS age, 'Oslo' AS city`);
@@ -101,7 +102,7 @@ describe('DuckDB store', () => {
       const [version] = await store.recordDiscovered('acts', [obj(key, etag)]);
       const path = await writeFixture(join(tmp.path, `a-${etag}.parquet`), sql, 'FORMAT parquet');
       const file = { path, key };
-      return store.importFile({ job: ajob, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+      return importerOf(store).importFile({ job: ajob, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
     };
     const actuals = async () => store.query(`SELECT prediction_id AS id, actual_label AS y FROM actuals WHERE model_id = 'm' ORDER BY 1`);
     await loadA('act1.parquet', 'A1', `SELECT '1' AS id, 'cat' AS y UNION ALL SELECT '2', 'dog'`);
@@ -113,7 +114,7 @@ describe('DuckDB store', () => {
     await loadA('act2.parquet', 'B3', `SELECT '2' AS id, 'gnu' AS y`);
     const [again] = await store.resetVersions('acts', { key: 'act1.parquet' });
     const path = await writeFixture(join(tmp.path, 'a-A1-again.parquet'), `SELECT '1' AS id, 'cat' AS y UNION ALL SELECT '2', 'dog'`, 'FORMAT parquet');
-    await store.importFile({ job: ajob, version: again, file: { path, key: 'act1.parquet' }, source: await readerFor('parquet')({ path, key: 'act1.parquet' }, {}), importTime: new Date() });
+    await importerOf(store).importFile({ job: ajob, version: again, file: { path, key: 'act1.parquet' }, source: await readerFor('parquet')({ path, key: 'act1.parquet' }, {}), importTime: new Date() });
     assert.deepEqual(await actuals(), [{ id: '1', y: 'cat' }, { id: '2', y: 'gnu' }]);
     const [{ rows, current }] = await store.query<{ rows: number; current: number }>(`SELECT count(*)::INT AS rows, count(*) FILTER (is_current)::INT AS current FROM actual_rows WHERE model_id = 'm'`);
     assert.deepEqual({ rows, current }, { rows: 3, current: 2 });
@@ -171,8 +172,8 @@ describe('DuckDB store: files of a job waiting together', () => {
     const store = await openStore(name);
     const requests = [];
     for (const f of only) requests.push(await requestFor(store, gjob, f.key, f, new Date('2026-11-21T00:00:00Z')));
-    const results = together ? await Promise.all(requests.map((r) => store.importFile(r))) : [];
-    if (!together) for (const r of requests) results.push(await store.importFile(r));
+    const results = together ? await Promise.all(requests.map((r) => importerOf(store).importFile(r))) : [];
+    if (!together) for (const r of requests) results.push(await importerOf(store).importFile(r));
     return { store, results };
   }
   const content = (store: DuckDbStore) =>
@@ -210,7 +211,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       for (const [key, from, to, y] of [['x.parquet', 0, 10, 'no'], ['y.parquet', 5, 15, 'yes']] as const) {
         acts.push(await requestFor(group.store, ajob, key, { sql: `SELECT 'id' || i AS id, '${y}' AS y FROM range(${from}, ${to}) t(i)` }));
       }
-      const [x, y] = await Promise.all(acts.map((r) => group.store.importFile(r)));
+      const [x, y] = await Promise.all(acts.map((r) => importerOf(group.store).importFile(r)));
       assert.deepEqual([x.filesInTransaction, x.actualsLoaded, x.matched?.count, y.actualsLoaded, y.matched?.count], [2, 10, 5, 10, 10]);
       const labels = await group.store.query(`SELECT y.actual_label AS y, count(*)::INT AS n FROM actuals y WHERE model_id = 'gm' GROUP BY ALL ORDER BY 1`);
       assert.deepEqual(labels, [{ y: 'no', n: 5 }, { y: 'yes', n: 10 }]);
@@ -247,7 +248,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       for (const [key, from] of [['s1.parquet', 0], ['s2.parquet', 5]] as const) {
         requests.push(await requestFor(store, sjob, key, { sql: `SELECT 'q' || i AS id, i / 100 AS score FROM range(${from}, ${from + 5}) t(i)` }));
       }
-      const results = await Promise.all(requests.map((r) => store.importFile(r)));
+      const results = await Promise.all(requests.map((r) => importerOf(store).importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, r.predictionsLoaded]), [[2, 5], [2, 5]]);
       const rows = await store.query(`SELECT f.key, p.prediction_id AS id, p.prediction_score AS s, p.features.tag AS tag, p.source_row::INT AS r
                                       FROM model_predictions.sm p JOIN import_files f ON f.file_id = p.source_file_id WHERE p.prediction_id IN ('q4', 'q5') ORDER BY 2`);
@@ -268,7 +269,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       ] as const) {
         requests.push(await requestFor(store, ejob, key, { sql }));
       }
-      const results = await Promise.all(requests.map((r) => store.importFile(r)));
+      const results = await Promise.all(requests.map((r) => importerOf(store).importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, r.predictionsLoaded, r.rejectedByCode]), [
         [2, 3, { IMP_ERR_ROW_EMBEDDING_DIMENSION: 1 }],
         [2, 4, {}],
@@ -279,7 +280,7 @@ describe('DuckDB store: files of a job waiting together', () => {
   it('loads clean parquet predictions first and checks after; a file with a rejected row is staged, and so is the next file of its job', async () => {
     await withStore('load-first', async (store) => {
       const ids = (from: number, to: number, score: number) => `SELECT 'p' || i AS id, ${score} AS score, i AS f_n FROM range(${from}, ${to}) t(i)`;
-      const imp = async (key: string, sql: string, etag = 'e1') => store.importFile(await requestFor(store, gjob, key, { sql }, new Date(), etag));
+      const imp = async (key: string, sql: string, etag = 'e1') => importerOf(store).importFile(await requestFor(store, gjob, key, { sql }, new Date(), etag));
       const outline = (r: Awaited<ReturnType<typeof imp>>) => [r.loadedFirst, r.status, r.rowsRead, r.predictionsLoaded, r.rowsRejected];
       const current = async () => (await store.query<{ key: string; n: number; cur: number }>(
         `SELECT f.key, count(*)::INT AS n, count(*) FILTER (p.is_current)::INT AS cur FROM model_predictions.gm p JOIN import_files f ON f.file_id = p.source_file_id GROUP BY ALL ORDER BY ALL`)).map((r) => [r.key, r.n, r.cur]);
@@ -308,7 +309,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       // Two clean files waiting together, sharing IDs with each other: one scan, loaded first; the newer file's rows are current.
       await imp('g0.parquet', ids(70, 71, 0.8)); // clean and staged (after f): the job loads first again from here
       const requests = [await requestFor(store, gjob, 'g1.parquet', { sql: ids(60, 70, 0.8) }), await requestFor(store, gjob, 'g2.parquet', { sql: ids(65, 75, 0.9) })];
-      const results = await Promise.all(requests.map((r) => store.importFile(r)));
+      const results = await Promise.all(requests.map((r) => importerOf(store).importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, ...outline(r)]), [[2, true, 'succeeded', 10, 10, 0], [2, true, 'succeeded', 10, 10, 0]]);
       assert.deepEqual((await current()).slice(-3), [['g0.parquet', 1, 0], ['g1.parquet', 10, 5], ['g2.parquet', 10, 10]]);
     });
@@ -321,7 +322,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       const bytes = await readFile(request.file.path);
       bytes.fill(0x5a, 4096, bytes.length - 4096);
       await writeFile(request.file.path, bytes);
-      await assert.rejects(store.importFile(request), (err: Error & { code?: string }) => {
+      await assert.rejects(importerOf(store).importFile(request), (err: Error & { code?: string }) => {
         assert.equal(err.code, 'IMP_ERR_FORMAT_UNREADABLE');
         assert.match(err.message, /^torn\.parquet: cannot be read/);
         return true;
@@ -337,7 +338,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       for (const [key, body] of [['ok1.parquet', `SELECT 'k' || i AS id, 0.5 AS score FROM range(10) t(i)`], ['bad.parquet', null], ['ok2.parquet', `SELECT 'k' || i AS id, 0.6 AS score FROM range(20, 25) t(i)`]] as const) {
         requests.push(await requestFor(store, gjob, key, body ? { sql: body } : { body: 'PAR1 this is not parquet' }));
       }
-      const outcomes = await Promise.allSettled(requests.map((r) => store.importFile(r)));
+      const outcomes = await Promise.allSettled(requests.map((r) => importerOf(store).importFile(r)));
       assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled']);
       const [ok1, bad, ok2] = outcomes;
       assert.deepEqual(ok1.status === 'fulfilled' && [ok1.value.status, ok1.value.predictionsLoaded, ok1.value.filesInTransaction], ['succeeded', 10, 1]);

@@ -7,6 +7,7 @@ import { createS3Client } from '../src/source/index.ts';
 import { dryRun } from '../src/worker/dry-run.ts';
 import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { sql } from './helpers/sql.ts';
 
 const predictionJob = (id: string, extra: Record<string, unknown> = {}) => ({
   id, source: `s3://${BUCKET}/${id}/`, model: { id, version: 'v1' },
@@ -77,8 +78,8 @@ describe('validation and dry run', () => {
     try {
       await put('zones/a.csv', `SELECT 'ms' AS pid, '1795000000000' AS ts, 'y' AS label UNION ALL SELECT 'naive', '2026-07-01 12:00:00', 'y' UNION ALL SELECT 'offset', '2026-07-01T12:00:00+05:00', 'y' UNION ALL SELECT 'date', '2026-07-21', 'y' UNION ALL SELECT 'missing', NULL, 'y'`);
       await waitFor('imported', async () => (await ledger(daemon, 'zones')).some((r) => r.status === 'succeeded'));
-      const rows = await daemon.store.query(`SELECT prediction_id, strftime(prediction_ts AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS utc FROM predictions WHERE model_id = 'zones' AND prediction_id <> 'missing' ORDER BY 1`);
-      const [missing] = await daemon.store.query<{ age: number }>(`SELECT epoch(now()) - epoch(prediction_ts) AS age FROM predictions WHERE prediction_id = 'missing'`);
+      const rows = await sql(daemon.store)(`SELECT prediction_id, strftime(prediction_ts AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S') AS utc FROM predictions WHERE model_id = 'zones' AND prediction_id <> 'missing' ORDER BY 1`);
+      const [missing] = await sql(daemon.store)<{ age: number }>(`SELECT epoch(now()) - epoch(prediction_ts) AS age FROM predictions WHERE prediction_id = 'missing'`);
       assert.ok(missing.age >= 0 && missing.age < 60, 'a missing timestamp is the import time');
       assert.deepEqual(rows, [
         { prediction_id: 'date', utc: '2026-07-20T22:00:00' },
@@ -105,9 +106,9 @@ describe('validation and dry run', () => {
       assert.deepEqual([skip.status, skip.rows_read, skip.predictions_loaded, skip.rows_rejected], ['partially_succeeded', 5, 3, 2]);
       assert.equal(skip.error_message, 'skip/m.csv: 2 row(s) rejected; first: row 3, column "pid": the prediction ID is null or empty');
       assert.deepEqual([strict.status, strict.predictions_loaded, strict.rows_rejected, strict.error_code, strict.attempts], ['failed', 0, 2, 'IMP_ERR_ROWS_INVALID', 0]);
-      const loaded = await daemon.store.query(`SELECT model_id, list(prediction_id ORDER BY prediction_id) AS ids FROM predictions GROUP BY 1 ORDER BY 1`);
+      const loaded = await sql(daemon.store)(`SELECT model_id, list(prediction_id ORDER BY prediction_id) AS ids FROM predictions GROUP BY 1 ORDER BY 1`);
       assert.deepEqual(loaded, [{ model_id: 'skip', ids: ['id1', 'id2', 'id4'] }]);
-      const rejected = async () => daemon.store.query(`SELECT job_id, row_number::INT AS r, code FROM rejected_rows ORDER BY job_id, r`);
+      const rejected = async () => sql(daemon.store)(`SELECT job_id, row_number::INT AS r, code FROM rejected_rows ORDER BY job_id, r`);
       assert.deepEqual(await rejected(), [
         { job_id: 'skip', r: 3, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING' }, { job_id: 'skip', r: 5, code: 'IMP_ERR_ROW_TIMESTAMP_INVALID' },
         { job_id: 'strict', r: 3, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING' }, { job_id: 'strict', r: 5, code: 'IMP_ERR_ROW_TIMESTAMP_INVALID' },
@@ -115,7 +116,7 @@ describe('validation and dry run', () => {
       await put('skip/m.csv', `${good(1)} UNION ALL SELECT 'id9', 'soon', 'no', '0.1'`);
       await waitFor('v2 imported', async () => (await ledger(daemon, 'skip')).length === 2 && (await ledger(daemon, 'skip'))[1].status !== 'pending');
       assert.deepEqual((await rejected()).filter((r) => r.job_id === 'skip'), [{ job_id: 'skip', r: 2, code: 'IMP_ERR_ROW_TIMESTAMP_INVALID' }]);
-      assert.deepEqual(await daemon.store.query(`SELECT list(prediction_id ORDER BY prediction_id) AS ids FROM predictions WHERE model_id = 'skip'`), [{ ids: ['id1'] }]);
+      assert.deepEqual(await sql(daemon.store)(`SELECT list(prediction_id ORDER BY prediction_id) AS ids FROM predictions WHERE model_id = 'skip'`), [{ ids: ['id1'] }]);
     } finally {
       await daemon.stop();
     }
@@ -158,12 +159,12 @@ describe('validation and dry run', () => {
     try {
       await stack.s3.put(BUCKET, 'eu/a.csv', 'pid;score_txt;country\na;0,25;no\nb;1,5;se\n');
       await waitFor('imported', async () => (await ledger(daemon, 'eu')).some((r) => r.status === 'succeeded'));
-      assert.deepEqual(await daemon.store.query(`SELECT prediction_id, prediction_score, features.country AS country FROM model_predictions.eu ORDER BY 1`), [
+      assert.deepEqual(await sql(daemon.store)(`SELECT prediction_id, prediction_score, features.country AS country FROM model_predictions.eu ORDER BY 1`), [
         { prediction_id: 'a', prediction_score: 0.25, country: 'NO' },
         { prediction_id: 'b', prediction_score: 1.5, country: 'SE' },
       ]);
-      await assert.rejects(daemon.store.query(`SELECT * FROM read_csv('/etc/passwd')`), /Permission Error: Cannot access file "\/etc\/passwd"/);
-      await assert.rejects(daemon.store.query(`COPY (SELECT 1) TO '${join(stack.tmp.path, 'leak.csv')}'`), /Permission Error/);
+      await assert.rejects(sql(daemon.store)(`SELECT * FROM read_csv('/etc/passwd')`), /Permission Error: Cannot access file "\/etc\/passwd"/);
+      await assert.rejects(sql(daemon.store)(`COPY (SELECT 1) TO '${join(stack.tmp.path, 'leak.csv')}'`), /Permission Error/);
     } finally {
       await daemon.stop();
     }

@@ -4,6 +4,7 @@ import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/log.ts';
 import { waitFor } from '../../test/helpers/stack.ts';
 import { BUCKET, type BenchEnv } from './endpoint.ts';
+import { sql } from '../../test/helpers/sql.ts';
 
 export const PREDICTION_SCHEMA = {
   predictionId: 'prediction_id', timestamp: 'prediction_ts', version: 'model_version',
@@ -35,7 +36,7 @@ export const startBenchDaemon = (config: Readonly<Config>): Promise<Daemon> => s
 
 /** Seconds from discovery to commit of a job's succeeded files. */
 export async function importSeconds(daemon: Daemon, jobId: string): Promise<number[]> {
-  const rows = await daemon.store.query<{ s: number; status: string }>(
+  const rows = await sql(daemon.store)<{ s: number; status: string }>(
     `SELECT epoch(finished_at) - epoch(discovered_at) AS s, status FROM import_files WHERE job_id = $1 ORDER BY key`, [jobId]);
   const bad = rows.filter((r) => r.status !== 'succeeded');
   if (bad.length) throw new Error(`${jobId}: ${bad.length} file(s) did not succeed`);
@@ -45,7 +46,7 @@ export async function importSeconds(daemon: Daemon, jobId: string): Promise<numb
 /** Waits for `count` files of a job to be committed (succeeded), failing fast on a failed file. */
 export function importsDone(daemon: Daemon, jobId: string, count: number, timeoutMs = 1_800_000) {
   return waitFor(`${count} imports of ${jobId}`, async () => {
-    const rows = await daemon.store.query<{ status: string; error_message: string | null }>(`SELECT status, error_message FROM import_files WHERE job_id = $1`, [jobId]);
+    const rows = await sql(daemon.store)<{ status: string; error_message: string | null }>(`SELECT status, error_message FROM import_files WHERE job_id = $1`, [jobId]);
     const failed = rows.find((r) => r.status === 'failed');
     if (failed) throw new Error(`${jobId}: import failed: ${failed.error_message}`);
     return rows.filter((r) => r.status === 'succeeded').length >= count;

@@ -82,7 +82,7 @@ export function createMetrics() {
     storeUp: new Gauge({
       name: 'importer_store_up', help: '1 when the store answers a query', registers,
       async collect() {
-        if (sources) this.set(await probe(() => sources!.store.query('SELECT 1')));
+        if (sources) this.set(await probe(() => sources!.store.ping()));
       },
     }),
     actualsMatched: new Counter({ name: 'importer_actuals_matched_total', help: 'Actuals joined to their prediction (by the import of either)', labelNames: ['job'], registers }),

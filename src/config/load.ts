@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ImporterError } from '../errors.ts';
-import { configSchema, type Config } from './schema.ts';
+import { resolvedConfigSchema, type Config } from './schema.ts';
 
 /** Where the config is read from when nobody says: `--config`, then `IMPORTER_CONFIG`, then this. */
 export const DEFAULT_CONFIG_PATH = 'config/importer.yaml';
@@ -73,7 +73,7 @@ function describeIssue(issue: z.core.$ZodIssue): string {
 
 /** Validates an already-parsed object; throws one error listing every problem with its key path. */
 export function validateConfig(raw: unknown, source = 'config'): Readonly<Config> {
-  const result = configSchema.safeParse(raw ?? {});
+  const result = resolvedConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `${formatPath(issue.path)}: ${describeIssue(issue)}`);
     // zod skips cross-field refinements once a field fails, so duplicate IDs are checked on the raw input too.

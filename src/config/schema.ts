@@ -198,7 +198,26 @@ export const configSchema = z
         }),
         z.strictObject({
           kind: z.literal('postgres'),
-          url: z.string().min(1).describe('PostgreSQL connection URL'),
+          url: z
+            .string()
+            .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+            .describe('PostgreSQL connection URL (postgres://user:password@host:5432/db?sslmode=require); take it from a secret: url: ${PG_URL}'),
+          schema: z
+            .string()
+            .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+            .default('public')
+            .describe('Schema that holds the tables and views (created when missing)'),
+          poolSize: z.number().int().min(1).max(100).default(4).describe('Connections per process'),
+          statementTimeout: duration('5m').describe('statement_timeout of import and ledger statements; operators\' SQL has its own 10 s'),
+          ssl: z
+            .strictObject({
+              ca: z.string().optional().describe('File with the CA certificate(s) to trust'),
+              rejectUnauthorized: z.boolean().default(true).describe('Refuse servers whose certificate does not verify'),
+            })
+            .optional()
+            .describe('TLS to the server (also sslmode= in the URL)'),
+          memoryLimit: z.string().default('768MB').describe("memory_limit of the worker's private in-memory DuckDB that reads, maps and validates files"),
+          threads: z.number().int().min(1).optional().describe('threads of that DuckDB; default the number of cores'),
         }),
       ])
       .prefault({ kind: 'duckdb' }),
@@ -255,6 +274,16 @@ export const configSchema = z
     });
   });
 
-export type Config = z.output<typeof configSchema>;
+/** The config with every per-job default resolved, so no caller restates one. */
+export const resolvedConfigSchema = configSchema.transform((cfg) => ({
+  ...cfg,
+  jobs: cfg.jobs.map((job) => ({
+    ...job,
+    pollInterval: job.pollInterval ?? cfg.defaults.pollInterval,
+    maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
+  })),
+}));
+
+export type Config = z.output<typeof resolvedConfigSchema>;
 export type JobConfig = Config['jobs'][number];
 export type FieldMapping = JobConfig['schema'];

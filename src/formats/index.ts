@@ -73,7 +73,8 @@ export function unreadableError(file: LocalFile, err: unknown): ImporterError {
   const row = /line (\d+)/i.exec(first)?.[1];
   return new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${file.key}: cannot be read: ${first}`, {
     location: { file: file.key, row: row ? Number(row) : undefined },
-    permanent: true,
+    // Running out of memory or disk says nothing about the file: those are retried.
+    permanent: !/Out of Memory|No space left|Could not write|INTERRUPT/i.test(first),
     cause: err,
   });
 }

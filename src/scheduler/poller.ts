@@ -110,7 +110,7 @@ export class Poller {
     if (!leader) return;
     const now = Date.now();
     for (const job of config.jobs) {
-      const interval = job.pollInterval ?? config.defaults.pollInterval;
+      const interval = job.pollInterval;
       // Half a tick of slack: a tick landing a few ms before the interval is up would otherwise push the poll a whole tick late.
       if (this.inFlight.has(job.id) || now - (this.lastStart.get(job.id) ?? 0) < interval - TICK_MS / 2) continue;
       this.lastStart.set(job.id, now);

@@ -363,3 +363,33 @@ function typedFeature(
       return { ...base, type: 'VARCHAR', sql: `CAST(${ref(c)} AS VARCHAR)` };
   }
 }
+
+/**
+ * The fields of a model's STRUCT column (features, tags, SHAP, embeddings) once a file's fields
+ * join those stored: new fields are added, a BIGINT field that arrives as DOUBLE is widened, a
+ * DOUBLE that arrives as BIGINT stays DOUBLE, any other type change fails the file naming the field.
+ */
+export function mergeStructFields(modelId: string, column: string, stored: Array<[string, string]>, fields: StructField[]): { merged: Map<string, string>; changed: boolean } {
+  const merged = new Map(stored);
+  let changed = false;
+  for (const f of fields) {
+    const old = merged.get(f.name);
+    if (old === undefined) {
+      merged.set(f.name, f.type);
+      changed = true;
+    } else if (old !== f.type) {
+      if (old === 'BIGINT' && f.type === 'DOUBLE') {
+        merged.set(f.name, 'DOUBLE');
+        changed = true;
+      } else if (!(old === 'DOUBLE' && f.type === 'BIGINT')) {
+        const what = { features: 'feature', tags: 'tag', shap: 'SHAP value', embeddings: 'embedding' }[column] ?? column;
+        throw new ImporterError(
+          'IMP_ERR_SCHEMA_FEATURE_CONFLICT',
+          `${what} "${f.name}" (column "${f.column}") is ${f.type} in this file but ${old} in model "${modelId}"; cast it in the producer or rename it`,
+          { location: { column: f.column }, permanent: true },
+        );
+      }
+    }
+  }
+  return { merged, changed };
+}

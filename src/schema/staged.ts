@@ -4,8 +4,9 @@ import { sqlIdent, sqlString, unreadableError, type LocalFile, type SourceRelati
 import type { FileColumn, MappingPlan } from './mapping.ts';
 import { checkSelect } from './select.ts';
 
-/** Runs a query on a DuckDB connection and returns JSON-friendly rows. */
-export type RunQuery = (sql: string) => Promise<Array<Record<string, unknown>>>;
+import type { RunQuery } from '../engine/index.ts';
+
+export type { RunQuery };
 
 /** Row counts of a staged file. */
 export interface StageStats {
@@ -94,18 +95,29 @@ function statsOf(counts: Array<Record<string, unknown>>): StageStats {
   return { rowsRead, rowsValid, rowsRejected: rowsRead - rowsValid, rejectedByCode };
 }
 
+/** A rejected row's message, from its stage row `s` (the text of its code, located). */
+function rejectMessageSql(): string {
+  const messages = Object.entries(ErrorCodes)
+    .filter(([code]) => code.startsWith('IMP_ERR_ROW_'))
+    .map(([code, text]) => `WHEN ${sqlString(code)} THEN ${sqlString(text)}`)
+    .join(' ');
+  return `'row ' || s.source_row || ', column "' || s.reject_column || '": ' || CASE s.reject_code ${messages} ELSE s.reject_code END`;
+}
+
+/** The first rejected row of a staged file (row, column, code, message), without reading the file again. */
+export function firstRejectedSql(stage: string): string {
+  return `SELECT s.source_row AS row_number, s.reject_column AS column_name, s.reject_code AS code, ${rejectMessageSql()} AS message
+    FROM ${stage} s WHERE s.reject_code IS NOT NULL ORDER BY s.source_row LIMIT 1`;
+}
+
 /**
  * The rejected rows of a staged file with their messages and the raw source row as JSON, read
  * again from the file (only rows that failed are joined back, so a clean file pays nothing).
  */
 export function rejectedRowsSql(stage: string, source: SourceRelation, limit?: number): string {
-  const messages = Object.entries(ErrorCodes)
-    .filter(([code]) => code.startsWith('IMP_ERR_ROW_'))
-    .map(([code, text]) => `WHEN ${sqlString(code)} THEN ${sqlString(text)}`)
-    .join(' ');
   const rowCol = sqlIdent(source.rowNumberColumn);
   return `SELECT s.source_row AS row_number, s.reject_column AS column_name, s.reject_code AS code,
-      'row ' || s.source_row || ', column "' || s.reject_column || '": ' || CASE s.reject_code ${messages} ELSE s.reject_code END AS message,
+      ${rejectMessageSql()} AS message,
       json_merge_patch(to_json(src), '{"__join_row": null, "__source_row": null}') AS raw
     FROM (SELECT * FROM ${stage} WHERE reject_code IS NOT NULL ORDER BY source_row ${limit ? `LIMIT ${Math.floor(limit)}` : ''}) s
     JOIN (SELECT * EXCLUDE (${rowCol}), ${rowCol} AS __join_row FROM ${source.sql}) src ON src.__join_row = s.source_row

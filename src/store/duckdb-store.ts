@@ -2,11 +2,10 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { isDeltaKey, sqlIdent, sqlString } from '../formats/index.ts';
-import type { JobConfig } from '../config/index.ts';
-import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
-import { jobRelationOfFiles } from '../schema/select.ts';
-import { describeFile, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type RunQuery, type StageStats } from '../schema/staged.ts';
+import { engineOn, sandbox, type Engine } from '../engine/index.ts';
+import { sqlIdent, sqlString } from '../formats/index.ts';
+import { mergeStructFields, type StructColumns, type StructField } from '../schema/mapping.ts';
+import { repeatedKeysSql } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   ACTUAL_DELAY_BUCKETS,
@@ -17,9 +16,11 @@ import {
   type QueryResult,
   type FileStatus,
   type FileVersion,
-  type ImportRequest,
-  type ImportResult,
+  type EngineRows,
+  type ImportScope,
+  type ImportTransaction,
   type ListedObject,
+  type RowsToLoad,
   type Store,
 } from './store.ts';
 
@@ -27,7 +28,7 @@ import {
 export interface DuckDbStoreOptions {
   /** Database file; `:memory:` for throwaway stores. */
   path: string;
-  /** DuckDB `memory_limit`: bounds the memory of a load; beyond it DuckDB spills to its temp directory. @defaultValue '768MB' */
+  /** DuckDB `memory_limit`: bounds the memory of a load; beyond it DuckDB spills to its temp directory. @defaultValue DuckDB's own (80% of RAM); the daemon passes `store.memoryLimit` */
   memoryLimit?: string;
   /** DuckDB `threads`. @defaultValue the number of cores */
   threads?: number;
@@ -76,6 +77,12 @@ const STRUCT_COLUMNS = ['features', 'tags', 'shap', 'embeddings'];
 const LEDGER_COLUMNS = `file_id, job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at, finished_at,
   rows_read, predictions_loaded, actuals_loaded, rows_rejected, error_code, error_message, error_column, error_row`;
 
+/**
+ * The current-version rule, as a filter over ledger rows: a key's current version is its newest
+ * discovery (ties broken by ledger ID). Earlier versions are history.
+ */
+const CURRENT_VERSION = 'QUALIFY row_number() OVER (PARTITION BY job_id, key ORDER BY discovered_at DESC, file_id DESC) = 1';
+
 type Row = Record<string, unknown>;
 
 const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
@@ -105,55 +112,6 @@ function toVersion(r: Row): FileVersion {
   };
 }
 
-/** Files of one job imported in one transaction, at most this many bytes together (a larger file goes alone). */
-const GROUP_MAX_BYTES = 256 * 1024 * 1024;
-
-/** An import waiting for the import lock. */
-interface WaitingImport {
-  request: ImportRequest;
-  resolve: (result: ImportResult) => void;
-  reject: (err: unknown) => void;
-}
-
-/** One file of a group import, as it goes through the transaction. */
-interface GroupMember {
-  request: ImportRequest;
-  columns: FileColumn[];
-  plan: MappingPlan;
-  stage: string;
-  result: ImportResult;
-  stats?: StageStats;
-  /** What `stage` names: the file's own stage table, or a view of a stage shared with the group (see stageFilesTogether); unset when loaded first. */
-  stageKind?: 'table' | 'view';
-  refuse?: boolean;
-  predictionsLoaded?: number;
-  actualsLoaded?: number;
-}
-
-/** The fields (names and types) of a plan's STRUCT columns: files with equal shapes can be loaded by one INSERT. */
-const structShape = (structs: StructColumns) =>
-  JSON.stringify(Object.entries(structs).map(([column, fields]) => [column, (fields as StructField[]).map((f) => `${f.name} ${f.type}`)]));
-
-/** The rows of a plan read together to load: those of files not refused, less the rows their stages rejected. */
-function validTogether(plan: MappingPlan, live: GroupMember[]): string {
-  const loading = live.flatMap((m, i) => (m.refuse ? [] : [i]));
-  const rejected = live.flatMap((m, i) => (!m.refuse && m.stats!.rowsRejected ? [`SELECT ${i} AS file_index, source_row FROM ${m.stage} WHERE reject_code IS NOT NULL`] : []));
-  const rows = `(SELECT * FROM (${plan.rowsSql}) WHERE file_index IN (${loading.join(', ')}))`;
-  return rejected.length ? `${rows} ANTI JOIN (${rejected.join(' UNION ALL ')}) USING (file_index, source_row)` : rows;
-}
-
-/**
- * A group loaded first turned out to hold a row that needs its verdict (a rejected row or a
- * repeated ID): it is imported again, staged (see `DuckDbStore.importChecked`).
- */
-class NeedsStaging extends Error {}
-
-/** The rows a group's insert reports must be the sum of what its files' stages say they load. */
-function checkLoaded(inserted: number, perFile: number[], table: string): void {
-  const expected = perFile.reduce((a, b) => a + b, 0);
-  if (inserted !== expected) throw new ImporterError('IMP_ERR_INTERNAL', `inserted ${inserted} rows into ${table} where the staged files hold ${expected}`);
-}
-
 /** True for DuckDB's optimistic-concurrency conflicts, which succeed when retried. */
 const isConflict = (err: unknown) => /conflict/i.test(String((err as Error)?.message));
 
@@ -162,6 +120,8 @@ export class DuckDbStore implements Store {
   readonly kind = 'duckdb';
   private instance!: DuckDBInstance;
   private importConn!: DuckDBConnection;
+  /** The import engine is the import connection itself: rows go from file to table without leaving DuckDB. */
+  private engine!: Engine;
   private ledgerConn!: DuckDBConnection;
   private readConn!: DuckDBConnection;
   /** Operators' ad-hoc SELECTs run here, so a slow one can be interrupted without touching anything else. */
@@ -169,9 +129,6 @@ export class DuckDbStore implements Store {
   private readonly sqlLock = new Mutex();
   /** Imports run one group at a time (see importFile). DuckDB parallelises each one. */
   private readonly importLock = new Mutex();
-  private waitingImports: WaitingImport[] = [];
-  /** Jobs whose last import needed staging (a rejected row): their next files are staged from the start. */
-  private readonly stagingJobs = new Set<string>();
   private readonly ledgerLock = new Mutex();
   private readonly readLock = new Mutex();
   private stageSeq = 0;
@@ -180,7 +137,8 @@ export class DuckDbStore implements Store {
 
   async init(): Promise<void> {
     if (this.options.path !== ':memory:') await mkdir(dirname(this.options.path), { recursive: true });
-    const settings: Record<string, string> = { memory_limit: this.options.memoryLimit ?? '768MB' };
+    const settings: Record<string, string> = {};
+    if (this.options.memoryLimit) settings.memory_limit = this.options.memoryLimit;
     if (this.options.threads) settings.threads = String(this.options.threads);
     try {
       this.instance = await DuckDBInstance.create(this.options.path, settings);
@@ -199,11 +157,12 @@ export class DuckDbStore implements Store {
     for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) await c.run("SET TimeZone = 'UTC'");
     await this.importConn.run(SCHEMA_SQL);
     await this.rebuildViews(this.importConn);
-    if (this.options.readableDirectory) {
-      const dir = this.options.readableDirectory.endsWith('/') ? this.options.readableDirectory : `${this.options.readableDirectory}/`;
-      await this.importConn.run(`SET allowed_directories = [${sqlString(dir)}]`);
-      await this.importConn.run('SET enable_external_access = false');
-    }
+    if (this.options.readableDirectory) await sandbox(this.importConn, this.options.readableDirectory);
+    this.engine = engineOn(this.importConn);
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1');
   }
 
   private async all(conn: DuckDBConnection, sql: string, params: DuckDBValue[] = []): Promise<Row[]> {
@@ -229,6 +188,7 @@ export class DuckDbStore implements Store {
     });
   }
 
+  /** Runs a query of the importer's own on the store's database (tests, the demo, benchmarks; not part of `Store`). */
   query<T = Row>(sql: string, params: unknown[] = []): Promise<T[]> {
     return this.readLock.run(() => this.all(this.readConn, sql, params as DuckDBValue[]) as Promise<T[]>);
   }
@@ -237,7 +197,7 @@ export class DuckDbStore implements Store {
     if (keys?.length === 0) return new Map();
     const rows = await this.query(
       `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE job_id = $1 ${keys ? `AND key IN (SELECT unnest(from_json($2::JSON, '["VARCHAR"]')))` : ''}
-       QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`,
+       ${CURRENT_VERSION}`,
       keys ? [jobId, JSON.stringify(keys)] : [jobId],
     );
     return new Map(rows.map((r) => [String(r.key), toVersion(r)]));
@@ -305,276 +265,78 @@ export class DuckDbStore implements Store {
     });
   }
 
-  /**
-   * Imports wait for one lock (their deletes and flag updates touch the same rows). Whoever takes
-   * it imports every waiting file of the same job in one transaction: files that arrive together
-   * (one poll's worth) then cost one commit, one scan for overlapping keys and one parallel insert,
-   * instead of one of each per file, which is what keeps PutObject → visible short.
-   */
-  importFile(request: ImportRequest): Promise<ImportResult> {
-    return new Promise<ImportResult>((resolve, reject) => {
-      this.waitingImports.push({ request, resolve, reject });
-      this.importLock.run(() => this.importWaiting()).catch(reject);
+  runImport<T>(scope: ImportScope, fn: (tx: ImportTransaction, engine: Engine) => Promise<T>): Promise<T> {
+    return this.importLock.run(async () => {
+      const conn = this.importConn;
+      await conn.run('BEGIN TRANSACTION');
+      try {
+        const out = await fn(this.importTransaction(conn, scope), this.engine);
+        await conn.run('COMMIT');
+        return out;
+      } catch (err) {
+        await conn.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
     });
   }
 
-  /** Takes the oldest waiting import and the others of its job that fit in one transaction, and imports them. */
-  private async importWaiting(): Promise<void> {
-    const first = this.waitingImports[0];
-    if (!first) return; // an earlier turn of the lock took it along
-    const group = [first];
-    // Delta snapshots replace a whole table's rows and can be large: they go alone.
-    if (!isDeltaKey(first.request.version.key)) {
-      let bytes = first.request.version.size;
-      for (const w of this.waitingImports.slice(1)) {
-        if (w.request.job.id !== first.request.job.id || isDeltaKey(w.request.version.key) || bytes + w.request.version.size > GROUP_MAX_BYTES) continue;
-        bytes += w.request.version.size;
-        group.push(w);
-      }
-    }
-    this.waitingImports = this.waitingImports.filter((w) => !group.includes(w));
-    if (group.length > 1) {
-      try {
-        const results = await this.importChecked(group.map((w) => w.request));
-        group.forEach((w, i) => w.resolve(results[i]));
-        return;
-      } catch {
-        // Something in the group failed: import its files one by one, so the failure is the broken file's alone.
-      }
-    }
-    for (const w of group) {
-      try {
-        w.resolve((await this.importChecked([w.request]))[0]);
-      } catch (err) {
-        w.reject(err);
-      }
-    }
-  }
-
-  /**
-   * Files of predictions in parquet are loaded first and checked after: nearly every file is clean,
-   * and its verdicts then cost one re-read of its key columns (row count and distinct key hashes,
-   * see `checkLoadedFirst`) instead of a staging pass over the file before the load (at 5M rows
-   * 2.4 s of 10 s, and the stage's memory slowed the load). A group that turns out to hold a rejected row or a repeated
-   * ID is rolled back and imported again, staged; its job's next files are staged until one is clean.
-   */
-  private async importChecked(requests: ImportRequest[]): Promise<ImportResult[]> {
-    const jobId = requests[0].job.id;
-    if (!this.stagingJobs.has(jobId)) {
-      try {
-        return await this.importGroup(requests, { loadFirst: true });
-      } catch (err) {
-        // Any other failure is left to the staged path to name: it reads the file with the errors
-        // that say which file and why (a corrupt page is IMP_ERR_FORMAT_UNREADABLE there).
-        if (err instanceof NeedsStaging) this.stagingJobs.add(jobId);
-      }
-    }
-    const results = await this.importGroup(requests, { loadFirst: false });
-    if (results.every((r) => r.rowsRejected === 0)) this.stagingJobs.delete(jobId);
-    return results;
-  }
-
-  /** One transaction: each file's ledger check, staging and rejected rows; one replacement of the group's rows per table. */
-  private async importGroup(requests: ImportRequest[], options: { loadFirst: boolean }): Promise<ImportResult[]> {
-    const conn = this.importConn;
-    const run = (sql: string) => this.all(conn, sql);
-    const { job } = requests[0];
-    const modelTable = `${MODEL_SCHEMA}.${sqlIdent(job.model.id)}`;
-    const env = job.model.environment;
-    const skipped: ImportResult = { status: 'skipped', rowsRead: 0, predictionsLoaded: 0, actualsLoaded: 0, rowsRejected: 0, rejectedByCode: {} };
-    // One import time for the group: a file's verdicts and the rows loaded from a scan of the group must agree on it.
-    const { importTime } = requests[0];
-    const members: GroupMember[] = [];
-    for (const request of requests) {
-      const columns = await describeFile(run, job, request.source, request.file);
-      const plan = planMapping(job, request.source, columns, request.file.key, importTime);
-      members.push({ request, columns, plan, stage: `stage_${++this.stageSeq}`, result: skipped });
-    }
-
-    // Files read together share one stage table; each sees its rows through a view of the file's stage name.
-    let groupStage: string | undefined;
-    await conn.run('BEGIN TRANSACTION');
-    try {
-      const live: GroupMember[] = [];
-      for (const m of members) {
-        const { version } = m.request;
-        const own = (await this.all(conn, `SELECT status FROM import_files WHERE file_id = $1`, [version.fileId]))[0];
-        // Only pending versions import: committed ones are done, failed/superseded/vanished ones wait for a new listing or a retry.
-        if (!own || own.status !== 'pending') continue;
-        const current = await this.all(
-          conn,
-          `SELECT file_id FROM import_files WHERE job_id = $1 AND key = $2 ORDER BY discovered_at DESC, file_id DESC LIMIT 1`,
-          [version.jobId, version.key],
-        );
-        if (Number(current[0]?.file_id) !== version.fileId) {
-          await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = ${nowSql()}, error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
-          m.result = { ...skipped, status: 'superseded' };
-          continue;
+  /** The store side of an import, on the import connection, which is also the engine's: rows go from file to table inside DuckDB. */
+  private importTransaction(conn: DuckDBConnection, scope: ImportScope): ImportTransaction {
+    const { jobId, modelId, environment: env } = scope;
+    const modelTable = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
+    const previousOf = (keys: string[]) => `SELECT file_id FROM import_files WHERE job_id = ${sqlString(jobId)} AND key IN (${keys.map(sqlString).join(', ')})`;
+    const inPlace = (rows: EngineRows) => {
+      if (rows.engine !== this.engine) throw new ImporterError('IMP_ERR_INTERNAL', 'the DuckDB store loads rows of its own engine only');
+      return rows.sql;
+    };
+    const load = (table: string, keys: string[], r: RowsToLoad) =>
+      this.replaceContribution(conn, {
+        table, keys, modelId, env, previous: previousOf(r.keys), groupFiles: r.fileIds.length,
+        inserts: r.batches.map((b) => `INSERT INTO ${table} BY NAME SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, *, ${nowSql()} AS loaded_at FROM (${inPlace(b)})`),
+        ...(r.check ? { loadedFirst: { fileIds: r.fileIds, check: r.check } } : { newKeys: [inPlace(r.newKeys!)] }),
+      });
+    return {
+      claim: async (versions) => {
+        const out = new Map<number, 'live' | 'superseded' | 'done'>();
+        for (const version of versions) {
+          const own = (await this.all(conn, `SELECT status FROM import_files WHERE file_id = $1`, [version.fileId]))[0];
+          // Only pending versions import: committed ones are done, failed/superseded/vanished ones wait for a new listing or a retry.
+          if (!own || own.status !== 'pending') {
+            out.set(version.fileId, 'done');
+            continue;
+          }
+          const current = await this.all(conn, `SELECT file_id FROM import_files WHERE job_id = $1 AND key = $2 ${CURRENT_VERSION}`, [version.jobId, version.key]);
+          if (Number(current[0]?.file_id) !== version.fileId) {
+            await conn.run(`UPDATE import_files SET status = 'superseded', finished_at = ${nowSql()}, error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [version.fileId]);
+            out.set(version.fileId, 'superseded');
+          } else out.set(version.fileId, 'live');
         }
-        live.push(m);
-      }
-      // Parquet files of one schema are read together, in parallel: verdicts in one scan, rows in another.
-      const together = live.length > 1 ? await this.planTogether(run, job, live, importTime) : undefined;
-      const loadFirst = options.loadFirst && live.length > 0 && (live.length === 1 || together !== undefined)
-        && live.every((m) => m.request.source.columnar === true && m.plan.hasPredictions && !m.plan.hasActuals);
-      if (together && !loadFirst) {
-        groupStage = `stage_${++this.stageSeq}`;
-        const stats = await stageFilesTogether(run, groupStage, together, live.map((m) => m.request.file));
-        for (const [i, m] of live.entries()) {
-          m.stats = stats[i];
-          m.stageKind = 'view';
-          await conn.run(`CREATE TEMP VIEW ${m.stage} AS SELECT * EXCLUDE (file_index) FROM ${groupStage} WHERE file_index = ${i}`);
-        }
-      }
-      for (const m of loadFirst ? [] : live) {
-        if (!m.stats) {
-          // Columnar files are read twice (verdicts, then the rows to load); others are materialised once.
-          m.stageKind = 'table';
-          m.stats = await stageFile(run, m.stage, m.plan, m.request.file, { keysOnly: m.request.source.columnar === true });
-        }
-        // onInvalidRows: fail loads nothing of a file with a bad row; its rejected rows are still recorded.
-        m.refuse = m.stats.rowsRejected > 0 && job.onInvalidRows === 'fail';
-      }
-      const previousOf = (ms: GroupMember[]) =>
-        `SELECT file_id FROM import_files WHERE job_id = ${sqlString(job.id)} AND key IN (${ms.map((m) => sqlString(m.request.version.key)).join(', ')})`;
-      const rowsOf = (m: GroupMember) => (m.request.source.columnar === true ? `(${m.plan.rowsSql})` : m.stage);
-      const validOf = (m: GroupMember) =>
-        loadFirst ? 'reject_code IS NULL'
-          : m.stats!.rowsRejected === 0 ? 'true'
-          : m.request.source.columnar === true ? `source_row NOT IN (SELECT source_row FROM ${m.stage} WHERE reject_code IS NOT NULL)` : 'reject_code IS NULL';
-      const loading = live.filter((m) => !m.refuse);
-
-      const withPredictions = loading.filter((m) => m.plan.hasPredictions);
-      if (withPredictions.length) {
-        for (const m of withPredictions) await this.ensureModelTable(conn, job.model.id, m.plan.structs);
-        const predictionRows = (structs: StructColumns, sourceFileId: string, from: string) => {
-          const structCols = Object.entries(structs).filter(([, fields]) => fields.length).map(([name]) => name);
-          return `SELECT ${sqlString(job.model.id)} AS model_id, model_version, ${sqlString(env)} AS environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
-                  prediction_scores, prediction_group_id, rank,
-                  ${structCols.map((c) => `${c}, `).join('')}CAST(${sourceFileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
-           FROM ${from}`;
-        };
-        const selects = together
-          ? [predictionRows(together.structs, `CASE file_index ${live.map((m, i) => `WHEN ${i} THEN ${m.request.version.fileId}`).join(' ')} END`,
-              loadFirst ? `(${together.rowsSql}) WHERE reject_code IS NULL` : validTogether(together, live))]
-          : withPredictions.map((m) => predictionRows(m.plan.structs, String(m.request.version.fileId), `${rowsOf(m)} WHERE ${validOf(m)}`));
-        // Files whose STRUCT columns have the same fields load in one statement; otherwise each keeps its own shape.
-        const shapes = new Set(withPredictions.map((m) => structShape(m.plan.structs)));
-        const loaded = await this.replaceContribution(conn, {
-          table: modelTable, keys: ['model_version', 'prediction_id'], modelId: job.model.id, env, previous: previousOf(withPredictions),
-          inserts: shapes.size === 1 ? [`INSERT INTO ${modelTable} BY NAME ${selects.join(' UNION ALL ')}`] : selects.map((s) => `INSERT INTO ${modelTable} BY NAME ${s}`),
-          ...(loadFirst
-            ? { loadedFirst: { fileIds: live.map((m) => m.request.version.fileId), check: (inserted: number) => this.checkLoadedFirst(conn, inserted, live) } }
-            : { newKeys: withPredictions.map((m) => `SELECT model_version, prediction_id FROM ${m.stage} WHERE reject_code IS NULL`) }),
-        });
-        for (const m of withPredictions) m.predictionsLoaded = m.stats!.rowsValid;
-        checkLoaded(loaded, withPredictions.map((m) => m.predictionsLoaded!), modelTable);
-      }
-      const withActuals = loading.filter((m) => m.plan.hasActuals);
-      if (withActuals.length) {
-        const selects = withActuals.map((m) => {
-          // A file of predictions and actuals may hold one ID under several versions: its last actual wins.
-          const actualRows = `SELECT * FROM ${rowsOf(m)} WHERE ${validOf(m)} AND has_actual
-                              ${m.plan.hasPredictions ? 'QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1' : ''}`;
-          return `SELECT ${sqlString(job.model.id)} AS model_id, ${sqlString(env)} AS environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
-                  CAST(${m.request.version.fileId} AS BIGINT) AS source_file_id, source_row, ${nowSql()} AS loaded_at
-           FROM (${actualRows})`;
-        });
-        const loaded = await this.replaceContribution(conn, {
-          table: 'actual_rows', keys: ['prediction_id'], modelId: job.model.id, env, previous: previousOf(withActuals),
-          newKeys: withActuals.map((m) => `SELECT prediction_id FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`),
-          inserts: [`INSERT INTO actual_rows BY NAME ${selects.join(' UNION ALL ')}`],
-        });
-        for (const m of withActuals) {
-          const [{ n }] = await this.all(conn, `SELECT count(${m.plan.hasPredictions ? 'DISTINCT prediction_id' : '*'}) AS n FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`);
-          m.actualsLoaded = Number(n);
-        }
-        checkLoaded(loaded, withActuals.map((m) => m.actualsLoaded!), 'actual_rows');
-      }
-      const matched = loading.length ? await this.matchedByImport(conn, job.model.id, env, loading) : new Map<number, MatchedActuals>();
-
-      if (live.length) await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previousOf(live)})`);
-      for (const m of live) {
-        const { version, file } = m.request;
-        const { rowsRead, rowsRejected, rejectedByCode } = m.stats!;
-        if (rowsRejected > 0) {
+        return out;
+      },
+      loadPredictions: async (r) => {
+        for (const structs of r.structs ?? []) await this.ensureModelTable(conn, modelId, structs);
+        return load(modelTable, ['model_version', 'prediction_id'], r);
+      },
+      loadActuals: (r) => load('actual_rows', ['prediction_id'], r),
+      matchedActuals: (withActuals, withPredictions) => this.matchedByImport(conn, modelId, env, withActuals, withPredictions),
+      replaceRejected: async (keys, files) => {
+        await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previousOf(keys)})`);
+        for (const { version, rows } of files) {
           await conn.run(
-            `INSERT INTO rejected_rows SELECT CAST($1 AS BIGINT), $2, $3, $4, row_number, column_name, code, message, raw FROM (${rejectedRowsSql(m.stage, m.request.source)})`,
+            `INSERT INTO rejected_rows SELECT CAST($1 AS BIGINT), $2, $3, $4, row_number, column_name, code, message, raw FROM (${inPlace(rows)})`,
             [version.fileId, version.jobId, version.key, version.etag],
           );
         }
-        const first = rowsRejected > 0
-          ? (await this.all(conn, `SELECT row_number, column_name, code, message FROM rejected_rows WHERE file_id = $1 ORDER BY row_number LIMIT 1`, [version.fileId]))[0]
-          : undefined;
-        const status: FileStatus = m.refuse ? 'failed' : rowsRejected > 0 ? 'partially_succeeded' : 'succeeded';
-        const summary = first
-          ? m.refuse
-            ? `${file.key}: ${rowsRejected} invalid row(s) and onInvalidRows: fail, so nothing was loaded; first: ${first.message}`
-            : `${file.key}: ${rowsRejected} row(s) rejected; first: ${first.message}`
-          : null;
-        const predictionsLoaded = m.predictionsLoaded ?? 0;
-        const actualsLoaded = m.actualsLoaded ?? 0;
+      },
+      finish: async (fileId, o) => {
         await conn.run(
           `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
              error_code = $7, error_message = $8, error_column = $9, error_row = $10
            WHERE file_id = $1`,
-          [version.fileId, status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected,
-            m.refuse ? 'IMP_ERR_ROWS_INVALID' : ((first?.code as string) ?? null), summary,
-            (first?.column_name as string) ?? null, first ? Number(first.row_number) : null],
+          [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow],
         );
-        if (m.stageKind) await conn.run(`DROP ${m.stageKind.toUpperCase()} ${m.stage}`);
-        m.result = {
-          status, rowsRead, predictionsLoaded, actualsLoaded, rowsRejected, rejectedByCode,
-          matched: m.refuse ? undefined : (matched.get(version.fileId) ?? { count: 0, groups: [] }),
-          filesInTransaction: live.length,
-          loadedFirst: loadFirst,
-        };
-      }
-      if (groupStage) await conn.run(`DROP TABLE ${groupStage}`);
-      await conn.run('COMMIT');
-      return members.map((m) => m.result);
-    } catch (err) {
-      await conn.run('ROLLBACK').catch(() => undefined);
-      for (const m of members) if (m.stageKind) await conn.run(`DROP ${m.stageKind.toUpperCase()} IF EXISTS ${m.stage}`).catch(() => undefined);
-      if (groupStage) await conn.run(`DROP TABLE IF EXISTS ${groupStage}`).catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /**
-   * The verdicts of files loaded first: every row loaded (a file never loads more rows than it
-   * has, so equal totals mean every file loaded all of its rows) and no ID repeated within a file
-   * (equal keys have equal hashes; the file's key columns are re-read, which is cheaper than reading
-   * them back from the table just written). Sets each file's counts; throws NeedsStaging otherwise.
-   */
-  private async checkLoadedFirst(conn: DuckDBConnection, inserted: number, members: GroupMember[]): Promise<void> {
-    let rows = 0;
-    for (const m of members) {
-      const [{ n, repeats }] = await this.all(conn, `SELECT count(*) AS n, ${repeatedKeysSql(m.plan.uniqueKey)} AS repeats FROM (${m.plan.rowsSql})`);
-      if (Number(repeats) > 0) throw new NeedsStaging();
-      m.stats = { rowsRead: Number(n), rowsValid: Number(n), rowsRejected: 0, rejectedByCode: {} };
-      rows += Number(n);
-    }
-    if (rows !== inserted) throw new NeedsStaging();
-  }
-
-  /**
-   * The plan of several columnar files of one schema read as one relation: DuckDB scans all their
-   * row groups in parallel, where one statement per file (or a UNION ALL of per-file scans) reads
-   * one small file after another. Rows carry their file's index in the group. Undefined when the
-   * files cannot be read together (other formats, different columns).
-   */
-  private async planTogether(run: RunQuery, job: JobConfig, ms: GroupMember[], importTime: Date): Promise<MappingPlan | undefined> {
-    // A job's select may use window functions, which would then span files; and it hides the file's own columns from the check below.
-    if (job.select) return undefined;
-    const shape = JSON.stringify(ms[0].columns);
-    if (ms.some((m) => m.request.source.columnar !== true || JSON.stringify(m.columns) !== shape)) return undefined;
-    // A data column of that name would hide DuckDB's virtual file_index column.
-    if (ms[0].columns.some((c) => c.name === 'file_index')) return undefined;
-    const source = jobRelationOfFiles(job, ms.map((m) => m.request.file));
-    if (!source) return undefined;
-    const first = ms[0].request.file;
-    return planMapping(job, source, await describeFile(run, job, source, first), first.key, importTime);
+      },
+    };
   }
 
   /**
@@ -586,7 +348,7 @@ export class DuckDbStore implements Store {
    */
   private async replaceContribution(
     conn: DuckDBConnection,
-    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; inserts: string[] } & (
+    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; inserts: string[]; groupFiles: number } & (
       /** Each staged file's keys, one SELECT per file. */
       | { newKeys: string[]; loadedFirst?: undefined }
       /** The rows were not staged: their keys are read back from the table after the insert, once `check` has passed. */
@@ -605,12 +367,11 @@ export class DuckDbStore implements Store {
     // and an empty table needs not even that: the join would still hash every key of the file).
     const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
     const occupied = (await this.all(conn, `SELECT 1 FROM ${o.table} WHERE ${scope()} LIMIT 1`)).length > 0;
-    const groupFiles = o.loadedFirst ? o.loadedFirst.fileIds.length : o.newKeys.length;
-    const overlapping = async () => (occupied
+        const overlapping = async () => (occupied
         && (await this.all(conn, `SELECT 1 FROM (${newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')}${newIds ? ` AND t.source_file_id NOT IN (${newIds})` : ''} LIMIT 1`)).length > 0)
       // Files of one group may share keys with each other (a file's own repeats were rejected as duplicates);
       // a hash collision only recomputes flags that were right.
-      || (groupFiles > 1 && Number((await this.all(conn, `SELECT ${repeatedKeysSql(o.keys)} AS n FROM (${newKeys})`))[0].n) > 0);
+      || (o.groupFiles > 1 && Number((await this.all(conn, `SELECT ${repeatedKeysSql(o.keys)} AS n FROM (${newKeys})`))[0].n) > 0);
     const overlapBefore = o.loadedFirst ? false : await overlapping();
     // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
     await conn.run('SET preserve_insertion_order = false');
@@ -642,14 +403,14 @@ export class DuckDbStore implements Store {
    * their prediction, or the waiting actuals that its predictions found (a pair whose both sides
    * arrived in the group counts once, for the actuals' file). Grouped by delay bucket.
    */
-  private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, members: GroupMember[]): Promise<Map<number, MatchedActuals>> {
+  private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, actualFiles: number[], predictionFiles: number[]): Promise<Map<number, MatchedActuals>> {
     const out = new Map<number, MatchedActuals>();
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
     const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId])).length > 0;
     if (!tableExists) return out;
-    const ids = (ms: GroupMember[]) => (ms.length ? ms.map((m) => m.request.version.fileId).join(', ') : 'NULL');
-    const withActuals = ids(members.filter((m) => m.plan.hasActuals));
-    const withPredictions = ids(members.filter((m) => m.plan.hasPredictions));
+    const ids = (files: number[]) => (files.length ? files.map((f) => Math.floor(f)).join(', ') : 'NULL');
+    const withActuals = ids(actualFiles);
+    const withPredictions = ids(predictionFiles);
     // Files of predictions for a model without actuals join nothing: skip the scan of the model table.
     if (withActuals === 'NULL' && (await this.all(conn, `SELECT 1 FROM actual_rows WHERE model_id = $1 AND environment = $2 AND is_current LIMIT 1`, [modelId, env])).length === 0) {
       return out;
@@ -678,7 +439,7 @@ export class DuckDbStore implements Store {
   async jobCounts(): Promise<Map<string, JobCounts>> {
     const rows = await this.query(
       `SELECT job_id, status, count(*) AS n, sum(coalesce(predictions_loaded, 0) + coalesce(actuals_loaded, 0)) AS loaded, sum(coalesce(rows_rejected, 0)) AS rejected
-       FROM (SELECT * FROM import_files QUALIFY row_number() OVER (PARTITION BY job_id, key ORDER BY discovered_at DESC, file_id DESC) = 1)
+       FROM (SELECT * FROM import_files ${CURRENT_VERSION})
        GROUP BY ALL`,
     );
     const out = new Map<string, JobCounts>();
@@ -693,7 +454,7 @@ export class DuckDbStore implements Store {
   }
 
   async listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage> {
-    const current = `SELECT * FROM import_files WHERE job_id = $1 QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`;
+    const current = `SELECT * FROM import_files WHERE job_id = $1 ${CURRENT_VERSION}`;
     const filter = options.status ? 'WHERE status = $2' : '';
     const params: unknown[] = options.status ? [jobId, options.status] : [jobId];
     const [{ n }] = await this.query<{ n: number }>(`SELECT count(*)::INT AS n FROM (${current}) ${filter}`, params);
@@ -729,7 +490,7 @@ export class DuckDbStore implements Store {
 
   resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
     return this.ledgerWrite(async (conn) => {
-      const current = `SELECT file_id FROM import_files WHERE job_id = $1 QUALIFY row_number() OVER (PARTITION BY key ORDER BY discovered_at DESC, file_id DESC) = 1`;
+      const current = `SELECT file_id FROM import_files WHERE job_id = $1 ${CURRENT_VERSION}`;
       const where = 'failed' in which ? `status = 'failed'` : `key = $2`;
       const params = 'failed' in which ? [jobId] : [jobId, which.key];
       const ids = (await this.all(conn, `SELECT file_id FROM import_files WHERE file_id IN (${current}) AND ${where}`, params as DuckDBValue[])).map((r) => Number(r.file_id));
@@ -807,27 +568,7 @@ export class DuckDbStore implements Store {
         viewsStale = true;
         continue;
       }
-      const merged = new Map(await this.structFields(conn, table, column));
-      let changed = false;
-      for (const f of fields) {
-        const old = merged.get(f.name);
-        if (old === undefined) {
-          merged.set(f.name, f.type);
-          changed = true;
-        } else if (old !== f.type) {
-          if (old === 'BIGINT' && f.type === 'DOUBLE') {
-            merged.set(f.name, 'DOUBLE');
-            changed = true;
-          } else if (!(old === 'DOUBLE' && f.type === 'BIGINT')) {
-            const what = { features: 'feature', tags: 'tag', shap: 'SHAP value', embeddings: 'embedding' }[column] ?? column;
-            throw new ImporterError(
-              'IMP_ERR_SCHEMA_FEATURE_CONFLICT',
-              `${what} "${f.name}" (column "${f.column}") is ${f.type} in this file but ${old} in model "${modelId}"; cast it in the producer or rename it`,
-              { location: { column: f.column }, permanent: true },
-            );
-          }
-        }
-      }
+      const { merged, changed } = mergeStructFields(modelId, column, await this.structFields(conn, table, column), fields);
       if (changed) {
         const type = `STRUCT(${[...merged].map(([n, t]) => `${sqlIdent(n)} ${t}`).join(', ')})`;
         await conn.run(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE ${type}`);

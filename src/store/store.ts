@@ -1,6 +1,7 @@
 import type { JobConfig } from '../config/index.ts';
 import type { ErrorCode, ErrorLocation } from '../errors.ts';
-import type { LocalFile, SourceRelation } from '../formats/index.ts';
+import type { Engine } from '../engine/index.ts';
+import type { StructColumns } from '../schema/mapping.ts';
 
 /** Where a file version stands in the ledger. */
 export type FileStatus =
@@ -92,32 +93,81 @@ export interface MatchedActuals {
   groups: Array<{ count: number; meanSeconds: number }>;
 }
 
-/** What an import of one file did. */
-export interface ImportResult {
-  status: FileStatus | 'skipped';
+/** What an import of a file version recorded in the ledger. */
+export interface FileOutcome {
+  status: 'succeeded' | 'partially_succeeded' | 'failed';
   rowsRead: number;
   predictionsLoaded: number;
   actualsLoaded: number;
   rowsRejected: number;
-  rejectedByCode: Record<string, number>;
-  /** Actuals joined to a prediction by this import (either side may arrive second). */
-  matched?: MatchedActuals;
-  /** Files committed in the same transaction as this one (files of a job that waited together are imported together). */
-  filesInTransaction?: number;
-  /**
-   * The rows were loaded first and checked after (a clean parquet file of predictions), rather than
-   * staged to compute each row's verdict before the load.
-   */
-  loadedFirst?: boolean;
+  errorCode: string | null;
+  errorMessage: string | null;
+  errorColumn: string | null;
+  errorRow: number | null;
 }
 
-/** Everything the store needs to import one downloaded file. */
-export interface ImportRequest {
-  job: JobConfig;
-  version: FileVersion;
-  file: LocalFile;
-  source: SourceRelation;
-  importTime: Date;
+/**
+ * Rows inside the import engine (a relation of the engine's DuckDB, see `src/engine/`). The store
+ * that shares the engine's database reads them in place; others pull them out with
+ * `engine.writeCsv` into their own bulk load. Stores never build or change this SQL.
+ */
+export interface EngineRows {
+  engine: Engine;
+  sql: string;
+}
+
+/**
+ * Rows of one or more file versions of a job, replacing what earlier versions of the same keys
+ * contributed. Prediction rows have the columns of `PREDICTION_ROW_COLUMNS`, actual rows those of
+ * `ACTUAL_ROW_COLUMNS` (both in `src/import/`); the store adds model, environment and load time.
+ */
+export interface RowsToLoad {
+  /** Ledger IDs of the versions being loaded (the rows' `source_file_id`). */
+  fileIds: number[];
+  /** Object keys of those versions: every earlier version's rows of these keys go. */
+  keys: string[];
+  /** The rows, in batches of one shape each. */
+  batches: EngineRows[];
+  /** The key columns of the new rows, for finding keys other files hold; absent when `check` is given. */
+  newKeys?: EngineRows;
+  /**
+   * Rows loaded before they were checked (see `src/import/strategy.ts`): called with the number
+   * inserted, before anything reads them; throws to roll the import back.
+   */
+  check?: (inserted: number) => Promise<void>;
+  /** The STRUCT fields the prediction rows carry (features, tags, SHAP, embeddings), per batch. */
+  structs?: StructColumns[];
+}
+
+/** The store side of one import transaction (see `Store.runImport`). */
+export interface ImportTransaction {
+  /**
+   * Locks the versions' keys in the ledger and says which versions may import: `live` (pending and
+   * the key's current version), `superseded` (a newer version was discovered; recorded so) or
+   * `done` (committed, failed, ended: nothing to do).
+   */
+  claim(versions: FileVersion[]): Promise<Map<number, 'live' | 'superseded' | 'done'>>;
+  /** Loads prediction rows; returns how many were inserted. The current row of each key is the newest file's. */
+  loadPredictions(rows: RowsToLoad): Promise<number>;
+  /** Loads actual rows; returns how many were inserted. */
+  loadActuals(rows: RowsToLoad): Promise<number>;
+  /**
+   * Actuals joined to a prediction by this import, per file: a file's actuals that found their
+   * prediction, or the waiting actuals its predictions found (a pair whose both sides arrived in
+   * this import counts once, for the actuals' file). Grouped by delay bucket.
+   */
+  matchedActuals(withActuals: number[], withPredictions: number[]): Promise<Map<number, MatchedActuals>>;
+  /** Replaces the rejected rows of every version of these keys with the given files' rejected rows (columns of `REJECTED_ROW_COLUMNS`). */
+  replaceRejected(keys: string[], files: Array<{ version: FileVersion; rows: EngineRows }>): Promise<void>;
+  /** Records a version's outcome in the ledger. */
+  finish(fileId: number, outcome: FileOutcome): Promise<void>;
+}
+
+/** What one import transaction writes to: a job's model in one environment. */
+export interface ImportScope {
+  jobId: string;
+  modelId: string;
+  environment: string;
 }
 
 /**
@@ -141,13 +191,14 @@ export interface Store {
   /** Ends a version without importing it (superseded, vanished). */
   recordOutcome(fileId: number, status: 'superseded' | 'vanished', message: string): Promise<void>;
   /**
-   * Imports one file in one transaction: replaces what earlier versions of the key contributed,
-   * upserts predictions and/or actuals, records rejected rows and the ledger row. Skips versions
-   * already committed or no longer current.
+   * Runs `fn` in one store transaction: rows, rejected rows and ledger rows commit together or not
+   * at all. `engine` is the DuckDB to read, map and validate the files with: the store's own
+   * database, or a private one whose rows the store loads in bulk. One import runs at a time per
+   * store object; rejected promises roll back.
    */
-  importFile(request: ImportRequest): Promise<ImportResult>;
-  /** Runs a query of the importer's own (tests, admin). */
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  runImport<T>(scope: ImportScope, fn: (tx: ImportTransaction, engine: Engine) => Promise<T>): Promise<T>;
+  /** Answers when the store does (readiness, metrics). */
+  ping(): Promise<void>;
   /** Ledger counts of every job. */
   jobCounts(): Promise<Map<string, JobCounts>>;
   /** The current versions of a job's keys, newest discoveries first. */

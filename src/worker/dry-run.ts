@@ -69,10 +69,10 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   }
   report.file = objectUri(object);
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
-  const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.kind === 'duckdb' ? config.store.memoryLimit : '768MB' });
+  const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.memoryLimit });
   const conn = await db.connect();
   try {
-    const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
+    const maxBytes = job.maxFileBytes;
     await conn.run("SET TimeZone = 'UTC'");
     // The same sandbox as the store: this session reads the downloaded files and nothing else.
     await conn.run(`SET allowed_directories = ['${dir.replaceAll("'", "''")}/']`);

@@ -10,11 +10,17 @@ import { deltaSource } from './delta-import.ts';
 import type { Metrics } from '../admin/metrics.ts';
 import { downloadObject, downloadParts, objectUri, tooLarge } from '../source/index.ts';
 import type { DownloadTracker } from './download-tracker.ts';
-import type { ImportResult, Store } from '../store/store.ts';
+import type { Engine } from '../engine/index.ts';
+import type { Importer, ImportResult } from '../import/index.ts';
+import type { Store } from '../store/store.ts';
 
 export interface ImportDeps {
   config: Readonly<Config>;
   store: Store;
+  /** The store-neutral import of downloaded files into `store`. */
+  importer: Importer;
+  /** A small private DuckDB for reading what a reader needs before the import (Delta logs and checkpoints). */
+  readEngine: Engine;
   s3: S3Client;
   metrics: Metrics;
   log: Logger;
@@ -34,7 +40,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
   const version = await store.getVersion(fileId);
   if (!version || version.status !== 'pending') return { status: 'skipped' };
   const uri = objectUri(version);
-  const maxBytes = job.maxFileBytes ?? config.defaults.maxFileBytes;
+  const maxBytes = job.maxFileBytes;
   if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
   const delta = isDeltaKey(version.key);
   if (!delta) resolveFormat(job.format, version.key); // an unknown extension fails before the download
@@ -47,7 +53,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     let source: SourceRelation;
     if (delta) {
       file = { path: dir, key: version.key };
-      source = applySelect(job, await deltaSource(s3, (sql) => store.query(sql), version, dir, maxBytes, downloadParts(config)));
+      source = applySelect(job, await deltaSource(s3, deps.readEngine.run, version, dir, maxBytes, downloadParts(config)));
     } else {
       file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
       const download = () => downloadObject(s3, version, file.path, maxBytes, downloadParts(config));
@@ -62,7 +68,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
       source = await jobRelation(job, file);
       await deps.downloads?.siblings(job.id);
     }
-    const result = await store.importFile({ job, version, file, source, importTime: new Date() });
+    const result = await deps.importer.importFile({ job, version, file, source, importTime: new Date() });
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
       metrics.storeChanged();
       metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));

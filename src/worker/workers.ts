@@ -1,7 +1,7 @@
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { describeError, ImporterError } from '../errors.ts';
+import { describeError, ImporterError, isPermanent } from '../errors.ts';
 import { queueName, type ImportJobData } from '../queue/queues.ts';
 import { DownloadTracker } from './download-tracker.ts';
 import { importFileVersion, type ImportDeps } from './import-file.ts';
@@ -81,11 +81,14 @@ export class ImportWorkers {
       return result;
     } catch (err) {
       const attempts = bullJob.attemptsMade + 1;
-      const final = attempts >= (bullJob.opts.attempts ?? 1);
+      // A file that will never import as it is (corrupt, a mapped column missing) fails at once: retries only delay the verdict.
+      const permanent = isPermanent(err);
+      const final = permanent || attempts >= (bullJob.opts.attempts ?? 1);
       const e = describeError(err);
       metrics.filesImported.inc({ job: jobId, outcome: final ? 'failed' : 'retried' });
       await store.recordFailure(fileId, attempts, e, final).catch((storeErr) => log.error({ err: describeError(storeErr) }, 'cannot record failure'));
-      log[final ? 'error' : 'warn']({ job: jobId, key, fileId, code: e.code, attempts, final, ...e.location }, e.message);
+      log[final ? 'error' : 'warn']({ job: jobId, key, fileId, code: e.code, attempts, final, permanent, ...e.location }, e.message);
+      if (permanent) throw new UnrecoverableError(`${e.code}: ${e.message}`);
       throw err instanceof Error ? err : new ImporterError('IMP_ERR_INTERNAL', String(err));
     } finally {
       this.slots.release();

@@ -7,6 +7,7 @@ import { createLogger } from '../../src/log.ts';
 import { startRedis, type RedisHarness } from './redis.ts';
 import { startS3, useS3rverCredentials, type S3Harness } from './s3.ts';
 import { tmpDir, type TmpDir } from './tmp.ts';
+import { sql } from './sql.ts';
 
 useS3rverCredentials();
 
@@ -86,7 +87,7 @@ export async function writeFixture(path: string, selectSql: string, options: str
 /** Counts of the store's tables, the usual assertion. */
 export async function counts(daemon: Daemon, modelId?: string) {
   const where = modelId ? `WHERE model_id = '${modelId}'` : '';
-  const [row] = await daemon.store.query<{ p: number; a: number; j: number }>(
+  const [row] = await sql(daemon.store)<{ p: number; a: number; j: number }>(
     `SELECT (SELECT count(*) FROM predictions ${where})::INT AS p, (SELECT count(*) FROM actuals ${where})::INT AS a,
             (SELECT count(*) FROM inferences ${where} ${where ? 'AND' : 'WHERE'} (actual_label IS NOT NULL OR actual_score IS NOT NULL))::INT AS j`,
   );
@@ -95,7 +96,7 @@ export async function counts(daemon: Daemon, modelId?: string) {
 
 /** The ledger rows of a job, ordered by key. */
 export function ledger(daemon: Daemon, jobId: string) {
-  return daemon.store.query<{ key: string; status: string; rows_read: number; predictions_loaded: number; actuals_loaded: number; rows_rejected: number; error_code: string | null; error_message: string | null; attempts: number }>(
+  return sql(daemon.store)<{ key: string; status: string; rows_read: number; predictions_loaded: number; actuals_loaded: number; rows_rejected: number; error_code: string | null; error_message: string | null; attempts: number }>(
     `SELECT key, status, rows_read::INT AS rows_read, predictions_loaded::INT AS predictions_loaded, actuals_loaded::INT AS actuals_loaded,
             rows_rejected::INT AS rows_rejected, error_code, error_message, attempts FROM import_files WHERE job_id = $1 ORDER BY key, file_id`,
     [jobId],

@@ -1,0 +1,66 @@
+import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { sqlString } from '../formats/index.ts';
+
+/** Runs a query on a DuckDB connection and returns JSON-friendly rows. */
+export type RunQuery = (sql: string, params?: unknown[]) => Promise<Array<Record<string, unknown>>>;
+
+/**
+ * The DuckDB that reads, maps and validates files. For the embedded store it is the store's own
+ * database (rows go from file to table without leaving DuckDB); for other stores a private
+ * in-memory DuckDB per process, whose rows leave by `writeCsv` into the store's bulk load.
+ */
+export interface Engine {
+  run: RunQuery;
+  /** Writes the rows of a query to a headerless CSV file (NULL as an empty field, '' quoted); returns the row count. */
+  writeCsv(sql: string, path: string): Promise<number>;
+}
+
+/** An engine over one DuckDB connection (temp tables live on that connection). */
+export function engineOn(conn: DuckDBConnection): Engine {
+  const run: RunQuery = async (sql, params = []) => (await conn.runAndReadAll(sql, params as DuckDBValue[])).getRowObjectsJson() as Array<Record<string, unknown>>;
+  return {
+    run,
+    async writeCsv(sql, path) {
+      const rows = await run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT csv, HEADER false)`);
+      return Number(rows[0]?.Count ?? 0);
+    },
+  };
+}
+
+/**
+ * Shuts a DuckDB connection in: SQL on it can read and write files under `dir` and nothing else
+ * (no other path, no URL, no ATTACH), so a job's `select` and read options reach only the download.
+ */
+export async function sandbox(conn: DuckDBConnection, dir: string): Promise<void> {
+  const folder = dir.endsWith('/') ? dir : `${dir}/`;
+  await conn.run(`SET allowed_directories = [${sqlString(folder)}]`);
+  await conn.run('SET enable_external_access = false');
+}
+
+/** Settings of a private engine. */
+export interface MemoryEngineOptions {
+  /** The only folder its SQL may read and write (the downloads). */
+  readableDirectory: string;
+  /** DuckDB `memory_limit`. */
+  memoryLimit: string;
+  /** DuckDB `threads`; default the number of cores. */
+  threads?: number;
+}
+
+/** A private in-memory engine, sandboxed to the downloads folder; `close` frees it. */
+export async function openMemoryEngine(options: MemoryEngineOptions): Promise<Engine & { close(): void }> {
+  const settings: Record<string, string> = { memory_limit: options.memoryLimit };
+  if (options.threads) settings.threads = String(options.threads);
+  const instance = await DuckDBInstance.create(':memory:', settings);
+  const conn = await instance.connect();
+  // Naive timestamps in files are read as UTC, whatever the host's zone.
+  await conn.run("SET TimeZone = 'UTC'");
+  await sandbox(conn, options.readableDirectory);
+  return {
+    ...engineOn(conn),
+    close() {
+      conn.closeSync();
+      instance.closeSync();
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export { Importer } from './importer.ts';
+export * from './types.ts';
+export { fileOutcome } from './outcome.ts';

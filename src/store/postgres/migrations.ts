@@ -1,0 +1,75 @@
+/**
+ * The PostgreSQL store's schema, as versioned migrations. Each runs once, in its own transaction,
+ * recorded in `schema_migrations`; processes starting together take turns on an advisory lock, so
+ * the schema is made exactly once. Append new migrations; never edit one that has shipped.
+ *
+ * The logical tables and views are those of the DuckDB store. Features, tags, SHAP values and
+ * embeddings are JSONB here: models have different features, and one table with JSONB keeps the
+ * load a single COPY and the shared views plain (see docs/stores.md for the measured trade-off).
+ */
+export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: 'ledger, rows, views',
+    sql: `
+      CREATE TABLE import_files (
+        file_id BIGSERIAL PRIMARY KEY,
+        job_id TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
+        size BIGINT NOT NULL, last_modified TIMESTAMPTZ,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        discovered_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ,
+        rows_read BIGINT, predictions_loaded BIGINT, actuals_loaded BIGINT, rows_rejected BIGINT,
+        error_code TEXT, error_message TEXT, error_column TEXT, error_row BIGINT,
+        UNIQUE (job_id, key, etag)
+      );
+      CREATE INDEX import_files_current ON import_files (job_id, key, discovered_at DESC, file_id DESC);
+      CREATE INDEX import_files_status ON import_files (job_id, status);
+
+      CREATE TABLE prediction_rows (
+        model_id TEXT NOT NULL, model_version TEXT NOT NULL, environment TEXT NOT NULL, batch_id TEXT,
+        prediction_id TEXT NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label TEXT, prediction_score DOUBLE PRECISION,
+        prediction_scores JSONB, prediction_group_id TEXT, rank INTEGER,
+        features JSONB, tags JSONB, shap JSONB, embeddings JSONB,
+        source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true
+      );
+      CREATE INDEX prediction_rows_key ON prediction_rows (model_id, environment, prediction_id);
+      CREATE INDEX prediction_rows_file ON prediction_rows (source_file_id);
+      CREATE INDEX prediction_rows_time ON prediction_rows (model_id, environment, prediction_ts) WHERE is_current;
+
+      CREATE TABLE actual_rows (
+        model_id TEXT NOT NULL, environment TEXT NOT NULL, prediction_id TEXT NOT NULL,
+        actual_label TEXT, actual_score DOUBLE PRECISION, relevance_label TEXT, relevance_score DOUBLE PRECISION, actual_ts TIMESTAMPTZ,
+        source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true
+      );
+      CREATE INDEX actual_rows_key ON actual_rows (model_id, environment, prediction_id);
+      CREATE INDEX actual_rows_file ON actual_rows (source_file_id);
+
+      -- raw is text: a rejected row may hold values JSON cannot (NaN), which is why it was rejected.
+      CREATE TABLE rejected_rows (
+        file_id BIGINT NOT NULL, job_id TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL,
+        row_number BIGINT, column_name TEXT, code TEXT NOT NULL, message TEXT NOT NULL, raw TEXT
+      );
+      CREATE INDEX rejected_rows_file ON rejected_rows (file_id, row_number);
+
+      -- The type of every feature, tag, SHAP value and embedding field a model has stored: a file
+      -- whose field changed type fails as it does with the DuckDB store's typed columns.
+      CREATE TABLE model_fields (
+        model_id TEXT NOT NULL, column_name TEXT NOT NULL, field TEXT NOT NULL, type TEXT NOT NULL,
+        PRIMARY KEY (model_id, column_name, field)
+      );
+
+      CREATE VIEW predictions AS
+        SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
+               prediction_scores, prediction_group_id, rank, features, tags, shap, embeddings
+        FROM prediction_rows WHERE is_current;
+      CREATE VIEW actuals AS
+        SELECT model_id, environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, actual_ts,
+               source_file_id, source_row, loaded_at
+        FROM actual_rows WHERE is_current;
+      CREATE VIEW inferences AS
+        SELECT p.*, a.actual_label, a.actual_score, a.relevance_label, a.relevance_score, a.actual_ts
+        FROM predictions p LEFT JOIN actuals a
+          ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id;
+    `,
+  },
+];

@@ -1,0 +1,620 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { openMemoryEngine, type Engine } from '../../engine/index.ts';
+import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../../errors.ts';
+import { sqlString } from '../../formats/index.ts';
+import { mergeStructFields, type StructColumns, type StructField } from '../../schema/mapping.ts';
+import { Mutex } from '../../util/mutex.ts';
+import {
+  ACTUAL_DELAY_BUCKETS,
+  type EngineRows,
+  type FilePage,
+  type FileStatus,
+  type FileVersion,
+  type ImportScope,
+  type ImportTransaction,
+  type JobCounts,
+  type ListedObject,
+  type MatchedActuals,
+  type ModelSummary,
+  type QueryResult,
+  type RowsToLoad,
+  type Store,
+} from '../store.ts';
+import { MIGRATIONS } from './migrations.ts';
+
+/** Options of the PostgreSQL store (`store` in the config, kind postgres). */
+export interface PostgresStoreOptions {
+  /** Connection URL; may carry `sslmode`. */
+  url: string;
+  /** Schema of the tables and views, created when missing. @defaultValue 'public' */
+  schema: string;
+  /** Connections per process. @defaultValue 4 */
+  poolSize: number;
+  /** statement_timeout of the store's own statements, in ms. @defaultValue 5 minutes */
+  statementTimeout: number;
+  /** TLS settings beyond the URL's. */
+  ssl?: { ca?: string; rejectUnauthorized: boolean };
+  /** memory_limit of the private DuckDB that reads, maps and validates files. */
+  memoryLimit: string;
+  /** threads of that DuckDB. */
+  threads?: number;
+  /** The downloads folder: the only one the private DuckDB may read and write. */
+  readableDirectory: string;
+}
+
+type Row = Record<string, unknown>;
+
+const LEDGER_COLUMNS = `file_id, job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at, finished_at,
+  rows_read, predictions_loaded, actuals_loaded, rows_rejected, error_code, error_message, error_column, error_row`;
+
+/** The current-version rule: a key's current version is its newest discovery (ties broken by ledger ID). */
+const CURRENT_ORDER = 'ORDER BY job_id, key, discovered_at DESC, file_id DESC';
+const currentVersions = (where: string) => `SELECT DISTINCT ON (job_id, key) * FROM import_files WHERE ${where} ${CURRENT_ORDER}`;
+
+const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+const date = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(v as string | Date));
+
+function toVersion(r: Row): FileVersion {
+  return {
+    fileId: Number(r.file_id),
+    jobId: String(r.job_id),
+    bucket: String(r.bucket),
+    key: String(r.key),
+    etag: String(r.etag),
+    size: Number(r.size),
+    lastModified: date(r.last_modified) ?? new Date(0),
+    status: r.status as FileStatus,
+    attempts: Number(r.attempts),
+    discoveredAt: date(r.discovered_at)!,
+    finishedAt: date(r.finished_at),
+    rowsRead: num(r.rows_read),
+    predictionsLoaded: num(r.predictions_loaded),
+    actualsLoaded: num(r.actuals_loaded),
+    rowsRejected: num(r.rows_rejected),
+    errorCode: (r.error_code as string | null) ?? null,
+    errorMessage: (r.error_message as string | null) ?? null,
+    errorColumn: (r.error_column as string | null) ?? null,
+    errorRow: num(r.error_row),
+  };
+}
+
+/** Columns of the two row tables as they are loaded from the engine; nested values arrive as JSON text. */
+const TABLES = {
+  prediction_rows: {
+    keys: ['model_version', 'prediction_id'],
+    columns: {
+      model_version: 'TEXT', batch_id: 'TEXT', prediction_id: 'TEXT', prediction_ts: 'TIMESTAMPTZ', prediction_label: 'TEXT',
+      prediction_score: 'DOUBLE PRECISION', prediction_scores: 'JSONB', prediction_group_id: 'TEXT', rank: 'INTEGER',
+      features: 'JSONB', tags: 'JSONB', shap: 'JSONB', embeddings: 'JSONB', source_file_id: 'BIGINT', source_row: 'BIGINT',
+    } as Record<string, string>,
+  },
+  actual_rows: {
+    keys: ['prediction_id'],
+    columns: {
+      prediction_id: 'TEXT', actual_label: 'TEXT', actual_score: 'DOUBLE PRECISION', relevance_label: 'TEXT', relevance_score: 'DOUBLE PRECISION',
+      actual_ts: 'TIMESTAMPTZ', source_file_id: 'BIGINT', source_row: 'BIGINT',
+    } as Record<string, string>,
+  },
+} as const;
+
+/** Functions an operator's read-only query may not call: they read the server's files or act on other sessions. */
+const REFUSED_FUNCTIONS = /\b(pg_read_file|pg_read_binary_file|pg_ls_\w+|pg_stat_file|lo_\w+|dblink\w*|pg_terminate_backend|pg_cancel_backend|pg_sleep\w*|set_config|pg_advisory\w*|query_to_xml\w*|nextval|setval)\s*\(/i;
+
+/** SQLSTATEs a retry can mend: deadlock, serialization failure, connection trouble, admin shutdown, too many connections. */
+const TRANSIENT_STATES = /^(40P01|40001|08\w{3}|57P0[1-3]|53300)$/;
+
+/**
+ * The shared store: many worker processes on many machines write into one PostgreSQL database.
+ * Files are read, mapped and validated in a private in-memory DuckDB per process; their rows leave
+ * it as CSV into `COPY … FROM STDIN` (streamed from disk, never whole in memory), and one
+ * transaction per import replaces what earlier versions contributed, loads rows, rejected rows and
+ * the ledger row. The ledger decides between concurrent imports of one key: its rows are locked
+ * (`FOR UPDATE`) and the newest version wins whatever the timing; merges of one model take turns
+ * on an advisory lock, so the current-row flag (`is_current`) stays right across workers.
+ */
+export class PostgresStore implements Store {
+  readonly kind = 'postgres';
+  private pool!: pg.Pool;
+  private engine!: Engine & { close(): void };
+  /** One import at a time per process: the engine is one DuckDB connection. Other processes import in parallel. */
+  private readonly importLock = new Mutex();
+
+  constructor(private readonly options: PostgresStoreOptions) {}
+
+  /** Where the URL points, without credentials, for messages. */
+  private where(): string {
+    try {
+      const u = new URL(this.options.url);
+      return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+    } catch {
+      return 'store.url';
+    }
+  }
+
+  async init(): Promise<void> {
+    const ssl = this.options.ssl
+      ? { rejectUnauthorized: this.options.ssl.rejectUnauthorized, ...(this.options.ssl.ca ? { ca: await readFile(this.options.ssl.ca, 'utf8') } : {}) }
+      : undefined;
+    this.pool = new pg.Pool({
+      connectionString: this.options.url,
+      max: this.options.poolSize,
+      ssl,
+      statement_timeout: this.options.statementTimeout,
+      connectionTimeoutMillis: 10_000,
+      options: `-c search_path=${this.options.schema}`,
+      application_name: 'inference-importer',
+    });
+    // A dropped idle connection must not crash the process; the next query reconnects.
+    this.pool.on('error', () => undefined);
+    await this.migrate();
+    this.engine = await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads });
+  }
+
+  /** Brings the schema to the newest migration; processes starting together take turns on an advisory lock. */
+  private async migrate(): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.storeError(err, 'cannot connect to PostgreSQL');
+    }
+    const schema = this.options.schema;
+    try {
+      await client.query(`SELECT pg_advisory_lock(hashtext('inference-importer:migrate:' || $1))`, [schema]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((err) => {
+        throw this.storeError(err, `cannot create schema "${schema}"`);
+      });
+      await client.query(`CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+      const applied = new Set((await client.query(`SELECT version FROM ${schema}.schema_migrations`)).rows.map((r) => Number(r.version)));
+      for (const m of MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        await client.query('BEGIN');
+        try {
+          await client.query(`SET LOCAL search_path = ${schema}`);
+          await client.query(m.sql);
+          await client.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw this.storeError(err, `migration ${m.version} (${m.name}) failed`);
+        }
+      }
+      // Checked at start so a role without a right fails now, naming it, rather than on the first import.
+      const needed: Array<[string, string]> = [[`has_schema_privilege('${schema}', 'USAGE')`, `USAGE on schema ${schema}`]];
+      for (const [table, rights] of [['import_files', ['SELECT', 'INSERT', 'UPDATE']], ['prediction_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+        ['actual_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['rejected_rows', ['SELECT', 'INSERT', 'DELETE']], ['model_fields', ['SELECT', 'INSERT', 'UPDATE']]] as const) {
+        for (const right of rights) needed.push([`has_table_privilege('${schema}.${table}', '${right}')`, `${right} on ${schema}.${table}`]);
+      }
+      needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (COPY stages rows in temp tables)']);
+      const [held] = (await client.query(`SELECT ${needed.map(([check], i) => `${check} AS r${i}`).join(', ')}`)).rows;
+      const missing = needed.filter((_, i) => !held[`r${i}`]).map(([, what]) => what);
+      if (missing.length) {
+        throw new ImporterError('IMP_ERR_STORE', `the PostgreSQL role lacks ${missing.join('; ')} (${this.where()}); GRANT them, or use a role that owns schema ${schema}`, { permanent: true });
+      }
+    } finally {
+      await client.query(`SELECT pg_advisory_unlock(hashtext('inference-importer:migrate:' || $1))`, [schema]).catch(() => undefined);
+      client.release();
+    }
+  }
+
+  /** A store error that names the database and what to do, from a pg error. */
+  private storeError(err: unknown, what: string): ImporterError {
+    if (err instanceof ImporterError) return err;
+    const e = err as Error & { code?: string };
+    const hint =
+      e.code === 'ECONNREFUSED' || e.code === 'ENOTFOUND' || e.code === 'ETIMEDOUT' || /timeout/i.test(e.message)
+        ? 'the database is unreachable: check store.url and the network'
+        : e.code === '28P01' || e.code === '28000'
+          ? 'the credentials were refused: check the user and password in store.url'
+          : e.code === '3D000'
+            ? 'the database does not exist: create it or fix store.url'
+            : e.code === '42501'
+              ? 'the role lacks a right it needs: GRANT it, or use a role that owns the schema'
+              : 'see the cause';
+    const message = e.message?.replaceAll(this.options.url, 'store.url') ?? String(err);
+    return new ImporterError('IMP_ERR_STORE', `${what} at ${this.where()}: ${message} (${hint})`, {
+      cause: err,
+      permanent: e.code === '28P01' || e.code === '3D000' || e.code === '42501',
+    });
+  }
+
+  /** Runs a statement of the store's own on a pooled connection. */
+  private async all(sql: string, params: unknown[] = [], client?: pg.PoolClient): Promise<Row[]> {
+    try {
+      return (await (client ?? this.pool).query(sql, params)).rows;
+    } catch (err) {
+      throw this.pgError(err);
+    }
+  }
+
+  /** A pg error as the importer's: transient ones retried, others naming the statement's failure. */
+  private pgError(err: unknown): unknown {
+    if (err instanceof ImporterError) return err;
+    const e = err as Error & { code?: string };
+    if (e.code && TRANSIENT_STATES.test(e.code)) return new ImporterError('IMP_ERR_STORE', `PostgreSQL (${this.where()}): ${e.message}; retried`, { cause: err });
+    if (!e.code || /^(ECONN|ETIMEDOUT|EPIPE)/.test(e.code) || /Connection terminated|timeout/i.test(e.message)) return this.storeError(err, 'PostgreSQL failed');
+    return err;
+  }
+
+  /** Runs `fn` in one transaction on one pooled connection. */
+  private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.storeError(err, 'cannot connect to PostgreSQL');
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      throw this.pgError(err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Test and tooling accessor (not part of `Store`): a query on the store's database. */
+  async query<T = Row>(sql: string, params: unknown[] = []): Promise<T[]> {
+    return (await this.all(sql, params)) as T[];
+  }
+
+  async ping(): Promise<void> {
+    await this.all('SELECT 1');
+  }
+
+  async latestVersions(jobId: string, keys?: readonly string[]): Promise<Map<string, FileVersion>> {
+    if (keys?.length === 0) return new Map();
+    const rows = await this.all(
+      `SELECT ${LEDGER_COLUMNS} FROM (${currentVersions(`job_id = $1 ${keys ? 'AND key = ANY($2)' : ''}`)}) c`,
+      keys ? [jobId, keys] : [jobId],
+    );
+    return new Map(rows.map((r) => [String(r.key), toVersion(r)]));
+  }
+
+  async getVersion(fileId: number): Promise<FileVersion | undefined> {
+    const rows = await this.all(`SELECT ${LEDGER_COLUMNS} FROM import_files WHERE file_id = $1`, [fileId]);
+    return rows[0] ? toVersion(rows[0]) : undefined;
+  }
+
+  recordDiscovered(jobId: string, objects: ListedObject[]): Promise<FileVersion[]> {
+    if (objects.length === 0) return Promise.resolve([]);
+    return this.transaction(async (c) => {
+      const now = new Date();
+      const arrays = [objects.map((o) => o.bucket), objects.map((o) => o.key), objects.map((o) => o.etag), objects.map((o) => o.size), objects.map((o) => o.lastModified)];
+      const discovered = `SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[]) AS d(bucket, key, etag, size, last_modified)`;
+      // A version seen before (the object went back to older content, or its listed size changed) becomes current and pending again.
+      await c.query(
+        `UPDATE import_files f SET status = 'pending', attempts = 0, discovered_at = $7, finished_at = NULL, size = d.size, last_modified = d.last_modified,
+           error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
+         FROM (${discovered}) d WHERE f.job_id = $1 AND f.key = d.key AND f.etag = d.etag`,
+        [jobId, ...arrays, now],
+      );
+      await c.query(
+        `INSERT INTO import_files (job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at)
+         SELECT $1, d.bucket, d.key, d.etag, d.size, d.last_modified, 'pending', 0, $7 FROM (${discovered}) d
+         ON CONFLICT (job_id, key, etag) DO NOTHING`,
+        [jobId, ...arrays, now],
+      );
+      const rows = (await c.query(
+        `SELECT ${LEDGER_COLUMNS.split(',').map((x) => `f.${x.trim()}`).join(', ')} FROM import_files f JOIN (${discovered}) d ON f.key = d.key AND f.etag = d.etag
+         WHERE f.job_id = $1 ORDER BY f.file_id`,
+        [jobId, ...arrays],
+      )).rows;
+      return rows.map(toVersion);
+    });
+  }
+
+  async recordFailure(fileId: number, attempts: number, error: { code: ErrorCode; message: string; location: ErrorLocation }, final: boolean): Promise<void> {
+    await this.all(
+      `UPDATE import_files SET status = CASE WHEN status IN ('succeeded', 'partially_succeeded') THEN status ELSE $2::text END,
+         attempts = $3, error_code = $4, error_message = $5, error_column = $6, error_row = $7,
+         finished_at = CASE WHEN $2::text = 'failed' THEN now() ELSE finished_at END
+       WHERE file_id = $1`,
+      [fileId, final ? 'failed' : 'pending', attempts, error.code, error.message, error.location.column ?? null, error.location.row ?? null],
+    );
+  }
+
+  async recordOutcome(fileId: number, status: 'superseded' | 'vanished', message: string): Promise<void> {
+    await this.all(
+      `UPDATE import_files SET status = $2, error_message = $3, finished_at = now() WHERE file_id = $1 AND status NOT IN ('succeeded', 'partially_succeeded')`,
+      [fileId, status, message],
+    );
+  }
+
+  runImport<T>(scope: ImportScope, fn: (tx: ImportTransaction, engine: Engine) => Promise<T>): Promise<T> {
+    return this.importLock.run(() => this.transaction((client) => fn(this.importTransaction(client, scope), this.engine)));
+  }
+
+  /** The store side of an import: rows staged by COPY into temp tables, merged under the model's advisory lock. */
+  private importTransaction(client: pg.PoolClient, scope: ImportScope): ImportTransaction {
+    const { jobId, modelId, environment: env } = scope;
+    const q = async (sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as Row[];
+    const previous = `SELECT file_id FROM import_files WHERE job_id = $3 AND key = ANY($4)`;
+    let locked = false;
+    // Merges of one model and environment take turns across workers: the current-row flags of a key depend on every file holding it.
+    const lockModel = async () => {
+      if (!locked) await q(`SELECT pg_advisory_xact_lock(hashtext('inference-importer:model'), hashtext($1 || chr(0) || $2))`, [modelId, env]);
+      locked = true;
+    };
+    const load = async (table: keyof typeof TABLES, r: RowsToLoad): Promise<number> => {
+      const { keys, columns } = TABLES[table];
+      const stage = `pg_stage_${randomUUID().replaceAll('-', '')}`;
+      await q(`CREATE TEMP TABLE ${stage} (${Object.entries(columns).map(([c, t]) => `${c} ${t}`).join(', ')}) ON COMMIT DROP`);
+      for (const batch of r.batches) await this.copyIn(client, stage, batch, columns);
+      // Temp tables get no statistics by themselves; the overlap join below needs them to pick a hash join.
+      await q(`ANALYZE ${stage}`);
+      await lockModel();
+      const orphaned = `pg_orphaned_${randomUUID().replaceAll('-', '')}`;
+      await q(`CREATE TEMP TABLE ${orphaned} (${keys.map((k) => `${k} TEXT`).join(', ')}) ON COMMIT DROP`);
+      // Keys whose current row goes away with the earlier versions: another file's row may take over.
+      await q(
+        `WITH gone AS (DELETE FROM ${table} WHERE model_id = $1 AND environment = $2 AND source_file_id IN (${previous}) RETURNING ${keys.join(', ')}, is_current)
+         INSERT INTO ${orphaned} SELECT DISTINCT ${keys.join(', ')} FROM gone WHERE is_current`,
+        [modelId, env, jobId, r.keys],
+      );
+      const cols = Object.keys(columns);
+      const inserted = await client.query(
+        `INSERT INTO ${table} (model_id, environment, ${cols.join(', ')}, loaded_at) SELECT $1, $2, ${cols.join(', ')}, now() FROM ${stage}`,
+        [modelId, env],
+      );
+      const n = inserted.rowCount ?? 0;
+      if (r.check) await r.check(n);
+      const on = keys.map((k) => `t.${k} = s.${k}`).join(' AND ');
+      const [{ orphans }] = await q(`SELECT count(*)::int AS orphans FROM ${orphaned}`);
+      // Most files bring keys no other file holds: then no flag needs recomputing.
+      const [{ overlap }] = await q(
+        `SELECT EXISTS (SELECT 1 FROM ${stage} s JOIN ${table} t ON t.model_id = $1 AND t.environment = $2 AND ${on} AND t.source_file_id <> ALL($3::bigint[]))
+             OR EXISTS (SELECT 1 FROM ${stage} GROUP BY ${keys.join(', ')} HAVING count(DISTINCT source_file_id) > 1) AS overlap`,
+        [modelId, env, r.fileIds],
+      );
+      if (Number(orphans) > 0 || overlap) {
+        await q(
+          `UPDATE ${table} t SET is_current = (t.source_file_id = w.top)
+           FROM (SELECT ${keys.map((k) => `r.${k}`).join(', ')}, max(r.source_file_id) AS top
+                 FROM ${table} r JOIN (SELECT ${keys.join(', ')} FROM ${orphaned} UNION SELECT ${keys.join(', ')} FROM ${stage}) a USING (${keys.join(', ')})
+                 WHERE r.model_id = $1 AND r.environment = $2 GROUP BY ${keys.map((k) => `r.${k}`).join(', ')}
+                 HAVING count(*) > 1 OR NOT bool_or(r.is_current)) w
+           WHERE t.model_id = $1 AND t.environment = $2 AND ${keys.map((k) => `t.${k} = w.${k}`).join(' AND ')} AND t.is_current <> (t.source_file_id = w.top)`,
+          [modelId, env],
+        );
+      }
+      return n;
+    };
+    return {
+      claim: async (versions) => {
+        const keys = [...new Set(versions.map((v) => v.key))];
+        // Locks every version of these keys, in one order (no deadlock between workers): a second worker on the same key waits, then sees the first one's outcome.
+        const own = new Map((await q(`SELECT file_id, status FROM import_files WHERE job_id = $1 AND key = ANY($2) ORDER BY key, file_id FOR UPDATE`, [jobId, keys]))
+          .map((r) => [Number(r.file_id), String(r.status)]));
+        const current = new Map((await q(`SELECT key, file_id FROM (${currentVersions('job_id = $1 AND key = ANY($2)')}) c`, [jobId, keys])).map((r) => [String(r.key), Number(r.file_id)]));
+        const out = new Map<number, 'live' | 'superseded' | 'done'>();
+        for (const v of versions) {
+          if (own.get(v.fileId) !== 'pending') out.set(v.fileId, 'done');
+          else if (current.get(v.key) !== v.fileId) {
+            await q(`UPDATE import_files SET status = 'superseded', finished_at = now(), error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [v.fileId]);
+            out.set(v.fileId, 'superseded');
+          } else out.set(v.fileId, 'live');
+        }
+        return out;
+      },
+      loadPredictions: async (r) => {
+        await lockModel();
+        for (const structs of r.structs ?? []) await this.ensureFields(client, modelId, structs);
+        return load('prediction_rows', r);
+      },
+      loadActuals: (r) => load('actual_rows', r),
+      matchedActuals: async (withActuals, withPredictions) => {
+        const out = new Map<number, MatchedActuals>();
+        const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
+        const rows = await q(
+          `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
+             SELECT CASE WHEN a.source_file_id = ANY($3::bigint[]) THEN a.source_file_id ELSE p.source_file_id END AS f,
+                    greatest(0, extract(epoch FROM a.actual_ts - p.prediction_ts)) AS d
+             FROM actual_rows a JOIN prediction_rows p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
+             WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current
+               AND (p.source_file_id = ANY($4::bigint[]) OR a.source_file_id = ANY($3::bigint[]))
+           ) x GROUP BY 1, 2`,
+          [modelId, env, withActuals, withPredictions],
+        );
+        for (const r of rows) {
+          const m = out.get(Number(r.f)) ?? { count: 0, groups: [] };
+          m.groups.push({ count: Number(r.n), meanSeconds: Number(r.mean) });
+          m.count += Number(r.n);
+          out.set(Number(r.f), m);
+        }
+        return out;
+      },
+      replaceRejected: async (keys, files) => {
+        await q(`DELETE FROM rejected_rows WHERE file_id IN (SELECT file_id FROM import_files WHERE job_id = $1 AND key = ANY($2))`, [jobId, keys]);
+        for (const { version, rows } of files) {
+          const constants = `CAST(${Math.floor(version.fileId)} AS BIGINT) AS file_id, ${sqlString(version.jobId)} AS job_id, ${sqlString(version.key)} AS key, ${sqlString(version.etag)} AS etag`;
+          await this.copyIn(client, 'rejected_rows', { engine: rows.engine, sql: `SELECT ${constants}, row_number, column_name, code, message, CAST(raw AS VARCHAR) AS raw FROM (${rows.sql})` },
+            { file_id: 'BIGINT', job_id: 'TEXT', key: 'TEXT', etag: 'TEXT', row_number: 'BIGINT', column_name: 'TEXT', code: 'TEXT', message: 'TEXT', raw: 'TEXT' });
+        }
+      },
+      finish: async (fileId, o) => {
+        await q(
+          `UPDATE import_files SET status = $2, finished_at = now(), rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+             error_code = $7, error_message = $8, error_column = $9, error_row = $10
+           WHERE file_id = $1`,
+          [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow],
+        );
+      },
+    };
+  }
+
+  /**
+   * Streams an engine relation into a table by COPY: the engine writes it as CSV next to the
+   * downloads (nested values as JSON text), and the file is piped into `COPY … FROM STDIN`.
+   * `columns` names the table's columns in order; the relation's columns missing from it load NULL.
+   */
+  private async copyIn(client: pg.PoolClient, table: string, rows: EngineRows, columns: Record<string, string>): Promise<number> {
+    const have = new Set((await rows.engine.run(`DESCRIBE SELECT * FROM (${rows.sql})`)).map((r) => String(r.column_name)));
+    const select = Object.entries(columns)
+      .filter(([c]) => have.has(c))
+      .map(([c, t]) => (t === 'JSONB' ? `CAST(to_json(${c}) AS VARCHAR) AS ${c}` : c));
+    const cols = Object.keys(columns).filter((c) => have.has(c));
+    const path = join(this.options.readableDirectory, `copy-${randomUUID()}.csv`);
+    try {
+      const n = await rows.engine.writeCsv(`SELECT ${select.join(', ')} FROM (${rows.sql})`, path);
+      if (n === 0) return 0;
+      await pipeline(createReadStream(path), client.query(copyFrom(`COPY ${table} (${cols.join(', ')}) FROM STDIN (FORMAT csv)`)));
+      return n;
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+
+  /** Records the fields this file brings to a model's feature, tag, SHAP and embedding columns; a field whose type changed fails the file. */
+  private async ensureFields(client: pg.PoolClient, modelId: string, structs: StructColumns): Promise<void> {
+    for (const [column, fields] of Object.entries(structs) as Array<[string, StructField[]]>) {
+      if (fields.length === 0) continue;
+      const stored = (await client.query(`SELECT field, type FROM model_fields WHERE model_id = $1 AND column_name = $2`, [modelId, column])).rows.map((r) => [String(r.field), String(r.type)] as [string, string]);
+      const { merged, changed } = mergeStructFields(modelId, column, stored, fields);
+      if (!changed) continue;
+      await client.query(
+        `INSERT INTO model_fields (model_id, column_name, field, type) SELECT $1, $2, f, t FROM unnest($3::text[], $4::text[]) AS x(f, t)
+         ON CONFLICT (model_id, column_name, field) DO UPDATE SET type = excluded.type`,
+        [modelId, column, [...merged.keys()], [...merged.values()]],
+      );
+    }
+  }
+
+  async jobCounts(): Promise<Map<string, JobCounts>> {
+    const rows = await this.all(
+      `SELECT job_id, status, count(*) AS n, sum(coalesce(predictions_loaded, 0) + coalesce(actuals_loaded, 0)) AS loaded, sum(coalesce(rows_rejected, 0)) AS rejected
+       FROM (${currentVersions('true')}) c GROUP BY job_id, status`,
+    );
+    const out = new Map<string, JobCounts>();
+    for (const r of rows) {
+      const c = out.get(String(r.job_id)) ?? { files: {}, rowsLoaded: 0, rowsRejected: 0 };
+      c.files[r.status as FileStatus] = Number(r.n);
+      c.rowsLoaded += Number(r.loaded);
+      c.rowsRejected += Number(r.rejected);
+      out.set(String(r.job_id), c);
+    }
+    return out;
+  }
+
+  async listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage> {
+    const current = currentVersions('job_id = $1');
+    const filter = options.status ? 'WHERE status = $2' : '';
+    const params: unknown[] = options.status ? [jobId, options.status] : [jobId];
+    const [{ n }] = await this.all(`SELECT count(*)::int AS n FROM (${current}) c ${filter}`, params);
+    const rows = await this.all(
+      `SELECT ${LEDGER_COLUMNS} FROM (${current}) c ${filter} ORDER BY discovered_at DESC, key LIMIT ${Math.floor(options.limit)} OFFSET ${Math.floor(options.offset)}`,
+      params,
+    );
+    const files = rows.map(toVersion);
+    if (files.length === 0) return { total: Number(n), files: [] };
+    const ids = files.map((f) => f.fileId);
+    const older = await this.all(
+      `SELECT key, etag, status, discovered_at, finished_at FROM import_files WHERE job_id = $1 AND key = ANY($2) AND NOT file_id = ANY($3::bigint[]) ORDER BY discovered_at DESC`,
+      [jobId, files.map((f) => f.key), ids],
+    );
+    const errors = await this.all(
+      `SELECT file_id, code, message, row_number, column_name FROM (
+         SELECT *, row_number() OVER (PARTITION BY file_id ORDER BY row_number) AS nth FROM rejected_rows WHERE file_id = ANY($1::bigint[])
+       ) e WHERE nth <= $2 ORDER BY file_id, row_number`,
+      [ids, Math.floor(options.errors)],
+    );
+    return {
+      total: Number(n),
+      files: files.map((f) => ({
+        ...f,
+        previousVersions: older.filter((o) => o.key === f.key).map((o) => ({ etag: String(o.etag), status: o.status as FileStatus, discoveredAt: date(o.discovered_at)!, finishedAt: date(o.finished_at) })),
+        firstErrors: errors
+          .filter((e) => Number(e.file_id) === f.fileId)
+          .map((e) => ({ code: String(e.code), message: String(e.message), row: num(e.row_number), column: (e.column_name as string | null) ?? null })),
+      })),
+    };
+  }
+
+  resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
+    return this.transaction(async (c) => {
+      const where = 'failed' in which ? `status = 'failed'` : `key = $2`;
+      const params = 'failed' in which ? [jobId] : [jobId, which.key];
+      const rows = (await c.query(
+        `UPDATE import_files SET status = 'pending', attempts = 0, finished_at = NULL, error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
+         WHERE file_id IN (SELECT file_id FROM (${currentVersions('job_id = $1')}) c WHERE ${where})
+         RETURNING ${LEDGER_COLUMNS}`,
+        params,
+      )).rows;
+      return rows.map(toVersion).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    });
+  }
+
+  async modelSummaries(): Promise<ModelSummary[]> {
+    const rows = await this.all(
+      `WITH p AS (SELECT model_id, environment, count(*) AS predictions FROM predictions GROUP BY 1, 2),
+            a AS (SELECT model_id, environment, count(*) AS actuals FROM actuals GROUP BY 1, 2),
+            j AS (SELECT a.model_id, a.environment, count(*) AS joined,
+                         percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM a.actual_ts - p.prediction_ts))) AS p50,
+                         percentile_cont(0.9) WITHIN GROUP (ORDER BY greatest(0, extract(epoch FROM a.actual_ts - p.prediction_ts))) AS p90
+                  FROM actuals a JOIN predictions p USING (model_id, environment, prediction_id) GROUP BY 1, 2)
+       SELECT model_id, environment, coalesce(predictions, 0) AS predictions, coalesce(actuals, 0) AS actuals, coalesce(joined, 0) AS joined, p50, p90
+       FROM p FULL JOIN a USING (model_id, environment) LEFT JOIN j USING (model_id, environment) ORDER BY model_id, environment`,
+    );
+    return rows.map((r) => {
+      const predictions = Number(r.predictions);
+      const actuals = Number(r.actuals);
+      const joined = Number(r.joined);
+      return {
+        modelId: String(r.model_id), environment: String(r.environment), predictions, actuals, joined,
+        matchRate: predictions ? joined / predictions : 0, actualsWaiting: actuals - joined,
+        delayP50: r.p50 === null ? null : Number(r.p50), delayP90: r.p90 === null ? null : Number(r.p90),
+      };
+    });
+  }
+
+  /**
+   * An operator's SELECT, in a read-only transaction with its own statement_timeout. The extended
+   * protocol takes one statement only, and wrapping it as a subquery refuses anything but a query.
+   */
+  async readOnlyQuery(sql: string, limit: number, timeoutMs: number): Promise<QueryResult> {
+    const refuse = (why: string) => new ImporterError('IMP_ERR_SQL_REFUSED', why, { permanent: true });
+    const text = sql.trim().replace(/;\s*$/, '');
+    if (!/^(select|with|values|table)\b/i.test(text)) throw refuse('only a single SELECT statement is accepted');
+    if (REFUSED_FUNCTIONS.test(text)) throw refuse('functions that read server files, sleep, or change state are not accepted: query the store tables and views');
+    const client = await this.pool.connect().catch((err) => {
+      throw this.storeError(err, 'cannot connect to PostgreSQL');
+    });
+    try {
+      await client.query('BEGIN READ ONLY');
+      await client.query(`SET LOCAL statement_timeout = ${Math.floor(timeoutMs)}`);
+      const result = await client.query({ text: `SELECT * FROM (${text}) AS q LIMIT ${Math.floor(limit) + 1}`, values: [] });
+      const rows = result.rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v])));
+      return { columns: result.fields.map((f) => f.name), rows: rows.slice(0, limit), truncated: rows.length > limit };
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (e.code === '57014') throw refuse(`the query ran longer than ${timeoutMs} ms and was stopped`);
+      if (e.code === '42P01') {
+        const tables = (await client.query('ROLLBACK').then(() => this.all(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, [this.options.schema])).catch(() => []))
+          .map((r) => String(r.table_name));
+        throw refuse(`${e.message}; the tables and views are: ${tables.join(', ')}`);
+      }
+      throw refuse(describeError(err).message.split('\n')[0]);
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.importLock.run(async () => {
+      this.engine?.close();
+      await this.pool?.end();
+    });
+  }
+}
