@@ -4,6 +4,7 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { validateConfig, type Config } from '../../src/config/index.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
 import { createLogger } from '../../src/log.ts';
+import { createTestDatabase, type TestDatabase } from './postgres.ts';
 import { startRedis, type RedisHarness } from './redis.ts';
 import { startS3, useS3rverCredentials, type S3Harness } from './s3.ts';
 import { tmpDir, type TmpDir } from './tmp.ts';
@@ -18,22 +19,39 @@ export interface Stack {
   redis: RedisHarness;
   s3: S3Harness;
   tmp: TmpDir;
+  /** The PostgreSQL database of a postgres stack. */
+  db?: TestDatabase;
   /** A config for these services, fast intervals, with the given jobs (raw, as in YAML). */
   config(jobs: unknown[], overrides?: Record<string, unknown>): Readonly<Config>;
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
-  const [redis, s3, tmp] = await Promise.all([startRedis(), startS3({ buckets: [BUCKET] }), tmpDir('importer-test-')]);
+export type StoreKind = 'duckdb' | 'postgres';
+/** The stores scenario tests run against: every one (`TEST_STORES=postgres` narrows it while debugging). */
+export const STORE_KINDS: readonly StoreKind[] = (process.env.TEST_STORES?.split(',') as StoreKind[] | undefined) ?? ['duckdb', 'postgres'];
+
+/**
+ * Starts the services; `store: 'postgres'` also creates a fresh PostgreSQL database for this test
+ * file, dropped by `stop`, and each config gets a schema of its own in it.
+ */
+export async function startStack(options: { store?: StoreKind } = {}): Promise<Stack> {
+  const [redis, s3, tmp, db] = await Promise.all([
+    startRedis(), startS3({ buckets: [BUCKET] }), tmpDir('importer-test-'),
+    options.store === 'postgres' ? createTestDatabase() : undefined,
+  ]);
   let n = 0;
   return {
     redis,
     s3,
     tmp,
+    db,
     config(jobs, overrides = {}) {
+      n++;
       return validateConfig({
-        redis: { url: redis.url, prefix: `t${++n}` },
-        store: { kind: 'duckdb', path: join(tmp.path, `store-${n}.duckdb`), memoryLimit: '512MB', threads: 2 },
+        redis: { url: redis.url, prefix: `t${n}` },
+        store: db
+          ? { kind: 'postgres', url: db.url, schema: `s${n}`, memoryLimit: '512MB', threads: 2 }
+          : { kind: 'duckdb', path: join(tmp.path, `store-${n}.duckdb`), memoryLimit: '512MB', threads: 2 },
         s3: { endpoint: s3.endpoint, forcePathStyle: true, maxAttempts: 2 },
         http: { port: 0 },
         defaults: { pollInterval: '1s' },
@@ -44,7 +62,7 @@ export async function startStack(): Promise<Stack> {
       });
     },
     async stop() {
-      await Promise.allSettled([redis.stop(), s3.stop()]);
+      await Promise.allSettled([redis.stop(), s3.stop(), db?.drop()]);
       await tmp.cleanup();
     },
   };

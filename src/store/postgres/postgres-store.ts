@@ -344,7 +344,7 @@ export class PostgresStore implements Store {
     let locked = false;
     // Merges of one model and environment take turns across workers: the current-row flags of a key depend on every file holding it.
     const lockModel = async () => {
-      if (!locked) await q(`SELECT pg_advisory_xact_lock(hashtext('inference-importer:model'), hashtext($1 || chr(0) || $2))`, [modelId, env]);
+      if (!locked) await q(`SELECT pg_advisory_xact_lock(hashtextextended(json_build_array('inference-importer:model', $1::text, $2::text)::text, 0))`, [modelId, env]);
       locked = true;
     };
     const load = async (table: keyof typeof TABLES, r: RowsToLoad): Promise<number> => {
