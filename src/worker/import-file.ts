@@ -47,6 +47,8 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
 
   // One private folder per import: the download, and whatever a reader derives from it.
   const dir = join(deps.tmpDir, `${fileId}-${randomUUID()}`);
+  const started = performance.now();
+  let downloadedAt = started;
   await mkdir(dir);
   try {
     let file: LocalFile;
@@ -65,10 +67,14 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
         return { status: downloaded.kind };
       }
       metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
+      downloadedAt = performance.now();
       source = await jobRelation(job, file);
       await deps.downloads?.siblings(job.id);
     }
-    const result = await deps.importer.importFile({ job, version, file, source, importTime: new Date() });
+    const waitedAt = performance.now();
+    const imported = await deps.importer.importFile({ job, version, file, source, importTime: new Date() });
+    // Where the time went, for the log line: download, waiting for sibling downloads, the import (its turn included).
+    const result = { ...imported, ms: { download: Math.round(downloadedAt - started), wait: Math.round(waitedAt - downloadedAt), import: Math.round(performance.now() - waitedAt) } };
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
       metrics.storeChanged();
       metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));

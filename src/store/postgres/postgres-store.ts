@@ -341,11 +341,12 @@ export class PostgresStore implements Store {
     const { jobId, modelId, environment: env } = scope;
     const q = async (sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as Row[];
     const previous = `SELECT file_id FROM import_files WHERE job_id = $3 AND key = ANY($4)`;
-    let locked = false;
-    // Merges of one model and environment take turns across workers: the current-row flags of a key depend on every file holding it.
-    const lockModel = async () => {
-      if (!locked) await q(`SELECT pg_advisory_xact_lock(hashtextextended(json_build_array('inference-importer:model', $1::text, $2::text)::text, 0))`, [modelId, env]);
-      locked = true;
+    const locked = new Set<string>();
+    // Merges into one table of one model and environment take turns across workers: the current-row
+    // flags of a key depend on every file holding it. A file of predictions and actuals locks them in that order.
+    const lockModel = async (table: keyof typeof TABLES) => {
+      if (!locked.has(table)) await q(`SELECT pg_advisory_xact_lock(hashtextextended(json_build_array('inference-importer:merge', $1::text, $2::text, $3::text)::text, 0))`, [table, modelId, env]);
+      locked.add(table);
     };
     const load = async (table: keyof typeof TABLES, r: RowsToLoad): Promise<number> => {
       const { keys, columns } = TABLES[table];
@@ -354,7 +355,7 @@ export class PostgresStore implements Store {
       for (const batch of r.batches) await this.copyIn(client, stage, batch, columns);
       // Temp tables get no statistics by themselves; the overlap join below needs them to pick a hash join.
       await q(`ANALYZE ${stage}`);
-      await lockModel();
+      await lockModel(table);
       const orphaned = `pg_orphaned_${randomUUID().replaceAll('-', '')}`;
       await q(`CREATE TEMP TABLE ${orphaned} (${keys.map((k) => `${k} TEXT`).join(', ')}) ON COMMIT DROP`);
       // Keys whose current row goes away with the earlier versions: another file's row may take over.
@@ -409,7 +410,7 @@ export class PostgresStore implements Store {
         return out;
       },
       loadPredictions: async (r) => {
-        await lockModel();
+        await lockModel('prediction_rows');
         for (const structs of r.structs ?? []) await this.ensureFields(client, modelId, structs);
         return load('prediction_rows', r);
       },
@@ -417,13 +418,16 @@ export class PostgresStore implements Store {
       matchedActuals: async (withActuals, withPredictions) => {
         const out = new Map<number, MatchedActuals>();
         const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
+        const pair = `FROM actual_rows a JOIN prediction_rows p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
+                      WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current`;
+        const delay = 'greatest(0, extract(epoch FROM a.actual_ts - p.prediction_ts)) AS d';
+        // Two index-friendly halves instead of one OR over both tables: this import's actuals that met a
+        // prediction, and this import's predictions that met an actual of an earlier file.
         const rows = await q(
           `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
-             SELECT CASE WHEN a.source_file_id = ANY($3::bigint[]) THEN a.source_file_id ELSE p.source_file_id END AS f,
-                    greatest(0, extract(epoch FROM a.actual_ts - p.prediction_ts)) AS d
-             FROM actual_rows a JOIN prediction_rows p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
-             WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current
-               AND (p.source_file_id = ANY($4::bigint[]) OR a.source_file_id = ANY($3::bigint[]))
+             SELECT a.source_file_id AS f, ${delay} ${pair} AND a.source_file_id = ANY($3::bigint[])
+             UNION ALL
+             SELECT p.source_file_id AS f, ${delay} ${pair} AND p.source_file_id = ANY($4::bigint[]) AND NOT a.source_file_id = ANY($3::bigint[])
            ) x GROUP BY 1, 2`,
           [modelId, env, withActuals, withPredictions],
         );

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { validateConfig } from '../src/config/index.ts';
+import { readerFor } from '../src/formats/index.ts';
+import { PostgresStore, type ListedObject } from '../src/store/index.ts';
+import { spawnCli, type ChildDaemon } from './helpers/child.ts';
+import { importerOf } from './helpers/sql.ts';
+import { BUCKET, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+
+/** A seeded generator (mulberry32), so a failing arrival order can be replayed with TEST_SEED. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('scale-out: one scheduler and several worker processes on PostgreSQL', () => {
+  let stack: Stack;
+  const children: ChildDaemon[] = [];
+  before(async () => (stack = await startStack({ store: 'postgres' })));
+  after(async () => {
+    for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
+    await Promise.all(children.map((c) => c.exited));
+    await stack?.stop();
+  });
+
+  const body = (prefix: string) => ({
+    redis: { url: stack.redis.url, prefix },
+    store: { kind: 'postgres', url: stack.db!.url, schema: prefix, memoryLimit: '256MB', threads: 1 },
+    s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 3 },
+    http: { port: 0 },
+    defaults: { pollInterval: '1s' },
+    worker: { concurrency: 2, attempts: 5, backoff: '300ms', lockDuration: '3s', shutdownTimeout: '10s' },
+    log: { level: 'info' },
+    jobs: [
+      { id: 'preds', source: `s3://${BUCKET}/${prefix}/predictions/`, model: { id: 'm', version: 'v1' }, schema: { predictionId: 'pid', predictionScore: 'score', features: ['f'] } },
+      { id: 'acts', source: `s3://${BUCKET}/${prefix}/actuals/`, model: { id: 'm' }, schema: { predictionId: 'pid', actualLabel: 'y' } },
+    ],
+  });
+  const q = async (db: PostgresStore, text: string) => db.query<Record<string, number>>(text);
+
+  it('imports 200 files arriving in random order, some rewritten, exactly once with 1 scheduler and 3 workers', async () => {
+    const seed = Number(process.env.TEST_SEED ?? Date.now() % 100_000);
+    const rnd = random(seed);
+    const configPath = join(stack.tmp.path, 'scale.yaml');
+    children.push(await spawnCli(['scheduler'], { path: configPath, body: body('scale') }));
+    for (let i = 0; i < 3; i++) children.push(await spawnCli(['worker', '--config', configPath]));
+
+    // 150 prediction files of 40 IDs each; 50 actuals files for the IDs of every third prediction file.
+    const files: Array<{ key: string; sql: string; format: string }> = [];
+    for (let i = 0; i < 150; i++) {
+      files.push({ key: `scale/predictions/d${i % 7}/p${i}.${i % 2 ? 'csv' : 'parquet'}`, sql: `SELECT 'f${i}-' || j AS pid, ${i} / 1000.0 AS score, j AS f FROM range(40) t(j)`, format: i % 2 ? 'FORMAT csv, HEADER true' : 'FORMAT parquet' });
+    }
+    for (let i = 0; i < 150; i += 3) files.push({ key: `scale/actuals/a${i}.parquet`, sql: `SELECT 'f${i}-' || j AS pid, 'y${i}' AS y FROM range(40) t(j)`, format: 'FORMAT parquet' });
+    // 20 prediction files are rewritten after a while: 30 IDs instead of 40, another score.
+    const rewritten = files.slice(0, 150).filter(() => rnd() < 0.15).slice(0, 20);
+    const order = files.map((f) => ({ f, at: rnd() })).sort((a, b) => a.at - b.at).map((x) => x.f);
+    const put = async (f: { key: string; sql: string; format: string }, name: string) => {
+      const path = await writeFixture(join(stack.tmp.path, name), f.sql, f.format);
+      await stack.s3.put(BUCKET, f.key, await readFile(path));
+    };
+    for (const [n, f] of order.entries()) {
+      await put(f, `s${n}`);
+      if (n % 20 === 0) await sleep(Math.floor(rnd() * 400));
+    }
+    for (const [n, f] of rewritten.entries()) {
+      const i = Number(/p(\d+)\./.exec(f.key)![1]);
+      await put({ ...f, sql: `SELECT 'f${i}-' || j AS pid, 0.777 AS score, j AS f FROM range(30) t(j)` }, `r${n}`);
+    }
+
+    const db = new PostgresStore({ ...validateConfig(body('scale')).store, readableDirectory: stack.tmp.path } as never);
+    await db.init();
+    try {
+      const ledgerDone = async () => {
+        const [r] = await q(db, `SELECT count(*)::int AS keys, count(*) FILTER (WHERE status IN ('succeeded', 'partially_succeeded'))::int AS done
+                                  FROM (SELECT DISTINCT ON (job_id, key) * FROM import_files ORDER BY job_id, key, discovered_at DESC, file_id DESC) c`);
+        const [pending] = await q(db, `SELECT count(*)::int AS n FROM import_files WHERE status = 'pending'`);
+        return r.keys === 200 && r.done === 200 && pending.n === 0 && r;
+      };
+      await waitFor(`200 files imported (seed ${seed})`, ledgerDone, 240_000, 500).finally(async () => { if (process.env.TEST_DUMP) for (const [i, c] of children.entries()) await (await import('node:fs/promises')).writeFile(`/tmp/child-${i}.log`, c.output()); });
+      const expectedPredictions = 150 * 40 - rewritten.length * 10;
+      const [p] = await q(db, `SELECT count(*)::int AS n, count(DISTINCT (model_version, prediction_id))::int AS d, count(*) FILTER (WHERE prediction_score = 0.777)::int AS r FROM predictions`);
+      assert.deepEqual(p, { n: expectedPredictions, d: expectedPredictions, r: rewritten.length * 30 }, `seed ${seed}`);
+      const [rows] = await q(db, `SELECT count(*)::int AS n FROM prediction_rows`);
+      assert.equal(rows.n, expectedPredictions, `no rows of replaced versions are left (seed ${seed})`);
+      // Actuals of rewritten files' last 10 IDs wait for predictions that no longer exist.
+      const rewrittenWithActuals = rewritten.filter((f) => Number(/p(\d+)\./.exec(f.key)![1]) % 3 === 0).length;
+      const [a] = await q(db, `SELECT (SELECT count(*) FROM actuals)::int AS a, (SELECT count(*) FROM inferences WHERE actual_label IS NOT NULL)::int AS j`);
+      assert.deepEqual(a, { a: 50 * 40, j: 50 * 40 - rewrittenWithActuals * 10 }, `seed ${seed}`);
+      const [ledger] = await q(db, `SELECT count(*) FILTER (WHERE status NOT IN ('succeeded', 'superseded'))::int AS other FROM import_files`);
+      assert.equal(ledger.other, 0, `every ledger row final (seed ${seed})`);
+      const imported = children.slice(1).map((c) => c.output().split('\n').filter((l) => l.includes('"msg":"import succeeded"')).length);
+      assert.ok(imported.filter((n) => n > 0).length >= 2, `the work was shared by the workers: ${imported.join(', ')}`);
+      assert.doesNotMatch(children[0].output(), /"msg":"import succeeded"/, 'the scheduler imports nothing');
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('two workers racing on two versions of one key end with the newer version only, whatever the timing', async () => {
+    const config = validateConfig(body('race'));
+    const open = async () => {
+      const s = new PostgresStore({ ...config.store, readableDirectory: stack.tmp.path } as never);
+      await s.init();
+      return s;
+    };
+    const [w1, w2] = [await open(), await open()];
+    try {
+      const job = config.jobs[0];
+      const obj = (etag: string): ListedObject => ({ bucket: BUCKET, key: 'race/predictions/k.parquet', etag, size: 100, lastModified: new Date() });
+      const request = async (store: PostgresStore, version: Awaited<ReturnType<PostgresStore['recordDiscovered']>>[number], n: number, score: number) => {
+        const path = await writeFixture(join(stack.tmp.path, `race-${version.etag}.parquet`), `SELECT 'k-' || j AS pid, ${score} AS score, j AS f FROM range(${n}) t(j)`, 'FORMAT parquet');
+        const file = { path, key: version.key };
+        return importerOf(store).importFile({ job, version, file, source: await readerFor('parquet')(file, {}), importTime: new Date() });
+      };
+      for (const [round, olderFirst] of [[1, true], [2, false]] as const) {
+        const [older] = await w1.recordDiscovered('preds', [obj(`old${round}`)]);
+        const [newer] = await w1.recordDiscovered('preds', [obj(`new${round}`)]);
+        // Both start at the same moment; in round 1 the older one is given a head start, in round 2 the newer.
+        const a = request(w1, older, 50, 0.1);
+        if (olderFirst) await sleep(30);
+        const b = request(w2, newer, 20, 0.9);
+        const [ra, rb] = await Promise.all([a, b]);
+        assert.equal(rb.status, 'succeeded');
+        assert.ok(ra.status === 'superseded' || ra.status === 'succeeded', ra.status);
+        const [p] = await q(w1, `SELECT count(*)::int AS n, min(prediction_score) AS lo, max(prediction_score) AS hi FROM prediction_rows WHERE prediction_id LIKE 'k-%'`);
+        assert.deepEqual(p, { n: 20, lo: 0.9, hi: 0.9 }, `round ${round}`);
+        const statuses = await w1.query<{ etag: string; status: string }>(`SELECT etag, status FROM import_files WHERE key = 'race/predictions/k.parquet' AND etag LIKE '%${round}'`);
+        assert.deepEqual(Object.fromEntries(statuses.map((s) => [s.etag, s.status])), { [`old${round}`]: ra.status, [`new${round}`]: 'succeeded' });
+      }
+    } finally {
+      await w1.close();
+      await w2.close();
+    }
+  });
+});
