@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { createMetrics, type Metrics } from './admin/metrics.ts';
 import { startHttpServer } from './admin/server.ts';
 import type { Config } from './config/index.ts';
-import { describeError } from './errors.ts';
+import { describeError, isPermanent } from './errors.ts';
 import { openMemoryEngine } from './engine/index.ts';
 import { Importer } from './import/index.ts';
 import { createLogger } from './log.ts';
@@ -51,9 +51,6 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const metrics = createMetrics();
   const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
   const store = createStore(config, tmpDir);
-  await store.init();
-  const readEngine = await openMemoryEngine({ readableDirectory: tmpDir, memoryLimit: '256MB', threads: 1 });
-  log.info({ store: store.kind, jobs: config.jobs.map((j) => j.id) }, 'store open');
 
   const redis = connectRedis(config.redis.url, 'inference-importer');
   let lastRedisError = 0;
@@ -64,6 +61,26 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const queues = new ImportQueues(config, redis);
   const s3 = createS3Client(config.s3);
   metrics.attach({ config, queues, store, redis });
+
+  // HTTP comes up before the store opens, so health, readiness (naming the store) and metrics answer while it cannot.
+  let http: FastifyInstance | undefined;
+  let stopping = false;
+  if (roles.http) {
+    http = await startHttpServer(config, metrics, {
+      live: () => !stopping,
+      ready: () => readiness(redis, store),
+    }, log, { config, store, queues, redis, s3 });
+  }
+  try {
+    await openStore(store, log, () => stopping);
+  } catch (err) {
+    await http?.close();
+    redis.disconnect();
+    await rm(tmpDir, { recursive: true, force: true });
+    throw err;
+  }
+  const readEngine = await openMemoryEngine({ readableDirectory: tmpDir, memoryLimit: '256MB', threads: 1 });
+  log.info({ store: store.kind, jobs: config.jobs.map((j) => j.id) }, 'store open');
 
   let workers: ImportWorkers | undefined;
   if (roles.worker) {
@@ -80,14 +97,6 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
       onPolled: (jobId, status) => recordPoll(redis, config, jobId, { at: new Date().toISOString(), ...status }),
     });
     poller.start();
-  }
-  let http: FastifyInstance | undefined;
-  let stopping = false;
-  if (roles.http) {
-    http = await startHttpServer(config, metrics, {
-      live: () => !stopping,
-      ready: () => readiness(redis, store),
-    }, log, { config, store, queues, redis, s3 });
   }
   log.info({ roles }, 'inference-importer started');
 
@@ -110,6 +119,26 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
       log.info('stopped');
     },
   };
+}
+
+/**
+ * Opens the store, waiting for it while it is unreachable (a database that starts after the
+ * daemon, or is restarted): one log line per attempt, backing off to 30 s. Errors a wait cannot
+ * mend (wrong credentials, a missing right, a locked DuckDB file) are thrown at once.
+ */
+async function openStore(store: Store, log: Logger, stopping: () => boolean): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.init();
+      if (attempt > 1) log.info({ attempts: attempt }, 'store reachable again');
+      return;
+    } catch (err) {
+      if (isPermanent(err) || stopping()) throw err;
+      const delay = Math.min(30_000, 1000 * 2 ** (attempt - 1));
+      log.error({ code: describeError(err).code, attempt, retryInMs: delay }, `${describeError(err).message}; the daemon waits for the store (health and metrics answer meanwhile)`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 async function readiness(redis: Redis, store: Store): Promise<{ ok: boolean; checks: Record<string, string> }> {

@@ -7,6 +7,8 @@ import { validateConfig } from '../src/config/index.ts';
 import { readerFor } from '../src/formats/index.ts';
 import { PostgresStore, type ListedObject } from '../src/store/index.ts';
 import { spawnCli, type ChildDaemon } from './helpers/child.ts';
+import { freePort } from './helpers/ports.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { importerOf } from './helpers/sql.ts';
 import { BUCKET, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 
@@ -138,5 +140,74 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
       await w1.close();
       await w2.close();
     }
+  });
+
+  it('waits for a database unreachable at start and mid-run, staying observable, then imports every file exactly once', async () => {
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(stack.db!.url).port || 5432) });
+    try {
+      await proxy.cut();
+      const url = new URL(stack.db!.url);
+      url.port = String(proxy.port);
+      const port = await freePort();
+      const cfg = body('down');
+      const daemon = await spawnCli(['run'], { path: join(stack.tmp.path, 'down.yaml'), body: { ...cfg, http: { port }, store: { ...cfg.store, url: url.toString() } } });
+      children.push(daemon);
+      const put = async (key: string, n: number) => {
+        const path = await writeFixture(join(stack.tmp.path, key.replaceAll('/', '_')), `SELECT '${key}-' || j AS pid, 0.5 AS score, j AS f FROM range(${n}) t(j)`, 'FORMAT parquet');
+        await stack.s3.put(BUCKET, key, await readFile(path));
+      };
+      await put('down/predictions/a.parquet', 10);
+      const ready = await waitFor('readiness naming the store', async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+        return r && { status: r.status, body: (await r.json()) as { checks: Record<string, string> } };
+      });
+      assert.equal(ready.status, 503);
+      assert.match(ready.body.checks.store, /IMP_ERR_STORE|unreachable|ECONNREFUSED|connect/i);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+      assert.match(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), /^importer_store_up 0$/m);
+      await waitFor('the log to name the database', async () => /the database is unreachable: check store\.url and the network/.test(daemon.output()));
+      assert.doesNotMatch(daemon.output(), /postgres:\/\/postgres@/, 'the URL is not logged');
+
+      await proxy.restore();
+      const db = new PostgresStore({ ...validateConfig(cfg).store, readableDirectory: stack.tmp.path } as never);
+      await db.init();
+      try {
+        const imported = (n: number) => waitFor(`${n} rows imported`, async () => {
+          const [r] = await q(db, `SELECT count(*)::int AS n FROM predictions`);
+          const [p] = await q(db, `SELECT count(*)::int AS n FROM import_files WHERE status <> 'succeeded'`);
+          return r.n === n && p.n === 0;
+        }, 90_000);
+        await imported(10);
+
+        // Mid-run: imports fail while it is gone (and are retried), health and metrics keep answering.
+        await proxy.cut();
+        await put('down/predictions/b.parquet', 20);
+        await put('down/predictions/c.parquet', 30);
+        await waitFor('an import failing on the store', async () => /"code":"IMP_ERR_STORE"/.test(daemon.output().split('"msg":"store open"')[1] ?? ''), 30_000);
+        assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+        assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 503);
+        await proxy.restore();
+        await imported(60);
+        const [d] = await q(db, `SELECT count(DISTINCT prediction_id)::int AS n FROM prediction_rows`);
+        assert.equal(d.n, 60);
+      } finally {
+        await db.close();
+      }
+      daemon.proc.kill('SIGTERM');
+      assert.equal((await daemon.exited).code, 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('refuses to start with credentials the database rejects, naming the setting', async () => {
+    const url = new URL(stack.db!.url);
+    url.username = 'no_such_role';
+    const cfg = body('creds');
+    const daemon = await spawnCli(['run'], { path: join(stack.tmp.path, 'creds.yaml'), body: { ...cfg, store: { ...cfg.store, url: url.toString() } } });
+    children.push(daemon);
+    const exit = await daemon.exited;
+    assert.equal(exit.code, 1);
+    assert.match(daemon.output(), /IMP_ERR_STORE.*role \\?"no_such_role\\?" does not exist.*check the user and password in store\.url/);
   });
 });

@@ -42,6 +42,8 @@ function statusOf(code: string): number {
   if (code === 'IMP_ERR_HTTP_NOT_FOUND') return 404;
   if (code === 'IMP_ERR_HTTP_BAD_REQUEST' || code === 'IMP_ERR_SQL_REFUSED') return 400;
   if (code === 'IMP_ERR_HTTP_UNAUTHORIZED') return 401;
+  // The store or Redis cannot answer now: a retry later can succeed.
+  if (code === 'IMP_ERR_STORE' || code === 'IMP_ERR_REDIS') return 503;
   return 500;
 }
 

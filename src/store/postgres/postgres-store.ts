@@ -141,7 +141,8 @@ export class PostgresStore implements Store {
     const ssl = this.options.ssl
       ? { rejectUnauthorized: this.options.ssl.rejectUnauthorized, ...(this.options.ssl.ca ? { ca: await readFile(this.options.ssl.ca, 'utf8') } : {}) }
       : undefined;
-    this.pool = new pg.Pool({
+    // Called again while the database is unreachable at start (see openStore in daemon.ts): one pool.
+    this.pool ??= new pg.Pool({
       connectionString: this.options.url,
       max: this.options.poolSize,
       ssl,
@@ -153,7 +154,7 @@ export class PostgresStore implements Store {
     // A dropped idle connection must not crash the process; the next query reconnects.
     this.pool.on('error', () => undefined);
     await this.migrate();
-    this.engine = await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads });
+    this.engine ??= await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads });
   }
 
   /** Brings the schema to the newest migration; processes starting together take turns on an advisory lock. */
@@ -220,7 +221,7 @@ export class PostgresStore implements Store {
     const message = e.message?.replaceAll(this.options.url, 'store.url') ?? String(err);
     return new ImporterError('IMP_ERR_STORE', `${what} at ${this.where()}: ${message} (${hint})`, {
       cause: err,
-      permanent: e.code === '28P01' || e.code === '3D000' || e.code === '42501',
+      permanent: e.code === '28P01' || e.code === '28000' || e.code === '3D000' || e.code === '42501',
     });
   }
 
