@@ -45,7 +45,7 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
       { id: 'acts', source: `s3://${BUCKET}/${prefix}/actuals/`, model: { id: 'm' }, schema: { predictionId: 'pid', actualLabel: 'y' } },
     ],
   });
-  const q = async (db: PostgresStore, text: string) => db.query<Record<string, number>>(text);
+  const q = async (db: PostgresStore, text: string) => db.query<Record<string, number> & { status?: string }>(text);
 
   it('imports 200 files arriving in random order, some rewritten, exactly once with 1 scheduler and 3 workers', async () => {
     const seed = Number(process.env.TEST_SEED ?? Date.now() % 100_000);
@@ -209,5 +209,40 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
     const exit = await daemon.exited;
     assert.equal(exit.code, 1);
     assert.match(daemon.output(), /IMP_ERR_STORE.*role \\?"no_such_role\\?" does not exist.*check the user and password in store\.url/);
+  });
+
+  it('a worker killed with SIGKILL in the middle of a COPY leaves nothing partial; the file is imported exactly once after restart', async () => {
+    const cfg = body('kill');
+    const configPath = join(stack.tmp.path, 'kill.yaml');
+    children.push(await spawnCli(['scheduler'], { path: configPath, body: cfg }));
+    const first = await spawnCli(['worker', '--config', configPath]);
+    children.push(first);
+    const big = 300_000;
+    const path = await writeFixture(join(stack.tmp.path, 'kill-big.parquet'), `SELECT 'big-' || j AS pid, (j % 100) / 100.0 AS score, j AS f FROM range(${big}) t(j)`, 'FORMAT parquet');
+    await stack.s3.put(BUCKET, 'kill/predictions/big.parquet', await readFile(path));
+    const db = new PostgresStore({ ...validateConfig(cfg).store, readableDirectory: stack.tmp.path } as never);
+    await db.init();
+    try {
+      await waitFor('a COPY into the store', async () => {
+        const [r] = await q(db, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY pg_stage%' AND state = 'active'`);
+        return r.n > 0;
+      }, 60_000, 20);
+      first.proc.kill('SIGKILL');
+      assert.equal((await first.exited).signal, 'SIGKILL');
+      // The server ends the dead session's transaction: no row of the file, the version still pending.
+      await waitFor('the killed session to end', async () => (await q(db, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY pg_stage%'`))[0].n === 0);
+      const [mid] = await q(db, `SELECT (SELECT count(*) FROM prediction_rows)::int AS rows, (SELECT status FROM import_files WHERE key = 'kill/predictions/big.parquet') AS status`);
+      assert.deepEqual(mid, { rows: 0, status: 'pending' });
+
+      const second = await spawnCli(['worker', '--config', configPath]);
+      children.push(second);
+      await waitFor('the file imported after restart', async () => (await q(db, `SELECT status FROM import_files WHERE key = 'kill/predictions/big.parquet'`))[0]?.status === 'succeeded', 120_000, 500);
+      const [after] = await q(db, `SELECT count(*)::int AS n, count(DISTINCT prediction_id)::int AS d FROM prediction_rows`);
+      assert.deepEqual(after, { n: big, d: big });
+      const [ledger] = await q(db, `SELECT count(*)::int AS n, max(predictions_loaded)::int AS loaded FROM import_files`);
+      assert.deepEqual(ledger, { n: 1, loaded: big });
+    } finally {
+      await db.close();
+    }
   });
 });
