@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { createMetrics, type Metrics } from './admin/metrics.ts';
+import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { startHttpServer } from './admin/server.ts';
 import type { Config } from './config/index.ts';
 import { describeError, isPermanent } from './errors.ts';

@@ -100,7 +100,8 @@ describe('admin API and dashboard', () => {
       return l.length === 3 && l.every((r) => r.status !== 'pending') && l;
     });
     const failed = (await call('GET', '/api/jobs/preds/files?status=failed')).body.files;
-    assert.deepEqual(failed.map((f: any) => [f.key, f.errorCode, f.attempts]), [['preds/c.parquet', 'IMP_ERR_FORMAT_UNREADABLE', 3]]);
+    // A corrupt file is permanent: one attempt, no retries.
+    assert.deepEqual(failed.map((f: any) => [f.key, f.errorCode, f.attempts]), [['preds/c.parquet', 'IMP_ERR_FORMAT_UNREADABLE', 1]]);
     // The producer fixes the file in place? No: retry re-runs the same version (here: fails again, attempts start over).
     assert.deepEqual((await call('POST', '/api/jobs/preds/retry')).body, { job: 'preds', retried: ['preds/c.parquet'] });
     await waitFor('c failed again', async () => (await ledger(daemon, 'preds')).find((r) => r.key === 'preds/c.parquet')!.status === 'failed');
@@ -169,7 +170,7 @@ describe('admin API and dashboard', () => {
     const status = await cli('jobs', 'status', 'acts');
     assert.match(status.out, /^job acts: active\n {2}source {3}s3:\/\/inference\/acts\/ \(auto\)\n/);
     const files = await cli('files', 'preds', '--failed');
-    assert.match(files.out, /^KEY +STATUS +ATTEMPTS +ROWS +LOADED +REJECTED +ERROR\npreds\/c\.parquet +failed +3 +- +0 +- +IMP_ERR_FORMAT_UNREADABLE\npreds\/c\.parquet: cannot be read: Invalid Input Error: No magic bytes found at end of file 'preds\/c\.parquet'\n\(1 of 1\)\n$/);
+    assert.match(files.out, /^KEY +STATUS +ATTEMPTS +ROWS +LOADED +REJECTED +ERROR\npreds\/c\.parquet +failed +1 +- +0 +- +IMP_ERR_FORMAT_UNREADABLE\npreds\/c\.parquet: cannot be read: Invalid Input Error: No magic bytes found at end of file 'preds\/c\.parquet'\n\(1 of 1\)\n$/);
     assert.deepEqual(await cli('retry', 'preds'), { code: 0, out: '1 failed file queued again: preds/c.parquet\n' });
     const again = await cli('reimport', 'preds', 'preds/nothing.parquet');
     assert.equal(again.code, 1);

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
 import { registerApi, type ApiContext } from './api.ts';
 import { registerDashboard } from './dashboard.ts';
-import type { Metrics } from './metrics.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 
 /** Probes the HTTP server answers with. */
 export interface HealthChecks {

@@ -1,1 +1,3 @@
 export { createS3Client, parseS3Url, isSideFile, listObjects, downloadObject, downloadParts, objectUri, type DownloadParts, type ListOptions, tooLarge, type DownloadOutcome } from './s3.ts';
+export { eligibleObjects } from './eligible.ts';
+export type { ListedObject } from './types.ts';

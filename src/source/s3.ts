@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import type { Config } from '../config/index.ts';
 import { ImporterError } from '../errors.ts';
-import type { ListedObject } from '../store/store.ts';
+import type { ListedObject } from './types.ts';
 
 /** Builds the S3 client: the default AWS credential chain, optional custom endpoint, checksums only where S3 requires them. */
 export function createS3Client(s3: Pick<Config['s3'], 'region' | 'endpoint' | 'forcePathStyle' | 'maxAttempts'>): S3Client {

@@ -1,6 +1,7 @@
 import type { JobConfig } from '../config/index.ts';
 import type { ErrorCode, ErrorLocation } from '../errors.ts';
 import type { Engine } from '../engine/index.ts';
+import type { ListedObject } from '../source/types.ts';
 import type { StructColumns } from '../schema/mapping.ts';
 
 /** Where a file version stands in the ledger. */
@@ -12,14 +13,7 @@ export type FileStatus =
   | 'superseded' // the object changed after it was listed; the newer version is imported instead
   | 'vanished'; // the object was deleted after it was listed
 
-/** One object version as listed from S3. */
-export interface ListedObject {
-  bucket: string;
-  key: string;
-  etag: string;
-  size: number;
-  lastModified: Date;
-}
+export type { ListedObject };
 
 /** A ledger row: one (job, key, etag). */
 export interface FileVersion extends ListedObject {

@@ -7,12 +7,11 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
 import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
-import { eligibleObjects } from '../scheduler/poller.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { applySelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
-import { downloadObject, downloadParts, listObjects, objectUri, parseS3Url, tooLarge } from '../source/index.ts';
-import type { ListedObject } from '../store/store.ts';
+import { downloadObject, downloadParts, eligibleObjects, listObjects, objectUri, parseS3Url, tooLarge } from '../source/index.ts';
+import type { ListedObject } from '../source/index.ts';
 import { deltaSource } from './delta-import.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */

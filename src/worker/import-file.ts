@@ -7,7 +7,7 @@ import type { Config, JobConfig } from '../config/index.ts';
 import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import { applySelect, jobRelation } from '../schema/select.ts';
 import { deltaSource } from './delta-import.ts';
-import type { Metrics } from '../admin/metrics.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { downloadObject, downloadParts, objectUri, tooLarge } from '../source/index.ts';
 import type { DownloadTracker } from './download-tracker.ts';
 import type { Engine } from '../engine/index.ts';
