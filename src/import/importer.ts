@@ -1,4 +1,3 @@
-import { isDeltaKey } from '../formats/index.ts';
 import type { Store } from '../store/store.ts';
 import { Mutex } from '../util/mutex.ts';
 import { importGroup, NeedsStaging } from './group.ts';
@@ -48,11 +47,10 @@ export class Importer {
     const first = this.waiting[0];
     if (!first) return; // an earlier turn took it along
     const group = [first];
-    // Delta snapshots replace a whole table's rows and can be large: they go alone.
-    if (!isDeltaKey(first.request.version.key)) {
+    if (!first.request.alone) {
       let bytes = first.request.version.size;
       for (const w of this.waiting.slice(1)) {
-        if (w.request.job.id !== first.request.job.id || isDeltaKey(w.request.version.key) || bytes + w.request.version.size > GROUP_MAX_BYTES) continue;
+        if (w.request.job.id !== first.request.job.id || w.request.alone || bytes + w.request.version.size > GROUP_MAX_BYTES) continue;
         bytes += w.request.version.size;
         group.push(w);
       }

@@ -10,6 +10,8 @@ export interface ImportRequest {
   /** The file as a relation of the import engine (a format reader's output, with the job's select). */
   source: SourceRelation;
   importTime: Date;
+  /** Imported in a transaction of its own, never grouped (a Delta table version: all of a table's rows). */
+  alone?: boolean;
 }
 
 /** What an import of one file did. */

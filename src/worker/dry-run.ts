@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,13 +5,11 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
-import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import { planMapping } from '../schema/mapping.ts';
-import { applySelect, INTERNAL_COLUMNS, jobRelation } from '../schema/select.ts';
+import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
-import { downloadObject, downloadParts, eligibleObjects, listObjects, objectUri, parseS3Url, tooLarge } from '../source/index.ts';
-import type { ListedObject } from '../source/index.ts';
-import { deltaSource } from './delta-import.ts';
+import { eligibleObjects, listObjects, objectUri, parseS3Url, type ListedObject } from '../source/index.ts';
+import { fetchVersion } from './fetch-version.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
 export interface DryRunReport {
@@ -77,20 +74,10 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     await conn.run(`SET allowed_directories = ['${dir.replaceAll("'", "''")}/']`);
     await conn.run('SET enable_external_access = false');
     const run = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>;
-    let file: LocalFile;
-    let source: SourceRelation;
-    if (isDeltaKey(object.key)) {
-      report.format = 'delta';
-      file = { path: dir, key: object.key };
-      source = applySelect(job, await deltaSource(s3, run, object, dir, maxBytes, downloadParts(config)));
-    } else {
-      report.format = resolveFormat(job.format, object.key);
-      if (object.size > maxBytes) throw tooLarge(report.file, object.size, maxBytes);
-      file = { path: join(dir, `${randomUUID()}${extensionOf(object.key)}`), key: object.key };
-      const downloaded = await downloadObject(s3, object, file.path, maxBytes, downloadParts(config));
-      if (downloaded.kind !== 'downloaded') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
-      source = await jobRelation(job, file);
-    }
+    const fetched = await fetchVersion(s3, config, job, object, dir, run);
+    if (fetched.kind !== 'fetched') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
+    report.format = fetched.format;
+    const { file, source } = fetched;
     report.checks.access = 'ok';
 
     report.checks.schema = 'failed';

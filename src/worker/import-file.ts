@@ -4,15 +4,13 @@ import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { Config, JobConfig } from '../config/index.ts';
-import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
-import { applySelect, jobRelation } from '../schema/select.ts';
-import { deltaSource } from './delta-import.ts';
-import type { Metrics } from '../metrics/metrics.ts';
-import { downloadObject, downloadParts, objectUri, tooLarge } from '../source/index.ts';
-import type { DownloadTracker } from './download-tracker.ts';
 import type { Engine } from '../engine/index.ts';
 import type { Importer, ImportResult } from '../import/index.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { objectUri, tooLarge } from '../source/index.ts';
 import type { Store } from '../store/store.ts';
+import type { DownloadTracker } from './download-tracker.ts';
+import { fetchVersion } from './fetch-version.ts';
 
 export interface ImportDeps {
   config: Readonly<Config>;
@@ -40,39 +38,27 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
   const version = await store.getVersion(fileId);
   if (!version || version.status !== 'pending') return { status: 'skipped' };
   const uri = objectUri(version);
-  const maxBytes = job.maxFileBytes;
-  if (version.size > maxBytes) throw tooLarge(uri, version.size, maxBytes);
-  const delta = isDeltaKey(version.key);
-  if (!delta) resolveFormat(job.format, version.key); // an unknown extension fails before the download
+  if (version.size > job.maxFileBytes) throw tooLarge(uri, version.size, job.maxFileBytes);
 
   // One private folder per import: the download, and whatever a reader derives from it.
   const dir = join(deps.tmpDir, `${fileId}-${randomUUID()}`);
   const started = performance.now();
-  let downloadedAt = started;
   await mkdir(dir);
   try {
-    let file: LocalFile;
-    let source: SourceRelation;
-    if (delta) {
-      file = { path: dir, key: version.key };
-      source = applySelect(job, await deltaSource(s3, deps.readEngine.run, version, dir, maxBytes, downloadParts(config)));
-    } else {
-      file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
-      const download = () => downloadObject(s3, version, file.path, maxBytes, downloadParts(config));
-      const downloaded = deps.downloads ? await deps.downloads.track(job.id, download) : await download();
-      if (downloaded.kind !== 'downloaded') {
-        const message = downloaded.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;
-        await store.recordOutcome(fileId, downloaded.kind, message);
-        log.info({ job: job.id, key: version.key, etag: version.etag }, message);
-        return { status: downloaded.kind };
-      }
-      metrics.bytesRead.inc({ job: job.id }, downloaded.bytes);
-      downloadedAt = performance.now();
-      source = await jobRelation(job, file);
-      await deps.downloads?.siblings(job.id);
+    const track = <T>(download: () => Promise<T>) => (deps.downloads ? deps.downloads.track(job.id, download) : download());
+    const fetched = await fetchVersion(s3, config, job, version, dir, deps.readEngine.run, track);
+    if (fetched.kind !== 'fetched') {
+      const message = fetched.kind === 'superseded' ? `${uri} changed after it was listed; the new version will be imported` : `${uri} was deleted after it was listed`;
+      await store.recordOutcome(fileId, fetched.kind, message);
+      log.info({ job: job.id, key: version.key, etag: version.etag }, message);
+      return { status: fetched.kind };
     }
+    const { file, source } = fetched;
+    metrics.bytesRead.inc({ job: job.id }, fetched.bytes);
+    const downloadedAt = performance.now();
+    if (!fetched.alone) await deps.downloads?.siblings(job.id);
     const waitedAt = performance.now();
-    const imported = await deps.importer.importFile({ job, version, file, source, importTime: new Date() });
+    const imported = await deps.importer.importFile({ job, version, file, source, importTime: new Date(), alone: fetched.alone });
     // Where the time went, for the log line: download, waiting for sibling downloads, the import (its turn included).
     const result = { ...imported, ms: { download: Math.round(downloadedAt - started), wait: Math.round(waitedAt - downloadedAt), import: Math.round(performance.now() - waitedAt) } };
     if (result.status === 'succeeded' || result.status === 'partially_succeeded') {

@@ -142,7 +142,13 @@ export class PostgresStore implements Store {
       ? { rejectUnauthorized: this.options.ssl.rejectUnauthorized, ...(this.options.ssl.ca ? { ca: await readFile(this.options.ssl.ca, 'utf8') } : {}) }
       : undefined;
     // Called again while the database is unreachable at start (see openStore in daemon.ts): one pool.
-    this.pool ??= new pg.Pool({
+    if (!this.pool) this.pool = this.createPool(ssl);
+    await this.migrate();
+    this.engine ??= await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads });
+  }
+
+  private createPool(ssl: pg.PoolConfig['ssl']): pg.Pool {
+    const pool = new pg.Pool({
       connectionString: this.options.url,
       max: this.options.poolSize,
       ssl,
@@ -152,9 +158,8 @@ export class PostgresStore implements Store {
       application_name: 'inference-importer',
     });
     // A dropped idle connection must not crash the process; the next query reconnects.
-    this.pool.on('error', () => undefined);
-    await this.migrate();
-    this.engine ??= await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads });
+    pool.on('error', () => undefined);
+    return pool;
   }
 
   /** Brings the schema to the newest migration; processes starting together take turns on an advisory lock. */
