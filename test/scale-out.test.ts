@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { validateConfig } from '../src/config/index.ts';
 import { readerFor } from '../src/formats/index.ts';
+import type { ImportResult } from '../src/import/index.ts';
 import { PostgresStore, type ListedObject } from '../src/store/index.ts';
 import { spawnCli, type ChildDaemon } from './helpers/child.ts';
 import { freePort } from './helpers/ports.ts';
@@ -124,11 +125,16 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
       for (const [round, olderFirst] of [[1, true], [2, false]] as const) {
         const [older] = await w1.recordDiscovered('preds', [obj(`old${round}`)]);
         const [newer] = await w1.recordDiscovered('preds', [obj(`new${round}`)]);
-        // Both start at the same moment; in round 1 the older one is given a head start, in round 2 the newer.
-        const a = request(w1, older, 50, 0.1);
-        if (olderFirst) await sleep(30);
-        const b = request(w2, newer, 20, 0.9);
-        const [ra, rb] = await Promise.all([a, b]);
+        // Two workers at almost the same moment; in round 1 the older version starts 30 ms ahead, in round 2 the newer.
+        const start = async (first: () => Promise<ImportResult>, second: () => Promise<ImportResult>) => {
+          const one = first();
+          await sleep(30);
+          const two = second();
+          return [await one, await two];
+        };
+        const oldImport = () => request(w1, older, 50, 0.1);
+        const newImport = () => request(w2, newer, 20, 0.9);
+        const [ra, rb] = olderFirst ? await start(oldImport, newImport) : (await start(newImport, oldImport)).reverse();
         assert.equal(rb.status, 'succeeded');
         assert.ok(ra.status === 'superseded' || ra.status === 'succeeded', ra.status);
         const [p] = await q(w1, `SELECT count(*)::int AS n, min(prediction_score) AS lo, max(prediction_score) AS hi FROM prediction_rows WHERE prediction_id LIKE 'k-%'`);
