@@ -3,13 +3,19 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Daemon } from '../src/daemon.ts';
 import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 
 describe('pause and resume', () => {
   let stack: Stack;
+  let daemon: Daemon;
   before(async () => (stack = await startStack()));
-  after(async () => stack?.stop());
+  // A failed assertion must not leave a daemon running: its timers would keep the test file from ending.
+  after(async () => {
+    await daemon?.stop();
+    await stack?.stop();
+  });
 
   it('a paused job neither polls nor imports, stays paused across a restart, and imports once resumed', async () => {
     const config = stack.config([
@@ -30,7 +36,7 @@ describe('pause and resume', () => {
     assert.deepEqual(await cli('jobs', 'pause', 'held'), { code: 0, out: 'job held paused\n' });
     assert.deepEqual(await cli('jobs', 'pause', 'nope'), { code: 2, out: 'IMP_ERR_CONFIG_INVALID: no job "nope" in the config; jobs: held, free\n' });
 
-    let daemon = await runDaemon(config);
+    daemon = await runDaemon(config);
     await parquet('held/a.parquet', 5);
     await parquet('free/a.parquet', 3);
     await waitFor('free imported', async () => (await ledger(daemon, 'free')).some((r) => r.status === 'succeeded'));
