@@ -23,6 +23,7 @@ import {
   type RowsToLoad,
   type Store,
 } from './store.ts';
+import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from './rows.ts';
 
 /** Options of the embedded store. */
 export interface DuckDbStoreOptions {
@@ -74,9 +75,6 @@ const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT
 /** STRUCT columns of model tables, shown as JSON in the shared `predictions` view. */
 const STRUCT_COLUMNS = ['features', 'tags', 'shap', 'embeddings'];
 
-const LEDGER_COLUMNS = `file_id, job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at, finished_at,
-  rows_read, predictions_loaded, actuals_loaded, rows_rejected, error_code, error_message, error_column, error_row`;
-
 /**
  * The current-version rule, as a filter over ledger rows: a key's current version is its newest
  * discovery (ties broken by ledger ID). Earlier versions are history.
@@ -85,32 +83,7 @@ const CURRENT_VERSION = 'QUALIFY row_number() OVER (PARTITION BY job_id, key ORD
 
 type Row = Record<string, unknown>;
 
-const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-const date = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(String(v).replace(/\+00$/, 'Z').replace(' ', 'T')));
 
-function toVersion(r: Row): FileVersion {
-  return {
-    fileId: Number(r.file_id),
-    jobId: String(r.job_id),
-    bucket: String(r.bucket),
-    key: String(r.key),
-    etag: String(r.etag),
-    size: Number(r.size),
-    lastModified: date(r.last_modified) ?? new Date(0),
-    status: r.status as FileStatus,
-    attempts: Number(r.attempts),
-    discoveredAt: date(r.discovered_at)!,
-    finishedAt: date(r.finished_at),
-    rowsRead: num(r.rows_read),
-    predictionsLoaded: num(r.predictions_loaded),
-    actualsLoaded: num(r.actuals_loaded),
-    rowsRejected: num(r.rows_rejected),
-    errorCode: (r.error_code as string | null) ?? null,
-    errorMessage: (r.error_message as string | null) ?? null,
-    errorColumn: (r.error_column as string | null) ?? null,
-    errorRow: num(r.error_row),
-  };
-}
 
 /** True for DuckDB's optimistic-concurrency conflicts, which succeed when retried. */
 const isConflict = (err: unknown) => /conflict/i.test(String((err as Error)?.message));
@@ -442,15 +415,7 @@ export class DuckDbStore implements Store {
        FROM (SELECT * FROM import_files ${CURRENT_VERSION})
        GROUP BY ALL`,
     );
-    const out = new Map<string, JobCounts>();
-    for (const r of rows) {
-      const c = out.get(String(r.job_id)) ?? { files: {}, rowsLoaded: 0, rowsRejected: 0 };
-      c.files[r.status as FileStatus] = Number(r.n);
-      c.rowsLoaded += Number(r.loaded);
-      c.rowsRejected += Number(r.rejected);
-      out.set(String(r.job_id), c);
-    }
-    return out;
+    return toJobCounts(rows);
   }
 
   async listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage> {
@@ -476,16 +441,7 @@ export class DuckDbStore implements Store {
       `SELECT file_id, code, message, row_number, column_name FROM rejected_rows WHERE file_id IN (${ids.join(', ')})
        QUALIFY row_number() OVER (PARTITION BY file_id ORDER BY row_number) <= ${Math.floor(options.errors)} ORDER BY file_id, row_number`,
     );
-    return {
-      total: n,
-      files: files.map((f) => ({
-        ...f,
-        previousVersions: older.filter((o) => o.key === f.key).map((o) => ({ etag: String(o.etag), status: o.status as FileStatus, discoveredAt: date(o.discovered_at)!, finishedAt: date(o.finished_at) })),
-        firstErrors: errors
-          .filter((e) => Number(e.file_id) === f.fileId)
-          .map((e) => ({ code: String(e.code), message: String(e.message), row: num(e.row_number), column: (e.column_name as string | null) ?? null })),
-      })),
-    };
+    return toFilePage(Number(n), files, older, errors);
   }
 
   resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
@@ -514,16 +470,7 @@ export class DuckDbStore implements Store {
        SELECT model_id, environment, coalesce(predictions, 0) AS predictions, coalesce(actuals, 0) AS actuals, coalesce(joined, 0) AS joined, p50, p90
        FROM p FULL JOIN a USING (model_id, environment) LEFT JOIN j USING (model_id, environment) ORDER BY model_id, environment`,
     );
-    return rows.map((r) => {
-      const predictions = Number(r.predictions);
-      const actuals = Number(r.actuals);
-      const joined = Number(r.joined);
-      return {
-        modelId: String(r.model_id), environment: String(r.environment), predictions, actuals, joined,
-        matchRate: predictions ? joined / predictions : 0, actualsWaiting: actuals - joined,
-        delayP50: r.p50 === null ? null : Number(r.p50), delayP90: r.p90 === null ? null : Number(r.p90),
-      };
-    });
+    return rows.map(toModelSummary);
   }
 
   readOnlyQuery(sql: string, limit: number, timeoutMs: number): Promise<QueryResult> {

@@ -27,6 +27,7 @@ import {
   type Store,
 } from '../store.ts';
 import { MIGRATIONS } from './migrations.ts';
+import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from '../rows.ts';
 
 /** Options of the PostgreSQL store (`store` in the config, kind postgres). */
 export interface PostgresStoreOptions {
@@ -50,39 +51,11 @@ export interface PostgresStoreOptions {
 
 type Row = Record<string, unknown>;
 
-const LEDGER_COLUMNS = `file_id, job_id, bucket, key, etag, size, last_modified, status, attempts, discovered_at, finished_at,
-  rows_read, predictions_loaded, actuals_loaded, rows_rejected, error_code, error_message, error_column, error_row`;
-
 /** The current-version rule: a key's current version is its newest discovery (ties broken by ledger ID). */
 const CURRENT_ORDER = 'ORDER BY job_id, key, discovered_at DESC, file_id DESC';
 const currentVersions = (where: string) => `SELECT DISTINCT ON (job_id, key) * FROM import_files WHERE ${where} ${CURRENT_ORDER}`;
 
-const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-const date = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(v as string | Date));
 
-function toVersion(r: Row): FileVersion {
-  return {
-    fileId: Number(r.file_id),
-    jobId: String(r.job_id),
-    bucket: String(r.bucket),
-    key: String(r.key),
-    etag: String(r.etag),
-    size: Number(r.size),
-    lastModified: date(r.last_modified) ?? new Date(0),
-    status: r.status as FileStatus,
-    attempts: Number(r.attempts),
-    discoveredAt: date(r.discovered_at)!,
-    finishedAt: date(r.finished_at),
-    rowsRead: num(r.rows_read),
-    predictionsLoaded: num(r.predictions_loaded),
-    actualsLoaded: num(r.actuals_loaded),
-    rowsRejected: num(r.rows_rejected),
-    errorCode: (r.error_code as string | null) ?? null,
-    errorMessage: (r.error_message as string | null) ?? null,
-    errorColumn: (r.error_column as string | null) ?? null,
-    errorRow: num(r.error_row),
-  };
-}
 
 /** Columns of the two row tables as they are loaded from the engine; nested values arrive as JSON text. */
 const TABLES = {
@@ -506,15 +479,7 @@ export class PostgresStore implements Store {
       `SELECT job_id, status, count(*) AS n, sum(coalesce(predictions_loaded, 0) + coalesce(actuals_loaded, 0)) AS loaded, sum(coalesce(rows_rejected, 0)) AS rejected
        FROM (${currentVersions('true')}) c GROUP BY job_id, status`,
     );
-    const out = new Map<string, JobCounts>();
-    for (const r of rows) {
-      const c = out.get(String(r.job_id)) ?? { files: {}, rowsLoaded: 0, rowsRejected: 0 };
-      c.files[r.status as FileStatus] = Number(r.n);
-      c.rowsLoaded += Number(r.loaded);
-      c.rowsRejected += Number(r.rejected);
-      out.set(String(r.job_id), c);
-    }
-    return out;
+    return toJobCounts(rows);
   }
 
   async listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage> {
@@ -539,16 +504,7 @@ export class PostgresStore implements Store {
        ) e WHERE nth <= $2 ORDER BY file_id, row_number`,
       [ids, Math.floor(options.errors)],
     );
-    return {
-      total: Number(n),
-      files: files.map((f) => ({
-        ...f,
-        previousVersions: older.filter((o) => o.key === f.key).map((o) => ({ etag: String(o.etag), status: o.status as FileStatus, discoveredAt: date(o.discovered_at)!, finishedAt: date(o.finished_at) })),
-        firstErrors: errors
-          .filter((e) => Number(e.file_id) === f.fileId)
-          .map((e) => ({ code: String(e.code), message: String(e.message), row: num(e.row_number), column: (e.column_name as string | null) ?? null })),
-      })),
-    };
+    return toFilePage(Number(n), files, older, errors);
   }
 
   resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
@@ -576,16 +532,7 @@ export class PostgresStore implements Store {
        SELECT model_id, environment, coalesce(predictions, 0) AS predictions, coalesce(actuals, 0) AS actuals, coalesce(joined, 0) AS joined, p50, p90
        FROM p FULL JOIN a USING (model_id, environment) LEFT JOIN j USING (model_id, environment) ORDER BY model_id, environment`,
     );
-    return rows.map((r) => {
-      const predictions = Number(r.predictions);
-      const actuals = Number(r.actuals);
-      const joined = Number(r.joined);
-      return {
-        modelId: String(r.model_id), environment: String(r.environment), predictions, actuals, joined,
-        matchRate: predictions ? joined / predictions : 0, actualsWaiting: actuals - joined,
-        delayP50: r.p50 === null ? null : Number(r.p50), delayP90: r.p90 === null ? null : Number(r.p90),
-      };
-    });
+    return rows.map(toModelSummary);
   }
 
   /**
