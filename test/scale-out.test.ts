@@ -251,4 +251,30 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
       await db.close();
     }
   });
+
+  it('refuses to start with a role that lacks a right it needs, naming the right', async () => {
+    const role = `importer_test_ro_${Date.now() % 1_000_000}`;
+    const admin = new PostgresStore({ ...validateConfig(body('rights')).store, readableDirectory: stack.tmp.path } as never);
+    await admin.init(); // the schema exists, made by its owner
+    try {
+      await admin.query(`CREATE ROLE ${role} LOGIN`);
+      await admin.query(`GRANT USAGE ON SCHEMA rights TO ${role}`);
+      await admin.query(`GRANT SELECT ON ALL TABLES IN SCHEMA rights TO ${role}`);
+      const url = new URL(stack.db!.url);
+      url.username = role;
+      const limited = new PostgresStore({ ...validateConfig(body('rights')).store, url: url.toString(), readableDirectory: stack.tmp.path } as never);
+      await assert.rejects(limited.init(), (err: Error & { code?: string; permanent?: boolean }) => {
+        assert.equal(err.code, 'IMP_ERR_STORE');
+        assert.equal(err.permanent, true);
+        assert.match(err.message, /the PostgreSQL role lacks INSERT on rights\.import_files; UPDATE on rights\.import_files; INSERT on rights\.prediction_rows;/);
+        assert.doesNotMatch(err.message, /SELECT on/);
+        return true;
+      });
+      await limited.close();
+    } finally {
+      await admin.query(`DROP OWNED BY ${role}`).catch(() => undefined);
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
+      await admin.close();
+    }
+  });
 });

@@ -146,10 +146,17 @@ export class PostgresStore implements Store {
     const schema = this.options.schema;
     try {
       await client.query(`SELECT pg_advisory_lock(hashtext('inference-importer:migrate:' || $1))`, [schema]);
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((err) => {
-        throw this.storeError(err, `cannot create schema "${schema}"`);
-      });
-      await client.query(`CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+      // Created only when missing: CREATE … IF NOT EXISTS checks the right to create before it looks, so a role without it could never start.
+      if ((await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount === 0) {
+        await client.query(`CREATE SCHEMA ${schema}`).catch((err) => {
+          throw this.storeError(err, `cannot create schema "${schema}" (needs CREATE on the database, or create the schema for the role)`);
+        });
+      }
+      if ((await client.query(`SELECT to_regclass($1) AS t`, [`${schema}.schema_migrations`])).rows[0].t === null) {
+        await client.query(`CREATE TABLE ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`).catch((err) => {
+          throw this.storeError(err, `cannot create ${schema}.schema_migrations (needs CREATE on schema ${schema})`);
+        });
+      }
       const applied = new Set((await client.query(`SELECT version FROM ${schema}.schema_migrations`)).rows.map((r) => Number(r.version)));
       for (const m of MIGRATIONS) {
         if (applied.has(m.version)) continue;
