@@ -21,8 +21,9 @@ async function newest(dir: string): Promise<number> {
   return max;
 }
 
-/** Builds unless dist/cli.js is newer than every file of src/ (the build test of the same run compiled it). */
+/** Builds unless dist/cli.js is newer than src/ and the tsconfig files (the build test of the same run compiled it). */
 export async function ensureBuilt(): Promise<void> {
   const built = await stat(join(ROOT, 'dist/cli.js')).then((s) => s.mtimeMs, () => 0);
-  if (built < (await newest(join(ROOT, 'src')))) await build();
+  const configs = await Promise.all(['tsconfig.json', 'tsconfig.build.json'].map((f) => stat(join(ROOT, f)).then((s) => s.mtimeMs)));
+  if (built < Math.max(await newest(join(ROOT, 'src')), ...configs)) await build();
 }

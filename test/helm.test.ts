@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { parse as parseYaml, stringify } from 'yaml';
+import { expandEnv, validateConfig } from '../src/config/index.ts';
+import { chartValuesSchemaText, CHART_SCHEMA_PATH } from '../scripts/chart-schema.ts';
+import { ensureBuilt, ROOT } from './helpers/build.ts';
+import { envOf, execForm, parseDockerfile } from './helpers/dockerfile.ts';
+import { CHART, ensureHelm, helm, template, type K8sObject } from './helpers/helm.ts';
+import { freePort } from './helpers/ports.ts';
+import { BUCKET, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+
+const EXAMPLES = ['single', 'scaled'].map((shape) => join(CHART, 'examples', `${shape}.yaml`));
+
+/** kubernetes-models classes by apiVersion/kind: every object the chart can render. */
+const MODELS: Record<string, new (data: any) => { validate(): void }> = {
+  'apps/v1/Deployment': Deployment,
+  'apps/v1/StatefulSet': StatefulSet,
+  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'v1/ConfigMap': ConfigMap,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
+  'v1/Secret': Secret,
+  'v1/Service': Service,
+  'v1/ServiceAccount': ServiceAccount,
+  'keda.sh/v1alpha1/ScaledObject': ScaledObject,
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+};
+
+function validateAll(objects: K8sObject[]): void {
+  for (const o of objects) {
+    const Model = MODELS[`${o.apiVersion}/${o.kind}`];
+    assert.ok(Model, `no schema for ${o.apiVersion} ${o.kind}`);
+    assert.doesNotThrow(() => new Model(o).validate(), `${o.kind} ${o.metadata.name}`);
+  }
+}
+
+const kinds = (objects: K8sObject[]) => objects.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+const find = (objects: K8sObject[], kind: string, name: string) => {
+  const o = objects.find((x) => x.kind === kind && x.metadata.name === name);
+  assert.ok(o, `${kind} ${name} rendered`);
+  return o;
+};
+const importerConfig = (objects: K8sObject[]) => find(objects, 'ConfigMap', 'imp-inference-importer').data['importer.yaml'] as string;
+const workloads = (objects: K8sObject[]) => objects.filter((o) => o.kind === 'Deployment' && o.metadata.labels?.['app.kubernetes.io/component'] !== 'redis');
+
+/** The checks every importer pod must pass, whatever the shape. */
+function checkPod(d: K8sObject, config: string): void {
+  const pod = d.spec.template;
+  assert.equal(pod.metadata.annotations['checksum/config'], createHash('sha256').update(config.replace(/\n$/, '')).digest('hex'), `${d.metadata.name}: checksum/config is the config's`);
+  assert.deepEqual(pod.spec.securityContext, {
+    runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, fsGroupChangePolicy: 'OnRootMismatch', seccompProfile: { type: 'RuntimeDefault' },
+  });
+  const [c, ...others] = pod.spec.containers;
+  assert.equal(others.length, 0);
+  assert.deepEqual(c.securityContext, {
+    allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' },
+  });
+  assert.deepEqual([c.livenessProbe.httpGet, c.readinessProbe.httpGet, c.startupProbe.httpGet], [
+    { path: '/healthz', port: 'http' }, { path: '/readyz', port: 'http' }, { path: '/healthz', port: 'http' },
+  ]);
+  assert.ok(c.resources.requests.memory && c.resources.limits.memory, 'memory request and limit');
+  const mounts = Object.fromEntries(c.volumeMounts.map((m: { mountPath: string; name: string }) => [m.mountPath, m.name]));
+  assert.equal(mounts['/tmp'], 'tmp', 'downloads on a writable volume');
+  const shutdown = Number(/shutdownTimeout: (\d+)s/.exec(config)?.[1]);
+  assert.ok(pod.spec.terminationGracePeriodSeconds > shutdown, `grace ${pod.spec.terminationGracePeriodSeconds}s > shutdownTimeout ${shutdown}s`);
+  for (const key of ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component']) {
+    assert.ok(pod.metadata.labels[key], `${d.metadata.name}: pod label ${key}`);
+  }
+}
+
+/** The rendered config, its references expanded, is accepted by the daemon's own validation. */
+function checkConfig(text: string) {
+  const missing: string[] = [];
+  const expanded = expandEnv(text, { ADMIN_TOKEN: 'a'.repeat(32), REDIS_URL: 'redis://r:6379', POSTGRES_URL: 'postgres://p/db' }, missing);
+  assert.deepEqual(missing, []);
+  return validateConfig(parseYaml(expanded), 'rendered ConfigMap');
+}
+
+describe('helm chart', () => {
+  before(async () => {
+    await ensureHelm();
+  });
+
+  it('passes helm lint --strict with its default values and with each example', async () => {
+    for (const args of [[], ...EXAMPLES.map((f) => ['-f', f])]) {
+      const r = await helm(['lint', '--strict', CHART, ...args]);
+      assert.equal(r.code, 0, `helm lint ${args.join(' ')}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  });
+
+  it('renders the single shape: one Recreate pod running `run`, DuckDB on a kept PVC', async () => {
+    for (const files of [[], [EXAMPLES[0]]]) {
+      const objects = await template(files);
+      validateAll(objects);
+      const single = files.length === 0;
+      assert.deepEqual(kinds(objects), [
+        'ConfigMap/imp-inference-importer', 'Deployment/imp-inference-importer', ...(single ? ['PersistentVolumeClaim/imp-inference-importer-data', 'Secret/imp-inference-importer'] : ['PersistentVolumeClaim/imp-inference-importer-data']),
+        'Service/imp-inference-importer', 'ServiceAccount/imp-inference-importer', ...(single ? [] : ['ServiceMonitor/imp-inference-importer']),
+      ]);
+      const d = find(objects, 'Deployment', 'imp-inference-importer');
+      assert.equal(d.spec.replicas, 1);
+      assert.equal(d.spec.strategy.type, 'Recreate');
+      assert.deepEqual(d.spec.template.spec.containers[0].args, ['run', '--config', '/etc/inference-importer/importer.yaml']);
+      assert.equal(find(objects, 'PersistentVolumeClaim', 'imp-inference-importer-data').metadata.annotations?.['helm.sh/resource-policy'], 'keep');
+      const config = importerConfig(objects);
+      checkPod(d, config);
+      const parsed = checkConfig(config);
+      assert.deepEqual(parsed.store, { kind: 'duckdb', path: '/data/inferences.duckdb', memoryLimit: single ? '768MB' : '1GB' });
+      assert.equal(parsed.http.port, 8080);
+      for (const o of objects) assert.equal(o.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${o.kind} labels`);
+    }
+  });
+
+  it('renders the scaled shape: a one-replica scheduler, workers scaled by KEDA on waiting files, PostgreSQL from the Secret', async () => {
+    const objects = await template([EXAMPLES[1]]);
+    validateAll(objects);
+    assert.deepEqual(kinds(objects), [
+      'ConfigMap/imp-inference-importer', 'Deployment/imp-inference-importer-scheduler', 'Deployment/imp-inference-importer-worker',
+      'PodDisruptionBudget/imp-inference-importer-worker', 'ScaledObject/imp-inference-importer-worker', 'Service/imp-inference-importer',
+      'ServiceAccount/imp-inference-importer', 'ServiceMonitor/imp-inference-importer',
+    ]);
+    const scheduler = find(objects, 'Deployment', 'imp-inference-importer-scheduler');
+    const worker = find(objects, 'Deployment', 'imp-inference-importer-worker');
+    assert.equal(scheduler.spec.replicas, 1);
+    assert.equal(worker.spec.replicas, undefined, 'KEDA owns the worker replica count');
+    assert.equal(scheduler.spec.template.spec.containers[0].args[0], 'scheduler');
+    assert.equal(worker.spec.template.spec.containers[0].args[0], 'worker');
+    const config = importerConfig(objects);
+    for (const d of workloads(objects)) {
+      checkPod(d, config);
+      const pg = d.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === 'POSTGRES_URL');
+      assert.deepEqual(pg.valueFrom, { secretKeyRef: { name: 'inference-importer-secrets', key: 'postgres-url' } });
+    }
+    assert.deepEqual(checkConfig(config).store, { kind: 'postgres', url: 'postgres://p/db' });
+    const trigger = find(objects, 'ScaledObject', 'imp-inference-importer-worker').spec.triggers[0];
+    assert.equal(trigger.type, 'prometheus');
+    assert.equal(trigger.metadata.query,
+      'sum(max by (job) (importer_queue_jobs{state="waiting",namespace="ml",service="imp-inference-importer"}) unless on (job) (max by (job) (importer_job_paused{namespace="ml",service="imp-inference-importer"}) == 1))');
+    const hpa = await template([EXAMPLES[1]], ['worker.keda.enabled=false', 'worker.autoscaling.enabled=true', 'redis.internal.enabled=true']);
+    validateAll(hpa);
+    assert.equal(find(hpa, 'HorizontalPodAutoscaler', 'imp-inference-importer-worker').spec.scaleTargetRef.name, 'imp-inference-importer-worker');
+    const redis = find(hpa, 'StatefulSet', 'imp-inference-importer-redis');
+    assert.deepEqual(redis.spec.template.spec.containers[0].args, ['--appendonly', 'yes', '--maxmemory', '256mb', '--maxmemory-policy', 'noeviction', '--dir', '/data']);
+    const redisEnv = find(hpa, 'Deployment', 'imp-inference-importer-worker').spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === 'REDIS_URL');
+    assert.equal(redisEnv.value, 'redis://imp-inference-importer-redis:6379');
+  });
+
+  it('rolls the pods when the config changes (checksum/config)', async () => {
+    const a = find(await template([]), 'Deployment', 'imp-inference-importer').spec.template.metadata.annotations['checksum/config'];
+    const b = find(await template([], ['config.defaults.pollInterval=30s']), 'Deployment', 'imp-inference-importer').spec.template.metadata.annotations['checksum/config'];
+    assert.notEqual(a, b);
+  });
+
+  it('refuses bad values through values.schema.json, naming the key', async () => {
+    const r = await helm(['template', 'imp', CHART, '--set', 'shape=triple', '--set', 'port=http', '--set', 'config.jobs[0].format=xml', '--set', 'config.redis.url=redis://x']);
+    assert.notEqual(r.code, 0);
+    for (const line of [
+      "- at '/shape': value must be one of 'single', 'scaled'",
+      "- at '/port': got string, want integer",
+      "- at '/config/redis': additional properties 'url' not allowed",
+    ]) assert.ok(r.stderr.includes(line), `${line}\nin:\n${r.stderr}`);
+    assert.match(r.stderr, /at '\/config\/jobs\/0\/format': value must be one of 'auto', 'parquet'/);
+    const shutdown = await helm(['template', 'imp', CHART, '--set', 'terminationGracePeriodSeconds=10']);
+    assert.match(shutdown.stderr, /terminationGracePeriodSeconds \(10\) must exceed shutdownMarginSeconds \(15\)/);
+    const pg = await helm(['template', 'imp', CHART, '--set', 'shape=scaled']);
+    assert.match(pg.stderr, /shape scaled needs the PostgreSQL store: set postgres.url or postgres.existingSecret/);
+  });
+
+  it('has a values.schema.json generated from the current config schema (else: npm run chart:schema)', async () => {
+    assert.equal(await readFile(CHART_SCHEMA_PATH, 'utf8'), chartValuesSchemaText(), 'values.schema.json is stale: run `npm run chart:schema`');
+  });
+});
+
+describe('booting the daemon from the rendered chart', () => {
+  let stack: Stack;
+  before(async () => {
+    [stack] = await Promise.all([startStack(), ensureHelm(), ensureBuilt()]);
+  });
+  after(async () => stack?.stop());
+
+  it('runs the image entrypoint with the rendered args, env, Secret and ConfigMap, and imports a file', async () => {
+    const port = await freePort();
+    const token = 'chart-boot-token-0123456789';
+    const valuesPath = join(stack.tmp.path, 'values.yaml');
+    await writeFile(valuesPath, stringify({
+      shape: 'single',
+      port,
+      secret: { adminToken: token, awsAccessKeyId: 'S3RVER', awsSecretAccessKey: 'S3RVER' },
+      redis: { url: stack.redis.url },
+      config: {
+        redis: { prefix: 'chartboot' },
+        s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
+        store: { memoryLimit: '512MB', threads: 2 },
+        defaults: { pollInterval: '1s' },
+        log: { level: 'info' },
+        jobs: [{ id: 'boot', source: `s3://${BUCKET}/boot/`, model: { id: 'boot', version: 'v1' }, schema: { predictionId: 'pid', predictionScore: 'score' } }],
+      },
+    }));
+    const objects = await template([valuesPath]);
+    const deployment = find(objects, 'Deployment', 'imp-inference-importer');
+    const container = deployment.spec.template.spec.containers[0];
+    const secret = find(objects, 'Secret', 'imp-inference-importer');
+
+    // Each volume mount becomes a folder; paths the image, the config and the args name are mapped into them.
+    const mounts: [string, string][] = [['/app', ROOT]];
+    for (const m of container.volumeMounts as { mountPath: string; name: string }[]) {
+      const dir = join(stack.tmp.path, 'mounts', m.name);
+      await mkdir(dir, { recursive: true });
+      mounts.push([m.mountPath, dir]);
+    }
+    const byPath = new Map(mounts);
+    const anyMount = new RegExp(`(^|[\\s"'=:])(${[...byPath.keys()].sort((a, b) => b.length - a.length).join('|')})(?=/|$|[\\s"'])`, 'gm');
+    const mapPath = (s: string) => s.replace(anyMount, (_m, lead: string, from: string) => `${lead}${byPath.get(from)}`);
+    const configDir = mounts.find(([from]) => from === '/etc/inference-importer')![1];
+    await writeFile(join(configDir, 'importer.yaml'), mapPath(importerConfig(objects)));
+
+    const docker = await parseDockerfile(join(ROOT, 'Dockerfile'));
+    const final = Math.max(...docker.map((i) => i.stage));
+    const entry = execForm(docker.filter((i) => i.op === 'ENTRYPOINT' && i.stage === final).at(-1));
+    assert.deepEqual(entry.slice(0, 3), ['/usr/bin/tini', '--', 'node'], 'tini is PID 1 in the image; here node runs directly');
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    for (const [k, v] of Object.entries(envOf(docker, final))) env[k] = mapPath(v);
+    for (const e of container.env as { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string; optional?: boolean } } }[]) {
+      if (e.value !== undefined) env[e.name] = e.value;
+      else {
+        const ref = e.valueFrom!.secretKeyRef;
+        assert.equal(ref.name, secret.metadata.name);
+        const data = secret.data[ref.key];
+        if (data === undefined && ref.optional) continue;
+        env[e.name] = Buffer.from(data, 'base64').toString('utf8');
+      }
+    }
+    assert.equal(env.AWS_ACCESS_KEY_ID, 'S3RVER', 'static keys reach the pod from the chart Secret');
+    const args = [...entry.slice(3), ...container.args].map(mapPath);
+    const dataDir = mounts.find(([from]) => from === '/data')![1];
+
+    const p = await writeFixture(join(stack.tmp.path, 'boot.parquet'), `SELECT 'id-' || i AS pid, i / 10.0 AS score FROM range(0, 25) t(i)`, 'FORMAT parquet');
+    await stack.s3.put(BUCKET, 'boot/2026/12/04/part-0.parquet', await readFile(p));
+
+    const proc = spawn(process.execPath, args, { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    proc.stderr.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    try {
+      await waitFor('the file imported by the daemon booted from the chart', async () => out.includes('"msg":"import succeeded"') || proc.exitCode !== null, 60_000);
+      assert.ok(out.includes('"msg":"import succeeded"'), out);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      assert.equal(ready.status, 200);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      assert.match(metrics, /^importer_rows_loaded_total\{job="boot",kind="prediction"\} 25$/m);
+      const api = await fetch(`http://127.0.0.1:${port}/api/jobs`);
+      assert.equal(api.status, 401, 'the API needs the token from the Secret');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/api/jobs`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      assert.ok(!out.includes(token), 'the admin token is never logged');
+    } finally {
+      proc.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, out);
+    const db = await DuckDBInstance.create(join(dataDir, 'inferences.duckdb'));
+    const conn = await db.connect();
+    const rows = (await conn.runAndReadAll(`SELECT count(*)::INT AS n, round(sum(prediction_score) * 10)::INT AS s FROM predictions WHERE model_id = 'boot'`)).getRowObjectsJson();
+    conn.closeSync();
+    db.closeSync();
+    assert.deepEqual(rows, [{ n: 25, s: 300 }]);
+  });
+});
