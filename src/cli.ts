@@ -5,7 +5,7 @@ import { startDaemon, type Roles } from './daemon.ts';
 import { describeError, ImporterError } from './errors.ts';
 import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
-import { createS3Client } from './source/index.ts';
+import { createS3Clients } from './source/index.ts';
 import { ApiClient } from './admin/client.ts';
 import { checkSelect } from './schema/select.ts';
 import { formatTable } from './util/table.ts';
@@ -75,7 +75,7 @@ program.command('dry-run').description('check access, schema and every row of on
     const config = await load(o.config);
     const job = config.jobs.find((j) => j.id === o.job);
     if (!job) fail(new ImporterError('IMP_ERR_CONFIG_INVALID', `no job "${o.job}" in the config; jobs: ${config.jobs.map((j) => j.id).join(', ')}`));
-    const report = await dryRun(config, job, createS3Client(config.s3), { key: o.file });
+    const report = await dryRun(config, job, createS3Clients(config), { key: o.file });
     process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatDryRun(report));
     process.exit(report.status === 'ok' ? 0 : 1);
   });
@@ -97,7 +97,7 @@ configCmd.command('check').description('validate the config and print every prob
     }
     process.stdout.write(`${o.config}: ok (${config.jobs.length} job${config.jobs.length > 1 ? 's' : ''}: ${config.jobs.map((j) => j.id).join(', ')})\n`);
     if (!o.dryRun) return;
-    const s3 = createS3Client(config.s3);
+    const s3 = createS3Clients(config);
     let clean = true;
     for (const job of config.jobs) {
       const report = await dryRun(config, job, s3);

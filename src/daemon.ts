@@ -15,7 +15,7 @@ import { isJobPaused, recordPoll } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { PollLock } from './scheduler/poll-lock.ts';
 import { Poller } from './scheduler/poller.ts';
-import { createS3Client } from './source/index.ts';
+import { createS3Clients } from './source/index.ts';
 import { createStore, type Store } from './store/index.ts';
 import { ImportWorkers } from './worker/workers.ts';
 
@@ -59,7 +59,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
     lastRedisError = Date.now();
   });
   const queues = new ImportQueues(config, redis);
-  const s3 = createS3Client(config.s3);
+  const s3 = createS3Clients(config);
   metrics.attach({ config, queues, store, redis });
 
   // HTTP comes up before the store opens, so health, readiness (naming the store) and metrics answer while it cannot.

@@ -50,6 +50,30 @@ const s3Url = z
   .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'must be s3://bucket/prefix/')
   .describe('The S3 location to watch, recursively: s3://bucket/prefix/');
 
+/** The AWS access settings a job may set for itself (the rest comes from the top-level `s3`). */
+const roleArn = z
+  .string()
+  .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/, 'must be an IAM role ARN: arn:aws:iam::<12-digit account>:role/<name>')
+  .describe('IAM role to assume with STS AssumeRole for this access (cross-account buckets); default: the credential chain\'s own identity');
+const externalId = z
+  .string()
+  .regex(/^[\w+=,.@:/-]{2,1224}$/, 'must be 2-1224 characters: letters, digits and _+=,.@:/-')
+  .describe('External ID sent with AssumeRole (the sts:ExternalId condition of the role\'s trust policy)');
+const sessionName = z.string().regex(/^[\w+=,.@-]{2,64}$/, 'must be 2-64 characters: letters, digits and _+=,.@-');
+const stsEndpoint = z.string().url().describe('Custom STS endpoint for AssumeRole (a VPC endpoint); default: the regional STS endpoint');
+
+const jobS3Schema = z
+  .strictObject({
+    region: z.string().min(1).optional().describe('AWS region of this job\'s bucket; default s3.region'),
+    endpoint: z.string().url().optional().describe('Custom endpoint for this job; default s3.endpoint'),
+    forcePathStyle: z.boolean().optional().describe('Path-style addressing for this job; default s3.forcePathStyle'),
+    roleArn: roleArn.optional(),
+    externalId: externalId.optional(),
+    sessionName: sessionName.optional().describe('AssumeRole session name (shows in CloudTrail); default s3.sessionName'),
+    stsEndpoint: stsEndpoint.optional(),
+  })
+  .describe('AWS access of this job when it differs from the top-level s3 (another account, region or endpoint); share one with a YAML anchor');
+
 const modelSchema = z
   .strictObject({
     id: z.string().min(1).max(128).describe('Model ID the rows belong to'),
@@ -107,6 +131,7 @@ const jobSchema = z
     format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
+    s3: jobS3Schema.optional(),
     model: modelSchema,
     schema: fieldMapping,
     timestamps: z
@@ -226,6 +251,10 @@ export const configSchema = z
         region: z.string().default('us-east-1').describe('AWS region'),
         endpoint: z.string().url().optional().describe('Custom endpoint for S3-compatible stores'),
         forcePathStyle: z.boolean().default(false).describe('Path-style addressing (needed by most S3-compatible stores)'),
+        roleArn: roleArn.optional(),
+        externalId: externalId.optional(),
+        sessionName: sessionName.default('inference-importer').describe('AssumeRole session name (shows in CloudTrail)'),
+        stsEndpoint: stsEndpoint.optional(),
         maxAttempts: z.number().int().min(1).default(3).describe('SDK attempts per S3 request'),
         listConcurrency: z.number().int().min(1).max(64).default(8).describe('Parallel LIST requests when polling a prefix of more than 2000 objects'),
         downloadPartSize: size('16MiB').describe('Objects larger than this are downloaded in byte ranges of this size, in parallel; 0 = one GET per object'),
@@ -265,6 +294,14 @@ export const configSchema = z
     if (!cfg.http.token && host !== undefined && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(host)) {
       ctx.addIssue({ code: 'custom', path: ['http', 'host'], message: `binding ${host} without http.token would expose the admin API; set http.token or bind to 127.0.0.1` });
     }
+    if (cfg.s3.externalId && !cfg.s3.roleArn) {
+      ctx.addIssue({ code: 'custom', path: ['s3', 'externalId'], message: 'is sent with AssumeRole: set s3.roleArn too' });
+    }
+    cfg.jobs.forEach((job, i) => {
+      if (job.s3?.externalId && !(job.s3.roleArn ?? cfg.s3.roleArn)) {
+        ctx.addIssue({ code: 'custom', path: ['jobs', i, 's3', 'externalId'], message: 'is sent with AssumeRole: set jobs[].s3.roleArn (or s3.roleArn) too' });
+      }
+    });
     const seen = new Map<string, number>();
     cfg.jobs.forEach((job, i) => {
       const first = seen.get(job.id);

@@ -3,14 +3,18 @@ import { createWriteStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Config } from '../config/index.ts';
 import { ImporterError } from '../errors.ts';
 import type { ListedObject } from './types.ts';
 
-/** Builds the S3 client: the default AWS credential chain, optional custom endpoint, checksums only where S3 requires them. */
-export function createS3Client(s3: Pick<Config['s3'], 'region' | 'endpoint' | 'forcePathStyle' | 'maxAttempts'>): S3Client {
-  return new S3Client({
+/**
+ * The settings of an S3 client: the default AWS credential chain (or the given credentials, e.g. an
+ * assumed role's), optional custom endpoint, checksums only where S3 requires them.
+ */
+export function s3ClientConfig(s3: Pick<Config['s3'], 'region' | 'endpoint' | 'forcePathStyle' | 'maxAttempts'>, credentials?: S3ClientConfig['credentials']): S3ClientConfig {
+  return {
+    ...(credentials ? { credentials } : {}),
     region: s3.region,
     endpoint: s3.endpoint,
     forcePathStyle: s3.forcePathStyle,
@@ -18,7 +22,12 @@ export function createS3Client(s3: Pick<Config['s3'], 'region' | 'endpoint' | 'f
     // S3-compatible stores (and the SDK's own streamed uploads to them) mishandle the newer default checksums.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  };
+}
+
+/** Builds an S3 client from {@link s3ClientConfig}. */
+export function createS3Client(s3: Pick<Config['s3'], 'region' | 'endpoint' | 'forcePathStyle' | 'maxAttempts'>, credentials?: S3ClientConfig['credentials']): S3Client {
+  return new S3Client(s3ClientConfig(s3, credentials));
 }
 
 /** `s3://bucket/prefix/` → its parts. */
@@ -46,7 +55,7 @@ function accessError(what: string, err: unknown): ImporterError {
   const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const status = e.$metadata?.httpStatusCode;
   const hint =
-    status === 403 ? 'check the credentials and the bucket policy' : status === 404 ? 'check the bucket name and region' : 'check s3.endpoint and the network';
+    e.name === 'AssumeRoleRefused' ? 'the job\'s other files wait until the role can be assumed' : status === 403 ? 'check the credentials and the bucket policy' : status === 404 ? 'check the bucket name and region' : 'check s3.endpoint and the network';
   return new ImporterError('IMP_ERR_SOURCE_ACCESS', `${what}: ${e.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${e.message ?? String(err)}; ${hint}`, {
     cause: err,
   });

@@ -73,6 +73,8 @@ export interface LoggedRequest {
   path: string;
   /** Query parameters, e.g. `{ 'list-type': '2', prefix: 'a/' }`. */
   query: Record<string, string>;
+  /** The session token the request was signed with (`x-amz-security-token`), for temporary credentials. */
+  securityToken?: string;
 }
 
 /** An object as returned by {@link S3Harness.list}. */
@@ -178,7 +180,8 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const path = safeDecode(url.pathname);
     const key = path.split('/').slice(2).join('/'); // path is /bucket/key...
-    log.push({ method, path, query: Object.fromEntries(url.searchParams) });
+    const token = req.headers['x-amz-security-token'];
+    log.push({ method, path, query: Object.fromEntries(url.searchParams), ...(typeof token === 'string' ? { securityToken: token } : {}) });
 
     const fault = takeFault(method, key);
     if (fault?.delayMs) await sleep(fault.delayMs);
