@@ -57,7 +57,9 @@ const roleArn = z
   .describe('IAM role to assume with STS AssumeRole for this access (cross-account buckets); default: the credential chain\'s own identity');
 const externalId = z
   .string()
-  .regex(/^[\w+=,.@:/-]{2,1224}$/, 'must be 2-1224 characters: letters, digits and _+=,.@:/-')
+  .min(2, 'must be 2-1224 characters: letters, digits and _+=,.@:/-')
+  .max(1224, 'must be 2-1224 characters: letters, digits and _+=,.@:/-')
+  .regex(/^[\w+=,.@:/-]+$/, 'must be 2-1224 characters: letters, digits and _+=,.@:/-')
   .describe('External ID sent with AssumeRole (the sts:ExternalId condition of the role\'s trust policy)');
 const sessionName = z.string().regex(/^[\w+=,.@-]{2,64}$/, 'must be 2-64 characters: letters, digits and _+=,.@-');
 const stsEndpoint = z.string().url().describe('Custom STS endpoint for AssumeRole (a VPC endpoint); default: the regional STS endpoint');
