@@ -137,6 +137,7 @@ describe('helm chart', () => {
     assert.equal(worker.spec.replicas, undefined, 'KEDA owns the worker replica count');
     assert.equal(scheduler.spec.template.spec.containers[0].args[0], 'scheduler');
     assert.equal(worker.spec.template.spec.containers[0].args[0], 'worker');
+    assert.equal(worker.spec.template.spec.containers[0].workingDir, '/tmp', 'the read-only root has no writable working directory');
     const config = importerConfig(objects);
     for (const d of workloads(objects)) {
       checkPod(d, config);

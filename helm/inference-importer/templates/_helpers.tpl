@@ -129,6 +129,11 @@ spec:
       image: {{ include "inference-importer.image" $root | quote }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
       args: [{{ .command | quote }}, "--config", "/etc/inference-importer/importer.yaml"]
+      {{- if eq $v.shape "scaled" }}
+      # No data volume in this shape: anything DuckDB writes relative to the working directory
+      # (the workers' in-memory database spills to ./.tmp) lands on the writable /tmp.
+      workingDir: /tmp
+      {{- end }}
       env:
         - name: ADMIN_TOKEN
           valueFrom: { secretKeyRef: { name: {{ include "inference-importer.secretName" $root }}, key: admin-token } }
