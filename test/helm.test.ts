@@ -144,7 +144,10 @@ describe('helm chart', () => {
       const pg = d.spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === 'POSTGRES_URL');
       assert.deepEqual(pg.valueFrom, { secretKeyRef: { name: 'inference-importer-secrets', key: 'postgres-url' } });
     }
-    assert.deepEqual(checkConfig(config).store, { kind: 'postgres', url: 'postgres://p/db' });
+    const store = checkConfig(config).store;
+    assert.deepEqual(store.kind === 'postgres' && [store.url, store.poolSize], ['postgres://p/db', 4]);
+    const tuned = checkConfig(importerConfig(await template([EXAMPLES[1]], ['postgres.options.poolSize=8'])));
+    assert.equal(tuned.store.kind === 'postgres' && tuned.store.poolSize, 8, 'postgres.options merge into the store block');
     const trigger = find(objects, 'ScaledObject', 'imp-inference-importer-worker').spec.triggers[0];
     assert.equal(trigger.type, 'prometheus');
     assert.equal(trigger.metadata.query,
