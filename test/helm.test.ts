@@ -12,12 +12,14 @@ import { ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount } fro
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { parse as parseYaml, stringify } from 'yaml';
+import pg from 'pg';
 import { expandEnv, validateConfig } from '../src/config/index.ts';
 import { chartValuesSchemaText, CHART_SCHEMA_PATH } from '../scripts/chart-schema.ts';
 import { ensureBuilt, ROOT } from './helpers/build.ts';
 import { envOf, execForm, parseDockerfile } from './helpers/dockerfile.ts';
 import { CHART, ensureHelm, helm, template, type K8sObject } from './helpers/helm.ts';
 import { freePort } from './helpers/ports.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { BUCKET, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 
 const EXAMPLES = ['single', 'scaled'].map((shape) => join(CHART, 'examples', `${shape}.yaml`));
@@ -187,97 +189,144 @@ describe('helm chart', () => {
   });
 });
 
+/** A container of a rendered pod, run as a local process. */
+interface PodProcess {
+  output(): string;
+  exited: Promise<number | null>;
+  stop(): void;
+  /** Local folder of each volume mount path. */
+  mounts: Map<string, string>;
+}
+
+/**
+ * Runs the container of a rendered Deployment exactly as the pod would, as far as a process can: the
+ * image's ENTRYPOINT (tini left out: node runs directly) and ENV, the container's args and env with
+ * the Secret resolved, the ConfigMap as the config file. Each volume mount becomes a folder under
+ * `root`, and the paths the image, the config and the args name are mapped into those folders (/app
+ * is this repository with its dist/). `port` replaces the http port where two pods would otherwise
+ * share one host: each pod has its own network namespace.
+ */
+async function runPod(objects: K8sObject[], deployment: string, root: string, port?: number): Promise<PodProcess> {
+  const container = find(objects, 'Deployment', deployment).spec.template.spec.containers[0];
+  const secret = objects.find((o) => o.kind === 'Secret')!;
+  const mounts = new Map<string, string>([['/app', ROOT]]);
+  for (const m of container.volumeMounts as { mountPath: string; name: string }[]) {
+    const dir = join(root, m.name);
+    await mkdir(dir, { recursive: true });
+    mounts.set(m.mountPath, dir);
+  }
+  const anyMount = new RegExp(`(^|[\\s"'=:])(${[...mounts.keys()].sort((a, b) => b.length - a.length).join('|')})(?=/|$|[\\s"'])`, 'gm');
+  const mapPath = (s: string) => s.replace(anyMount, (_m, lead: string, from: string) => `${lead}${mounts.get(from)}`);
+  let config = mapPath(importerConfig(objects));
+  if (port !== undefined) config = config.replace(/^( {2}port: )\d+$/m, `$1${port}`);
+  await writeFile(join(mounts.get('/etc/inference-importer')!, 'importer.yaml'), config);
+
+  const docker = await parseDockerfile(join(ROOT, 'Dockerfile'));
+  const final = Math.max(...docker.map((i) => i.stage));
+  const entry = execForm(docker.filter((i) => i.op === 'ENTRYPOINT' && i.stage === final).at(-1));
+  assert.deepEqual(entry.slice(0, 3), ['/usr/bin/tini', '--', 'node'], 'tini is PID 1 in the image; here node runs directly');
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  for (const [k, v] of Object.entries(envOf(docker, final))) env[k] = mapPath(v);
+  for (const e of container.env as { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string; optional?: boolean } } }[]) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else {
+      const ref = e.valueFrom!.secretKeyRef;
+      assert.equal(ref.name, secret.metadata.name);
+      const data = secret.data[ref.key];
+      if (data === undefined && ref.optional) continue;
+      env[e.name] = Buffer.from(data, 'base64').toString('utf8');
+    }
+  }
+  assert.equal(env.AWS_ACCESS_KEY_ID, 'S3RVER', 'static keys reach the pod from the chart Secret');
+  const args = [...entry.slice(3), ...container.args].map(mapPath);
+  const cwd = container.workingDir ? mapPath(container.workingDir) : mounts.get('/data') ?? mounts.get('/tmp')!;
+  const proc = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d) => (out += d));
+  proc.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return { output: () => out, exited, stop: () => proc.kill('SIGTERM'), mounts };
+}
+
 describe('booting the daemon from the rendered chart', () => {
   let stack: Stack;
+  let db: TestDatabase | undefined;
+  const token = 'chart-boot-token-0123456789';
   before(async () => {
-    [stack] = await Promise.all([startStack(), ensureHelm(), ensureBuilt()]);
+    [stack, db] = await Promise.all([startStack(), createTestDatabase('importer_chart'), ensureHelm(), ensureBuilt()]);
   });
-  after(async () => stack?.stop());
+  after(async () => {
+    await stack?.stop();
+    await db?.drop();
+  });
 
-  it('runs the image entrypoint with the rendered args, env, Secret and ConfigMap, and imports a file', async () => {
-    const port = await freePort();
-    const token = 'chart-boot-token-0123456789';
-    const valuesPath = join(stack.tmp.path, 'values.yaml');
-    await writeFile(valuesPath, stringify({
-      shape: 'single',
+  const values = async (name: string, shape: 'single' | 'scaled', port: number) => {
+    const path = join(stack.tmp.path, `${name}.yaml`);
+    await writeFile(path, stringify({
+      shape,
       port,
       secret: { adminToken: token, awsAccessKeyId: 'S3RVER', awsSecretAccessKey: 'S3RVER' },
       redis: { url: stack.redis.url },
+      ...(shape === 'scaled' ? { postgres: { url: db!.url, options: { schema: name, poolSize: 2, memoryLimit: '256MB', threads: 1 } } } : {}),
       config: {
-        redis: { prefix: 'chartboot' },
+        redis: { prefix: name },
         s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, region: 'us-east-1' },
-        store: { memoryLimit: '512MB', threads: 2 },
+        ...(shape === 'single' ? { store: { memoryLimit: '512MB', threads: 2 } } : {}),
         defaults: { pollInterval: '1s' },
         log: { level: 'info' },
-        jobs: [{ id: 'boot', source: `s3://${BUCKET}/boot/`, model: { id: 'boot', version: 'v1' }, schema: { predictionId: 'pid', predictionScore: 'score' } }],
+        jobs: [{ id: 'boot', source: `s3://${BUCKET}/${name}/`, model: { id: name, version: 'v1' }, schema: { predictionId: 'pid', predictionScore: 'score' } }],
       },
     }));
-    const objects = await template([valuesPath]);
-    const deployment = find(objects, 'Deployment', 'imp-inference-importer');
-    const container = deployment.spec.template.spec.containers[0];
-    const secret = find(objects, 'Secret', 'imp-inference-importer');
+    const p = await writeFixture(join(stack.tmp.path, `${name}.parquet`), `SELECT 'id-' || i AS pid, i / 10.0 AS score FROM range(0, 25) t(i)`, 'FORMAT parquet');
+    await stack.s3.put(BUCKET, `${name}/2026/12/04/part-0.parquet`, await readFile(p));
+    return path;
+  };
 
-    // Each volume mount becomes a folder; paths the image, the config and the args name are mapped into them.
-    const mounts: [string, string][] = [['/app', ROOT]];
-    for (const m of container.volumeMounts as { mountPath: string; name: string }[]) {
-      const dir = join(stack.tmp.path, 'mounts', m.name);
-      await mkdir(dir, { recursive: true });
-      mounts.push([m.mountPath, dir]);
-    }
-    const byPath = new Map(mounts);
-    const anyMount = new RegExp(`(^|[\\s"'=:])(${[...byPath.keys()].sort((a, b) => b.length - a.length).join('|')})(?=/|$|[\\s"'])`, 'gm');
-    const mapPath = (s: string) => s.replace(anyMount, (_m, lead: string, from: string) => `${lead}${byPath.get(from)}`);
-    const configDir = mounts.find(([from]) => from === '/etc/inference-importer')![1];
-    await writeFile(join(configDir, 'importer.yaml'), mapPath(importerConfig(objects)));
-
-    const docker = await parseDockerfile(join(ROOT, 'Dockerfile'));
-    const final = Math.max(...docker.map((i) => i.stage));
-    const entry = execForm(docker.filter((i) => i.op === 'ENTRYPOINT' && i.stage === final).at(-1));
-    assert.deepEqual(entry.slice(0, 3), ['/usr/bin/tini', '--', 'node'], 'tini is PID 1 in the image; here node runs directly');
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    for (const [k, v] of Object.entries(envOf(docker, final))) env[k] = mapPath(v);
-    for (const e of container.env as { name: string; value?: string; valueFrom?: { secretKeyRef: { name: string; key: string; optional?: boolean } } }[]) {
-      if (e.value !== undefined) env[e.name] = e.value;
-      else {
-        const ref = e.valueFrom!.secretKeyRef;
-        assert.equal(ref.name, secret.metadata.name);
-        const data = secret.data[ref.key];
-        if (data === undefined && ref.optional) continue;
-        env[e.name] = Buffer.from(data, 'base64').toString('utf8');
-      }
-    }
-    assert.equal(env.AWS_ACCESS_KEY_ID, 'S3RVER', 'static keys reach the pod from the chart Secret');
-    const args = [...entry.slice(3), ...container.args].map(mapPath);
-    const dataDir = mounts.find(([from]) => from === '/data')![1];
-
-    const p = await writeFixture(join(stack.tmp.path, 'boot.parquet'), `SELECT 'id-' || i AS pid, i / 10.0 AS score FROM range(0, 25) t(i)`, 'FORMAT parquet');
-    await stack.s3.put(BUCKET, 'boot/2026/12/04/part-0.parquet', await readFile(p));
-
-    const proc = spawn(process.execPath, args, { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout.on('data', (d) => (out += d));
-    proc.stderr.on('data', (d) => (out += d));
-    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  it('runs the single shape with the image entrypoint, rendered args, env, Secret and ConfigMap, and imports a file', async () => {
+    const port = await freePort();
+    const objects = await template([await values('chartsingle', 'single', port)]);
+    const pod = await runPod(objects, 'imp-inference-importer', join(stack.tmp.path, 'single'));
     try {
-      await waitFor('the file imported by the daemon booted from the chart', async () => out.includes('"msg":"import succeeded"') || proc.exitCode !== null, 60_000);
-      assert.ok(out.includes('"msg":"import succeeded"'), out);
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
-      assert.equal(ready.status, 200);
+      await waitFor('the file imported by the daemon booted from the chart', async () => pod.output().includes('"msg":"import succeeded"') || (await Promise.race([pod.exited, Promise.resolve('running')])) !== 'running', 60_000);
+      assert.ok(pod.output().includes('"msg":"import succeeded"'), pod.output());
+      assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       assert.match(metrics, /^importer_rows_loaded_total\{job="boot",kind="prediction"\} 25$/m);
-      const api = await fetch(`http://127.0.0.1:${port}/api/jobs`);
-      assert.equal(api.status, 401, 'the API needs the token from the Secret');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/api/jobs`)).status, 401, 'the API needs the token from the Secret');
       assert.equal((await fetch(`http://127.0.0.1:${port}/api/jobs`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
-      assert.ok(!out.includes(token), 'the admin token is never logged');
+      assert.ok(!pod.output().includes(token), 'the admin token is never logged');
     } finally {
-      proc.kill('SIGTERM');
+      pod.stop();
     }
-    assert.equal(await exited, 0, out);
-    const db = await DuckDBInstance.create(join(dataDir, 'inferences.duckdb'));
-    const conn = await db.connect();
-    const rows = (await conn.runAndReadAll(`SELECT count(*)::INT AS n, round(sum(prediction_score) * 10)::INT AS s FROM predictions WHERE model_id = 'boot'`)).getRowObjectsJson();
+    assert.equal(await pod.exited, 0, pod.output());
+    const dbFile = join(pod.mounts.get('/data')!, 'inferences.duckdb');
+    const duck = await DuckDBInstance.create(dbFile);
+    const conn = await duck.connect();
+    const rows = (await conn.runAndReadAll(`SELECT count(*)::INT AS n, round(sum(prediction_score) * 10)::INT AS s FROM predictions WHERE model_id = 'chartsingle'`)).getRowObjectsJson();
     conn.closeSync();
-    db.closeSync();
+    duck.closeSync();
+    assert.deepEqual(rows, [{ n: 25, s: 300 }]);
+  });
+
+  it('runs the scaled shape: the scheduler and a worker pod import a file into PostgreSQL', async () => {
+    const [port, workerPort] = [await freePort(), await freePort()];
+    const objects = await template([await values('chartscaled', 'scaled', port)]);
+    const scheduler = await runPod(objects, 'imp-inference-importer-scheduler', join(stack.tmp.path, 'scheduler'));
+    const worker = await runPod(objects, 'imp-inference-importer-worker', join(stack.tmp.path, 'worker'), workerPort);
+    try {
+      await waitFor('the worker pod to import the file the scheduler pod queued', async () => worker.output().includes('"msg":"import succeeded"'), 60_000);
+      assert.doesNotMatch(scheduler.output(), /"msg":"import succeeded"/, 'the scheduler does not import');
+      const metrics = await (await fetch(`http://127.0.0.1:${workerPort}/metrics`)).text();
+      assert.match(metrics, /^importer_rows_loaded_total\{job="boot",kind="prediction"\} 25$/m);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+    } finally {
+      scheduler.stop();
+      worker.stop();
+    }
+    assert.deepEqual([await scheduler.exited, await worker.exited], [0, 0], scheduler.output() + worker.output());
+    const client = new pg.Client({ connectionString: db!.url });
+    await client.connect();
+    const { rows } = await client.query(`SELECT count(*)::int AS n, round(sum(prediction_score) * 10)::int AS s FROM chartscaled.predictions WHERE model_id = 'chartscaled'`).finally(() => client.end());
     assert.deepEqual(rows, [{ n: 25, s: 300 }]);
   });
 });
