@@ -163,6 +163,18 @@ describe('helm chart', () => {
     assert.equal(redisEnv.value, 'redis://imp-inference-importer-redis:6379');
   });
 
+  it("prints NOTES telling the operator how to reach the dashboard, the token and the metrics", async () => {
+    for (const [files, deploy] of [[[], 'deploy/imp-inference-importer --'], [['-f', EXAMPLES[1]], 'deploy/imp-inference-importer-scheduler --']] as const) {
+      const r = await helm(['install', 'imp', CHART, '-n', 'ml', '--dry-run=client', ...files]);
+      assert.equal(r.code, 0, r.stderr);
+      const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+      assert.ok(notes.includes('kubectl -n ml port-forward svc/imp-inference-importer 8080:8080'), notes);
+      assert.ok(notes.includes(`get secret ${files.length ? 'inference-importer-secrets' : 'imp-inference-importer'} -o jsonpath='{.data.admin-token}' | base64 -d`), notes);
+      assert.ok(notes.includes('http://imp-inference-importer.ml.svc:8080/metrics'), notes);
+      assert.ok(notes.includes(`exec ${deploy} node /app/dist/cli.js jobs --config /etc/inference-importer/importer.yaml`), notes);
+    }
+  });
+
   it('rolls the pods when the config changes (checksum/config)', async () => {
     const a = find(await template([]), 'Deployment', 'imp-inference-importer').spec.template.metadata.annotations['checksum/config'];
     const b = find(await template([], ['config.defaults.pollInterval=30s']), 'Deployment', 'imp-inference-importer').spec.template.metadata.annotations['checksum/config'];
