@@ -46,7 +46,7 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
   app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   if (api) {
     registerApi(app, api);
-    await registerDashboard(app, config, api.queues);
+    await registerDashboard(app, config, api.queues, api.live);
   }
   const host = config.http.host ?? (token ? '0.0.0.0' : '127.0.0.1');
   await app.listen({ port: config.http.port, host });
