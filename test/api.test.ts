@@ -164,9 +164,9 @@ describe('admin API and dashboard', () => {
     };
     const jobs = await cli('jobs', '--json');
     assert.equal(jobs.code, 0);
-    assert.deepEqual(JSON.parse(jobs.out).map((j: any) => [j.id, j.state, j.files.failed]), [['preds', 'active', 1], ['acts', 'active', 0]]);
+    assert.deepEqual(JSON.parse(jobs.out).map((j: any) => [j.id, j.state, j.files.failed]), [['preds', 'failing', 1], ['acts', 'active', 0]]);
     const table = await cli('jobs');
-    assert.match(table.out, /^JOB +STATE +LAST POLL +PENDING +SUCCEEDED +PARTIAL +FAILED +ROWS +REJECTED\npreds +active +\d{4}-\d\d-\d\dT[\d:]+Z ok +0 +1 +1 +1 +8 +1\nacts +active .* +5 +0\n$/);
+    assert.match(table.out, /^JOB +STATE +LAST POLL +PENDING +SUCCEEDED +PARTIAL +FAILED +ROWS +REJECTED\npreds +failing +\d{4}-\d\d-\d\dT[\d:]+Z ok +0 +1 +1 +1 +8 +1\nacts +active .* +5 +0\n$/);
     const status = await cli('jobs', 'status', 'acts');
     assert.match(status.out, /^job acts: active\n {2}source {3}s3:\/\/inference\/acts\/ \(auto\)\n/);
     const files = await cli('files', 'preds', '--failed');
