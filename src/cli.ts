@@ -119,13 +119,17 @@ async function withQueues(configPath: string, fn: (config: Readonly<Config>, que
   const redis = connectRedis(config.redis.url, 'inference-importer-cli');
   redis.on('error', () => undefined);
   const queues = new ImportQueues(config, redis);
+  let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       redis.ping(),
-      new Promise((_, reject) => setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000)),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000))),
     ]);
+    // A pending timer would hold the process for its 5 s after the command is done.
+    clearTimeout(timer);
     await fn(config, queues);
   } catch (err) {
+    clearTimeout(timer);
     await queues.close().catch(() => undefined);
     redis.disconnect();
     fail(err);
