@@ -105,7 +105,7 @@ describe('validation and dry run', () => {
       });
       assert.deepEqual([skip.status, skip.rows_read, skip.predictions_loaded, skip.rows_rejected], ['partially_succeeded', 5, 3, 2]);
       assert.equal(skip.error_message, 'skip/m.csv: 2 row(s) rejected; first: row 3, column "pid": the prediction ID is null or empty');
-      assert.deepEqual([strict.status, strict.predictions_loaded, strict.rows_rejected, strict.error_code, strict.attempts], ['failed', 0, 2, 'IMP_ERR_ROWS_INVALID', 0]);
+      assert.deepEqual([strict.status, strict.predictions_loaded, strict.rows_rejected, strict.error_code, strict.attempts], ['failed', 0, 2, 'IMP_ERR_ROWS_INVALID', 1]);
       const loaded = await sql(daemon.store)(`SELECT model_id, list(prediction_id ORDER BY prediction_id) AS ids FROM predictions GROUP BY 1 ORDER BY 1`);
       assert.deepEqual(loaded, [{ model_id: 'skip', ids: ['id1', 'id2', 'id4'] }]);
       const rejected = async () => sql(daemon.store)(`SELECT job_id, row_number::INT AS r, code FROM rejected_rows ORDER BY job_id, r`);

@@ -303,7 +303,8 @@ export class DuckDbStore implements Store {
       },
       finish: async (fileId, o) => {
         await conn.run(
-          `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+          // attempts counts this one too: failed attempts before it each recorded their own number.
+          `UPDATE import_files SET status = $2, attempts = attempts + 1, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
              error_code = $7, error_message = $8, error_column = $9, error_row = $10
            WHERE file_id = $1`,
           [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow],
