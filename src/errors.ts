@@ -29,6 +29,7 @@ export const ErrorCodes = {
   IMP_ERR_ROW_DUPLICATE_ID: 'the prediction ID appears again later in the same file',
   IMP_ERR_ROWS_INVALID: 'the file has invalid rows and the job says onInvalidRows: fail',
   IMP_ERR_SQL_REFUSED: 'the SQL was refused or failed',
+  IMP_ERR_SQL_UNKNOWN_TABLE: 'the SQL names a table or view the store does not have',
   IMP_ERR_HTTP_UNAUTHORIZED: 'missing or wrong bearer token',
   IMP_ERR_HTTP_BAD_REQUEST: 'a parameter of the request is wrong',
   IMP_ERR_HTTP_NOT_FOUND: 'no such job, file or route',

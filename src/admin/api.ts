@@ -56,7 +56,7 @@ function jobState(queueState: 'active' | 'paused', poll: { outcome: string } | u
 /** Every API error is JSON with a stable code; the status follows from the code. */
 function statusOf(code: string): number {
   if (code === 'IMP_ERR_HTTP_NOT_FOUND') return 404;
-  if (code === 'IMP_ERR_HTTP_BAD_REQUEST' || code === 'IMP_ERR_SQL_REFUSED') return 400;
+  if (code === 'IMP_ERR_HTTP_BAD_REQUEST' || code === 'IMP_ERR_SQL_REFUSED' || code === 'IMP_ERR_SQL_UNKNOWN_TABLE') return 400;
   if (code === 'IMP_ERR_HTTP_UNAUTHORIZED') return 401;
   if (code === 'IMP_ERR_HTTP_CONFLICT') return 409;
   // The store or Redis cannot answer now: a retry later can succeed.
@@ -194,6 +194,22 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/models', async () => ({ models: await store.modelSummaries() }));
   app.post('/api/sql', async (req) => {
     const { sql, limit } = parse(sqlBody, req.body, 'body');
-    return store.readOnlyQuery(sql, limit, 10_000);
+    try {
+      return await store.readOnlyQuery(sql, limit, 10_000);
+    } catch (err) {
+      // DuckDB: `Table with name x does not exist`; PostgreSQL: `relation "x" does not exist`.
+      const missing = err instanceof ImporterError && /Table with name (\S+) does not exist|relation "([^"]+)" does not exist/.exec(err.message);
+      if (!missing) throw err;
+      const { rows } = await store.readOnlyQuery(
+        // The store's own schema, and the DuckDB store's schema of per-model tables.
+        `SELECT CASE WHEN table_schema = current_schema() THEN table_name ELSE table_schema || '.' || table_name END AS name,
+                CASE WHEN table_type = 'VIEW' THEN 'view' ELSE 'table' END AS kind
+         FROM information_schema.tables WHERE table_schema IN (current_schema(), 'model_predictions') AND table_type IN ('BASE TABLE', 'VIEW') ORDER BY 2 DESC, 1`,
+        1000, 10_000,
+      );
+      const tables = rows as Array<{ name: string; kind: string }>;
+      const list = (kind: string) => tables.filter((t) => t.kind === kind).map((t) => t.name).join(', ') || 'none';
+      throw new ImporterError('IMP_ERR_SQL_UNKNOWN_TABLE', `there is no table or view "${missing[1] ?? missing[2]}"; views: ${list('view')}; tables: ${list('table')}`, { permanent: true });
+    }
   });
 }
