@@ -72,6 +72,12 @@ describe('live config reload', () => {
       assert.deepEqual((await call('GET', '/api/jobs')).body.jobs.map((j: { id: string }) => j.id), ['a', 'b']);
       assert.equal((await call('GET', '/api/config')).body.lastReload.trigger, 'watch');
       assert.deepEqual((await call('GET', '/api/config')).body.lastReload.added, ['b']);
+      // Error series exist at zero from the start, for a started and an added job, so rate() and alerts work before the first error.
+      const series = await (await fetch(`${url}/metrics`)).text();
+      for (const j of ['a', 'b']) {
+        assert.match(series, new RegExp(`^importer_poll_errors_total\\{job="${j}"\\} 0$`, 'm'));
+        assert.match(series, new RegExp(`^importer_rows_rejected_total\\{job="${j}",reason="IMP_ERR_ROW_DUPLICATE_ID"\\} 0$`, 'm'));
+      }
 
       // Edited: b reads another prefix from its next poll.
       await parquet('b2/1.parquet', 4, 'c');
