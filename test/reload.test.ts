@@ -108,7 +108,7 @@ describe('live config reload', () => {
       await writeFile(join(dir, 'importer.yaml'), asYaml(base, [job('b', 'b2')], { http: { port: 0, host: '127.0.0.1', token: 'another-token-0123456789' } }));
       const removed = await waitFor('a removed', async () => {
         const c = (await call('GET', '/api/config')).body;
-        return c.jobs.length === 1 && c;
+        return c.jobs.length === 1 && c.lastReload.outcome === 'applied' && c;
       });
       assert.deepEqual(removed.lastReload.removed, ['a']);
       assert.deepEqual(removed.needsRestart, ['http.token']);

@@ -42,7 +42,7 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
     if (req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')) {
       return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
     }
-    return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token (or session cookie)' });
+    return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
   });
   app.get('/healthz', async () => ({ ok: health.live() }));
   app.get('/readyz', async (_req, reply) => {

@@ -170,7 +170,15 @@ export class LiveConfig extends EventEmitter<{ change: [ConfigChange] }> {
 
   private async onFileEvent(): Promise<void> {
     if (!this.path) return;
-    const hash = await readFile(this.path).then((b) => createHash('sha256').update(b).digest('hex'), () => undefined);
+    const hashOf = (path: string) => readFile(path).then((b) => createHash('sha256').update(b).digest('hex'), () => undefined);
+    const first = await hashOf(this.path);
+    // A file written in place (truncated, then written) can be read half way: reload only content that stays put.
+    await new Promise((r) => setTimeout(r, WATCH_SETTLE_MS));
+    const hash = await hashOf(this.path);
+    if (hash !== first) {
+      this.settleTimer = setTimeout(() => void this.onFileEvent(), WATCH_SETTLE_MS);
+      return;
+    }
     if (hash === undefined || hash === this.lastHash) return;
     await this.reload('watch');
   }
