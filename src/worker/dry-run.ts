@@ -9,6 +9,7 @@ import { planMapping } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { eligibleObjects, listObjects, objectUri, parseS3Url, type ListedObject } from '../source/index.ts';
+import type { SourceRelation } from '../formats/index.ts';
 import { fetchVersion } from './fetch-version.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
