@@ -36,7 +36,7 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   const log = createLogger(config.log.level);
   let daemon;
   try {
-    daemon = await startDaemon(config, { roles, log });
+    daemon = await startDaemon(config, { roles, log, configPath });
   } catch (err) {
     const e = describeError(err);
     log.fatal({ code: e.code }, e.message);
@@ -52,6 +52,11 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
         process.exit(1);
       });
   };
+  // SIGHUP re-reads the config (as nginx and Prometheus do); without a listener Node would exit on it.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'signal received: reloading the config');
+    void daemon.reload('SIGHUP');
+  });
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 }
@@ -102,7 +107,8 @@ configCmd.command('check').description('validate the config and print every prob
     for (const job of config.jobs) {
       const report = await dryRun(config, job, s3);
       process.stdout.write(formatDryRun(report));
-      clean &&= report.status === 'ok';
+      // An empty prefix is the normal state right after deploying (actuals come later): a note, not a failure.
+      clean &&= report.status === 'ok' || report.status === 'empty';
     }
     process.exit(clean ? 0 : 1);
   });
@@ -113,13 +119,17 @@ async function withQueues(configPath: string, fn: (config: Readonly<Config>, que
   const redis = connectRedis(config.redis.url, 'inference-importer-cli');
   redis.on('error', () => undefined);
   const queues = new ImportQueues(config, redis);
+  let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
       redis.ping(),
-      new Promise((_, reject) => setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000)),
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000))),
     ]);
+    // A pending timer would hold the process for its 5 s after the command is done.
+    clearTimeout(timer);
     await fn(config, queues);
   } catch (err) {
+    clearTimeout(timer);
     await queues.close().catch(() => undefined);
     redis.disconnect();
     fail(err);
@@ -218,17 +228,40 @@ program.command('files <id>').description("a job's files, newest first, with the
     }),
   );
 program.command('retry <id>').description('import the failed files of a job again').addOption(configOption()).addOption(urlOption())
+  .option('--failed', 'the failed files (the default, and the only choice: `reimport --all` takes every file)')
   .action((id: string, o: { config: string; url?: string }) =>
     withApi(o, async (api) => {
       const r = await api.call<{ retried: string[] }>('POST', `/api/jobs/${encodeURIComponent(id)}/retry`);
       process.stdout.write(`${r.retried.length} failed file${r.retried.length === 1 ? '' : 's'} queued again${r.retried.length ? `: ${r.retried.join(', ')}` : ''}\n`);
     }),
   );
-program.command('reimport <id> <key>').description('import one file again, replacing what it contributed').addOption(configOption()).addOption(urlOption())
-  .action((id: string, key: string, o: { config: string; url?: string }) =>
+program.command('reimport <id> [key]').description('import one file (or --all files, e.g. after a schema change) again, replacing what it contributed').addOption(configOption()).addOption(urlOption())
+  .option('--all', "every file of the job: files keep the mapping they were imported with until re-imported")
+  .action((id: string, key: string | undefined, o: { config: string; url?: string; all?: boolean }) =>
     withApi(o, async (api) => {
+      if (!!key === !!o.all) throw new ImporterError('IMP_ERR_HTTP_BAD_REQUEST', 'give either a file key or --all');
+      if (o.all) {
+        const r = await api.call<{ reimported: string[] }>('POST', `/api/jobs/${encodeURIComponent(id)}/reimport`, { all: true });
+        process.stdout.write(`${r.reimported.length} file${r.reimported.length === 1 ? '' : 's'} queued for re-import\n`);
+        return;
+      }
       const r = await api.call<{ key: string; etag: string }>('POST', `/api/jobs/${encodeURIComponent(id)}/reimport`, { key });
       process.stdout.write(`${r.key} (etag ${r.etag}) queued for re-import\n`);
+    }),
+  );
+jobsCmd.command('delete <id>').description("delete the rows and ledger of a job already removed from the config (the config is where jobs are defined)")
+  .option('--purge', 'required: says you mean to delete its data').addOption(configOption()).addOption(urlOption())
+  .action((id: string, o: { config: string; url?: string; purge?: boolean }) =>
+    withApi(o, async (api) => {
+      const r = await api.call<{ purged: { files: number; predictions: number; actuals: number } }>('DELETE', `/api/jobs/${encodeURIComponent(id)}?purge=${o.purge ? 'true' : 'false'}`);
+      process.stdout.write(`job ${id} purged: ${r.purged.files} ledger rows, ${r.purged.predictions} predictions, ${r.purged.actuals} actuals deleted\n`);
+    }),
+  );
+program.command('reload').description('make the running daemon re-read its config file (like SIGHUP)').addOption(configOption()).addOption(urlOption())
+  .action((o: { config: string; url?: string }) =>
+    withApi(o, async (api) => {
+      const r = await api.call<{ outcome: string; added?: string[]; removed?: string[]; changed?: string[]; needsRestart?: string[] }>('POST', '/api/config/reload');
+      process.stdout.write(`${r.outcome}: added ${r.added?.join(', ') || 'none'}; removed ${r.removed?.join(', ') || 'none'}; changed ${r.changed?.join(', ') || 'none'}${r.needsRestart?.length ? `; needs a restart: ${r.needsRestart.join(', ')}` : ''}\n`);
     }),
   );
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { startHttpServer } from './admin/server.ts';
 import type { Config } from './config/index.ts';
+import { LiveConfig, type ReloadReport } from './config/live.ts';
 import { describeError, isPermanent } from './errors.ts';
 import { openMemoryEngine } from './engine/index.ts';
 import { Importer } from './import/index.ts';
@@ -28,13 +29,17 @@ export interface Roles {
 
 /** A running daemon and its parts (tests and the demo look inside). */
 export interface Daemon {
-  config: Readonly<Config>;
+  /** The running config: replaced (jobs and defaults) by each reload that applies. */
+  readonly config: Readonly<Config>;
+  live: LiveConfig;
   store: Store;
   queues: ImportQueues;
   poller?: Poller;
   metrics: Metrics;
   http?: FastifyInstance;
   log: Logger;
+  /** Re-reads the config file (SIGHUP, the API and the file watch call this). */
+  reload(trigger: string): Promise<ReloadReport>;
   /** Stops in order: polling → imports (with the shutdown deadline) → queues → store → Redis → HTTP. */
   stop(): Promise<void>;
 }
@@ -42,6 +47,10 @@ export interface Daemon {
 export interface DaemonOptions {
   roles?: Roles;
   log?: Logger;
+  /** The file the config came from: watched, and re-read on reload. Without it the config is fixed. */
+  configPath?: string;
+  /** Watch the config file for changes. @defaultValue true when configPath is given */
+  watchConfig?: boolean;
 }
 
 /** Starts the configured roles. With the embedded DuckDB store the scheduler and the workers share this one process. */
@@ -49,6 +58,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const roles = options.roles ?? { scheduler: true, worker: true, http: true };
   const log = options.log ?? createLogger(config.log.level);
   const metrics = createMetrics();
+  const live = new LiveConfig(config, options.configPath, log, { apply: (change) => apply(change), onReport: (r) => metrics.configReloaded(r) });
   const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
   const store = createStore(config, tmpDir);
 
@@ -60,7 +70,9 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   });
   const queues = new ImportQueues(config, redis);
   const s3 = createS3Clients(config);
-  metrics.attach({ config, queues, store, redis });
+  // Every part reads the config through a getter, so a reload reaches it from its next use.
+  metrics.attach({ get config() { return live.current; }, queues, store, redis });
+  metrics.initJobs(config.jobs.map((j) => j.id));
 
   // HTTP comes up before the store opens, so health, readiness (naming the store) and metrics answer while it cannot.
   let http: FastifyInstance | undefined;
@@ -69,7 +81,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
     http = await startHttpServer(config, metrics, {
       live: () => !stopping,
       ready: () => readiness(redis, store),
-    }, log, { config, store, queues, redis, s3 });
+    }, log, { get config() { return live.current; }, live, store, queues, redis, s3 });
   }
   try {
     await openStore(store, log, () => stopping);
@@ -84,7 +96,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
 
   let workers: ImportWorkers | undefined;
   if (roles.worker) {
-    workers = new ImportWorkers({ config, store, importer: new Importer(store), readEngine, s3, metrics, log, tmpDir }, redis);
+    workers = new ImportWorkers({ get config() { return live.current; }, store, importer: new Importer(store), readEngine, s3, metrics, log, tmpDir }, redis);
     workers.start();
   }
   let poller: Poller | undefined;
@@ -92,20 +104,31 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   if (roles.scheduler) {
     lock = new PollLock(redis, `${config.redis.prefix}:poll-lock`, Math.max(30_000, 3 * config.defaults.pollInterval));
     poller = new Poller({
-      config, store, s3, queues, metrics, log, lock,
+      get config() { return live.current; }, store, s3, queues, metrics, log, lock,
       isPaused: (jobId) => isJobPaused(queues, jobId),
-      onPolled: (jobId, status) => recordPoll(redis, config, jobId, { at: new Date().toISOString(), ...status }),
+      onPolled: (jobId, status) => recordPoll(redis, live.current, jobId, { at: new Date().toISOString(), ...status }),
     });
     poller.start();
   }
+  /** Puts a reload into effect: removed jobs stop polling and importing and their queued work is dropped; added jobs start. */
+  async function apply(change: { added: Array<{ id: string }>; removed: Array<{ id: string }>; changed: Array<{ id: string }> }): Promise<void> {
+    for (const job of [...change.removed, ...change.changed]) await poller?.forget(job.id);
+    await workers?.sync();
+    for (const job of change.removed) await queues.drop(job.id);
+    metrics.initJobs(change.added.map((j) => j.id));
+  }
+  if (options.configPath && options.watchConfig !== false) live.watch();
   log.info({ roles }, 'inference-importer started');
 
   return {
-    config, store, queues, poller, metrics, http, log,
+    get config() { return live.current; },
+    live, store, queues, poller, metrics, http, log,
+    reload: (trigger) => live.reload(trigger),
     async stop() {
       if (stopping) return;
       stopping = true;
       log.info('shutting down');
+      live.close();
       await poller?.stop();
       const clean = workers ? await workers.close(config.worker.shutdownTimeout) : true;
       if (!clean) log.warn({ timeoutMs: config.worker.shutdownTimeout }, 'imports still running at the deadline were abandoned; they are retried after restart');

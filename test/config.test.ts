@@ -79,7 +79,7 @@ describe('config', () => {
     // A secret with YAML syntax in it stays one intact string; numbers stay numbers.
     await writeFile(path, 'http: { port: ${PORT}, token: ${T} }\njobs:\n  - { id: a, source: "s3://bucket/a/", model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
     const tricky = await loadConfig(path, { T: '*abc, def #ghi-0123456789', PORT: '8081' });
-    assert.deepEqual(tricky.http, { port: 8081, token: '*abc, def #ghi-0123456789' });
+    assert.deepEqual(tricky.http, { port: 8081, token: '*abc, def #ghi-0123456789', sessionTtl: 12 * 3600_000 });
     await writeFile(path, 'http: { host: 0.0.0.0 }\njobs:\n  - { id: a, source: "s3://bucket/a/", model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
     await assert.rejects(loadConfig(path, {}), { message: `${path} has 1 error:\n  http.host: binding 0.0.0.0 without http.token would expose the admin API; set http.token or bind to 127.0.0.1` });
     assert.deepEqual([parseDuration('500ms'), parseDuration('1.5h'), parseDuration(3), parseDuration('x')], [500, 5_400_000, 3000, undefined]);

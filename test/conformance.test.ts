@@ -73,7 +73,7 @@ for (const kind of STORE_KINDS) {
       await upload('ctr/prediction/2026/11/03/c.ndjson.gz', predictionsSql(150, 20), 'FORMAT json, COMPRESSION gzip');
       const l = await settled('preds', 'ctr/prediction/2026/11/01/a.parquet', 'ctr/prediction/2026/11/02/b.csv', 'ctr/prediction/2026/11/03/c.ndjson.gz');
       assert.deepEqual(l.map((r) => [r.key.split('/').pop(), r.status, r.predictions_loaded, r.attempts]), [
-        ['a.parquet', 'succeeded', 100, 0], ['b.csv', 'succeeded', 50, 0], ['c.ndjson.gz', 'succeeded', 20, 0],
+        ['a.parquet', 'succeeded', 100, 1], ['b.csv', 'succeeded', 50, 1], ['c.ndjson.gz', 'succeeded', 20, 1],
       ]);
       assert.deepEqual(await counts(daemon, 'ctr'), { p: 170, a: 30, j: 30 });
       const [row] = await q(`SELECT prediction_label, prediction_score, actual_label, model_version FROM inferences WHERE prediction_id = 'p4'`);

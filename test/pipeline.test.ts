@@ -76,7 +76,7 @@ describe('import pipeline', () => {
     await new Promise((r) => setTimeout(r, 3500)); // three more polls
     const rows = (await ledger(daemon, 'preds')).filter((r) => r.key.endsWith('once/f.parquet'));
     assert.equal(rows.length, 1);
-    assert.equal(rows[0].attempts, 0);
+    assert.equal(rows[0].attempts, 1);
     const after = await sql(daemon.store)<{ loaded_at: string }>(`SELECT max(loaded_at)::VARCHAR AS loaded_at FROM model_predictions.ctr WHERE prediction_id = 'p300'`);
     assert.deepEqual(after, before);
     const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id BETWEEN 'p300' AND 'p324' AND length(prediction_id) = 4`);

@@ -81,7 +81,7 @@ describe('resilience', () => {
       assert.equal(stack.s3.requestLog.filter((r) => r.method === 'GET' && r.path.endsWith('big.parquet')).length, 0);
       // 3 injected 500s: the SDK's 2 attempts fail once (attempt 1 of the file), then one more 500 and a success.
       assert.equal(small.status, 'succeeded');
-      assert.equal(small.attempts, 1);
+      assert.equal(small.attempts, 2);
       assert.equal(small.predictions_loaded, 3);
     } finally {
       await daemon.stop();

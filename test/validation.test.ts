@@ -105,7 +105,7 @@ describe('validation and dry run', () => {
       });
       assert.deepEqual([skip.status, skip.rows_read, skip.predictions_loaded, skip.rows_rejected], ['partially_succeeded', 5, 3, 2]);
       assert.equal(skip.error_message, 'skip/m.csv: 2 row(s) rejected; first: row 3, column "pid": the prediction ID is null or empty');
-      assert.deepEqual([strict.status, strict.predictions_loaded, strict.rows_rejected, strict.error_code, strict.attempts], ['failed', 0, 2, 'IMP_ERR_ROWS_INVALID', 0]);
+      assert.deepEqual([strict.status, strict.predictions_loaded, strict.rows_rejected, strict.error_code, strict.attempts], ['failed', 0, 2, 'IMP_ERR_ROWS_INVALID', 1]);
       const loaded = await sql(daemon.store)(`SELECT model_id, list(prediction_id ORDER BY prediction_id) AS ids FROM predictions GROUP BY 1 ORDER BY 1`);
       assert.deepEqual(loaded, [{ model_id: 'skip', ids: ['id1', 'id2', 'id4'] }]);
       const rejected = async () => sql(daemon.store)(`SELECT job_id, row_number::INT AS r, code FROM rejected_rows ORDER BY job_id, r`);
@@ -122,11 +122,27 @@ describe('validation and dry run', () => {
     }
   });
 
+  it('warns when a binary model\'s label and score columns look swapped, and not when they look right', async () => {
+    const binary = (id: string) => predictionJob(id, { model: { id, version: 'v1', type: 'binary' } });
+    await put('swap/swapped.csv', `SELECT 'id' || i AS pid, '2026-11-20T10:00:00Z' AS ts, (0.05 + i / 10)::VARCHAR AS label, (i % 2)::VARCHAR AS score FROM range(6) t(i)`);
+    const swapped = await check(binary('swap'), 'swap/swapped.csv');
+    assert.equal(swapped.status, 'ok');
+    assert.deepEqual(swapped.warnings, [{ code: 'SUSPICIOUS_LABEL', column: 'label', message: 'predictionLabel column "label" holds only numbers, 6 of them fractional: is it the score?' }]);
+    await put('swap/logits.csv', `SELECT 'id' || i AS pid, '2026-11-20T10:00:00Z' AS ts, 'yes' AS label, (i - 2)::VARCHAR AS score FROM range(5) t(i)`);
+    assert.deepEqual((await check(binary('swap'), 'swap/logits.csv')).warnings.map((w) => w.message), ['predictionScore column "score" holds 3 values outside [0, 1]: a binary model\'s score is a probability']);
+    await put('swap/right.csv', `SELECT 'id' || i AS pid, '2026-11-20T10:00:00Z' AS ts, (i % 2)::VARCHAR AS label, (0.05 + i / 10)::VARCHAR AS score FROM range(6) t(i)`);
+    assert.deepEqual((await check(binary('swap'), 'swap/right.csv')).warnings, []);
+    // Only binary models: a regression's score is any number.
+    assert.deepEqual((await check(predictionJob('swap'), 'swap/logits.csv')).warnings, []);
+  });
+
   it('dry-run from the CLI writes nothing to the store or Redis and exits 0 only for a clean file', async () => {
     await put('cli/a-clean.csv', `${good(1)} UNION ALL ${good(2)}`);
     await put('cli/b-dirty.csv', `${good(1)} UNION ALL SELECT 'x', 'garbage', 'yes', '0.3'`);
     const storePath = join(stack.tmp.path, 'never.duckdb');
-    const body = { ...JSON.parse(JSON.stringify(stack.config([predictionJob('cli')]))), store: { kind: 'duckdb', path: storePath } };
+    // An actuals job whose prefix is still empty, as right after deploying: a note, not a failure.
+    const actuals = { id: 'cli-acts', source: `s3://${BUCKET}/cli-acts/`, model: { id: 'cli' }, schema: { predictionId: 'pid', actualLabel: 'label' } };
+    const body = { ...JSON.parse(JSON.stringify(stack.config([predictionJob('cli'), actuals]))), store: { kind: 'duckdb', path: storePath } };
     const configFile = { path: join(stack.tmp.path, 'dry.yaml'), body };
     const redis = new Redis(stack.redis.url);
     try {
@@ -140,6 +156,7 @@ describe('validation and dry run', () => {
       assert.deepEqual(report.errors, [{ code: 'IMP_ERR_ROW_TIMESTAMP_INVALID', message: 'row 2, column "ts": the timestamp cannot be parsed', row: 2, column: 'ts' }]);
       const all = await spawnCli(['config', 'check', '--dry-run'], configFile);
       assert.equal((await all.exited).code, 0);
+      assert.match(all.output(), /dry run of job cli-acts: \(no file\)\n {2}access {3}ok\n {2}schema {3}skipped\n {2}records {2}skipped\nstatus: empty\nnote: no importable file under s3:\/\/inference\/cli-acts\/ yet: nothing to check \(normal until the first file arrives\)\n/);
       await assert.rejects(access(storePath));
       assert.deepEqual(await redis.keys(`${body.redis.prefix}*`), []); // nothing under this config's Redis prefix
     } finally {

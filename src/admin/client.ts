@@ -13,7 +13,7 @@ export class ApiClient {
     this.baseUrl = (url ?? `http://127.0.0.1:${config.http.port}`).replace(/\/$/, '');
   }
 
-  async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
     const headers: Record<string, string> = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';

@@ -5,6 +5,8 @@ import type { Config } from '../config/index.ts';
 import { registerApi, type ApiContext } from './api.ts';
 import { registerDashboard } from './dashboard.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import { registerPages } from './pages.ts';
+import { Sessions } from './session.ts';
 
 /** Probes the HTTP server answers with. */
 export interface HealthChecks {
@@ -14,7 +16,7 @@ export interface HealthChecks {
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
 }
 
-const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/login']);
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
@@ -30,13 +32,17 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
   // Requests are logged at info; the child logs warnings and up so health probes and scrapes stay quiet.
   const app = Fastify({ loggerInstance: log.child({ component: 'http' }, { level: 'warn' }) as unknown as FastifyBaseLogger });
   const token = config.http.token;
+  const sessions = token ? new Sessions(token, config.http.sessionTtl) : undefined;
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0];
     if (OPEN_ROUTES.has(path)) return;
     if (!token) return;
-    if (!tokenMatches(req.headers.authorization, token)) {
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
+    if (tokenMatches(req.headers.authorization, token) || sessions!.valid(req.headers.cookie)) return;
+    // A person opening a page is sent to the login page; programs get the JSON error.
+    if (req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')) {
+      return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
     }
+    return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
   });
   app.get('/healthz', async () => ({ ok: health.live() }));
   app.get('/readyz', async (_req, reply) => {
@@ -46,10 +52,13 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
   app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   if (api) {
     registerApi(app, api);
-    await registerDashboard(app, config, api.queues);
+    await registerDashboard(app, config, api.queues, api.live);
+    registerPages(app, { token, sessions });
   }
   const host = config.http.host ?? (token ? '0.0.0.0' : '127.0.0.1');
   await app.listen({ port: config.http.port, host });
+  const address = app.server.address();
+  log.info({ address: typeof address === 'string' ? address : `${address?.address}:${address?.port}` }, 'http listening');
   if (!token) log.warn({ host }, 'http.token is not set: the HTTP server listens on loopback only');
   return app;
 }

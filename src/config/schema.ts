@@ -268,6 +268,7 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080).describe('Port for health, metrics and the API'),
         host: z.string().optional().describe('Bind address; default 0.0.0.0 with a token, 127.0.0.1 without'),
         token: z.string().min(16, 'must be at least 16 characters').optional().describe('Bearer token for everything but health and metrics'),
+        sessionTtl: duration('12h').describe('How long a dashboard login (session cookie) lasts'),
       })
       .prefault({}),
     defaults: z

@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config/index.ts';
+import type { ReloadReport } from '../config/live.ts';
+import { ErrorCodes } from '../errors.ts';
 import { jobQueueStates } from '../queue/control.ts';
 import type { ImportQueues } from '../queue/queues.ts';
 import { ACTUAL_DELAY_BUCKETS, type ModelSummary, type Store } from '../store/store.ts';
@@ -38,8 +40,25 @@ export function createMetrics() {
       return 0;
     }
   };
+  const configReloads = new Counter({ name: 'importer_config_reloads_total', help: 'Config reloads by outcome (applied, unchanged, failed)', labelNames: ['outcome'], registers });
+  const configReloadFailed = new Gauge({ name: 'importer_config_reload_failed', help: '1 while the last config reload failed (the running config is the one before it)', registers });
+  configReloadFailed.set(0);
+  for (const outcome of ['applied', 'unchanged', 'failed']) configReloads.inc({ outcome }, 0);
+  const rowCodes = Object.keys(ErrorCodes).filter((c) => c.startsWith('IMP_ERR_ROW_'));
   return {
     registry,
+    /** A config reload ended. */
+    configReloaded(report: ReloadReport) {
+      configReloads.inc({ outcome: report.outcome });
+      configReloadFailed.set(report.outcome === 'failed' ? 1 : 0);
+    },
+    /** Creates the per-job error series at zero, so rate() and alerts work before the first error. */
+    initJobs(jobIds: string[]) {
+      for (const job of jobIds) {
+        this.pollErrors.inc({ job }, 0);
+        for (const reason of rowCodes) this.rowsRejected.inc({ job, reason }, 0);
+      }
+    },
     /** Connects the scrape-time gauges to the running parts. */
     attach(s: MetricSources) {
       sources = s;

@@ -40,7 +40,8 @@ export class ImportQueues {
     this.jobOptions = {
       attempts: config.worker.attempts,
       backoff: { type: 'exponential', delay: config.worker.backoff },
-      removeOnComplete: true,
+      // Kept for a while so the queue admin's COMPLETED tab shows recent imports; the ledger keeps the full history.
+      removeOnComplete: { age: 24 * 3600, count: 1000 },
       // Failed versions stay visible for the queue admin; the ledger keeps the full history.
       removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
     };
@@ -64,7 +65,8 @@ export class ImportQueues {
       for (let i = 0; i < list.length; i += 500) {
         await q.addBulk(
           list.slice(i, i + 500).map((v) => ({
-            name: 'import',
+            // The name is what the queue admin lists: the file key says which file a job is.
+            name: v.key,
             data: { jobId, fileId: v.fileId, bucket: v.bucket, key: v.key, etag: v.etag, size: v.size, lastModified: v.lastModified.toISOString() },
             opts: { ...this.jobOptions, jobId: versionJobId(jobId, v.bucket, v.key, v.etag) },
           })),
@@ -80,6 +82,17 @@ export class ImportQueues {
   async forgetFinished(v: FileVersion): Promise<void> {
     const job = await this.get(v.jobId).getJob(versionJobId(v.jobId, v.bucket, v.key, v.etag));
     if (job && ((await job.isFailed()) || (await job.isCompleted()))) await job.remove();
+  }
+
+  /**
+   * Drops every queued, delayed and finished import of a job removed from the config (its ledger
+   * and rows stay: versions left pending are queued again if the job comes back).
+   */
+  async drop(jobId: string): Promise<void> {
+    const q = this.get(jobId);
+    await q.obliterate({ force: true });
+    await q.close();
+    this.queues.delete(jobId);
   }
 
   async close(): Promise<void> {

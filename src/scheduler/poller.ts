@@ -161,6 +161,16 @@ export class Poller {
     }
   }
 
+  /**
+   * Forgets what earlier polls of a job learned (its listing split points, its settled objects) and
+   * waits for its poll under way: the job was removed or edited (its source may have changed).
+   */
+  async forget(jobId: string): Promise<void> {
+    await this.inFlight.get(jobId);
+    this.lastKeys.delete(jobId);
+    this.settled.delete(jobId);
+  }
+
   /** Stops ticking and waits for polls under way. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -303,7 +303,8 @@ export class DuckDbStore implements Store {
       },
       finish: async (fileId, o) => {
         await conn.run(
-          `UPDATE import_files SET status = $2, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+          // attempts counts this one too: failed attempts before it each recorded their own number.
+          `UPDATE import_files SET status = $2, attempts = attempts + 1, finished_at = ${nowSql()}, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
              error_code = $7, error_message = $8, error_column = $9, error_row = $10
            WHERE file_id = $1`,
           [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow],
@@ -444,11 +445,11 @@ export class DuckDbStore implements Store {
     return toFilePage(Number(n), files, older, errors);
   }
 
-  resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
+  resetVersions(jobId: string, which: { failed: true } | { all: true } | { key: string }): Promise<FileVersion[]> {
     return this.ledgerWrite(async (conn) => {
       const current = `SELECT file_id FROM import_files WHERE job_id = $1 ${CURRENT_VERSION}`;
-      const where = 'failed' in which ? `status = 'failed'` : `key = $2`;
-      const params = 'failed' in which ? [jobId] : [jobId, which.key];
+      const where = 'failed' in which ? `status = 'failed'` : 'all' in which ? 'true' : `key = $2`;
+      const params = 'key' in which ? [jobId, which.key] : [jobId];
       const ids = (await this.all(conn, `SELECT file_id FROM import_files WHERE file_id IN (${current}) AND ${where}`, params as DuckDBValue[])).map((r) => Number(r.file_id));
       if (ids.length === 0) return [];
       await conn.run(
@@ -457,6 +458,40 @@ export class DuckDbStore implements Store {
       );
       return (await this.all(conn, `SELECT ${LEDGER_COLUMNS} FROM import_files WHERE file_id IN (${ids.join(', ')}) ORDER BY key`)).map(toVersion);
     });
+  }
+
+  purgeJob(jobId: string): Promise<{ files: number; predictions: number; actuals: number }> {
+    // Under the import lock: no import of this job (or another) is half way through its transaction.
+    return this.importLock.run(() => this.ledgerLock.run(async () => {
+      const conn = this.importConn;
+      const ids = `SELECT file_id FROM import_files WHERE job_id = ${sqlString(jobId)}`;
+      const tables = (await this.all(conn, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE'`, [MODEL_SCHEMA]))
+        .map((t) => ({ table: `${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`, keys: ['model_version', 'prediction_id'] }));
+      const out = { files: 0, predictions: 0, actuals: 0 };
+      await conn.run('BEGIN TRANSACTION');
+      try {
+        for (const { table, keys } of [...tables, { table: 'actual_rows', keys: ['prediction_id'] }]) {
+          const deleted = Number((await this.all(conn, `DELETE FROM ${table} WHERE source_file_id IN (${ids})`))[0]?.Count ?? 0);
+          if (table === 'actual_rows') out.actuals += deleted;
+          else out.predictions += deleted;
+          if (!deleted) continue;
+          // A key whose current row went away: the newest remaining row (another job's file) becomes current.
+          const k = ['model_id', 'environment', ...keys];
+          await conn.run(
+            `UPDATE ${table} t SET is_current = true
+             FROM (SELECT ${k.join(', ')}, max(source_file_id) AS top FROM ${table} GROUP BY ALL HAVING NOT bool_or(is_current)) w
+             WHERE ${k.map((c) => `t.${c} = w.${c}`).join(' AND ')} AND t.source_file_id = w.top`,
+          );
+        }
+        await conn.run(`DELETE FROM rejected_rows WHERE job_id = $1`, [jobId]);
+        out.files = Number((await this.all(conn, `DELETE FROM import_files WHERE job_id = $1`, [jobId]))[0]?.Count ?? 0);
+        await conn.run('COMMIT');
+      } catch (err) {
+        await conn.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+      return out;
+    }));
   }
 
   async modelSummaries(): Promise<ModelSummary[]> {

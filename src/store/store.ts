@@ -197,8 +197,13 @@ export interface Store {
   jobCounts(): Promise<Map<string, JobCounts>>;
   /** The current versions of a job's keys, newest discoveries first. */
   listFiles(jobId: string, options: { status?: FileStatus; limit: number; offset: number; errors: number }): Promise<FilePage>;
-  /** Makes versions pending again, attempts reset: every failed current version of a job, or the current version of one key. */
-  resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]>;
+  /** Makes versions pending again, attempts reset: every failed current version of a job, every current version (`all`), or the current version of one key. */
+  resetVersions(jobId: string, which: { failed: true } | { all: true } | { key: string }): Promise<FileVersion[]>;
+  /**
+   * Deletes, in one transaction, everything a job brought: the rows its files loaded (another
+   * file's row for the same key becomes current again), its rejected rows and its ledger.
+   */
+  purgeJob(jobId: string): Promise<{ files: number; predictions: number; actuals: number }>;
   modelSummaries(): Promise<ModelSummary[]>;
   /**
    * Runs one user-supplied SELECT: refused unless it is a single SELECT statement reading no

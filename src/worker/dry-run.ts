@@ -9,12 +9,16 @@ import { planMapping } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { eligibleObjects, listObjects, objectUri, parseS3Url, type ListedObject } from '../source/index.ts';
+import type { SourceRelation } from '../formats/index.ts';
 import { fetchVersion } from './fetch-version.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
 export interface DryRunReport {
-  /** ok: the file would import cleanly; invalid: some rows would be rejected; failed: the file would not import. */
-  status: 'ok' | 'invalid' | 'failed';
+  /**
+   * ok: the file would import cleanly; invalid: some rows would be rejected; failed: the file would
+   * not import; empty: the prefix holds no importable file yet (normal right after deploying, e.g. actuals).
+   */
+  status: 'ok' | 'invalid' | 'failed' | 'empty';
   job: string;
   file: string | null;
   format: string | null;
@@ -23,6 +27,10 @@ export interface DryRunReport {
   rows: { read: number; valid: number; rejected: number } | null;
   rejectedByCode: Record<string, number>;
   errors: ErrorDetail[];
+  /** Things that import but look wrong (a score column holding labels); they do not change the status. */
+  warnings: Array<{ code: 'SUSPICIOUS_SCORE' | 'SUSPICIOUS_LABEL'; column: string; message: string }>;
+  /** Said instead of checked: why there was nothing to check. */
+  note?: string;
 }
 
 type CheckState = 'ok' | 'failed' | 'skipped';
@@ -43,7 +51,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   const report: DryRunReport = {
     status: 'failed', job: job.id, file: null, format: null,
     checks: { access: 'skipped', schema: 'skipped', records: 'skipped' },
-    columns: [], rows: null, rejectedByCode: {}, errors: [],
+    columns: [], rows: null, rejectedByCode: {}, errors: [], warnings: [],
   };
   const fail = (err: unknown) => {
     report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
@@ -57,6 +65,12 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   } catch (err) {
     report.checks.access = 'failed';
     return fail(err);
+  }
+  if (!object && !options.key) {
+    report.checks.access = 'ok';
+    report.status = 'empty';
+    report.note = `no importable file under ${job.source} yet: nothing to check (normal until the first file arrives)`;
+    return report;
   }
   if (!object) {
     report.checks.access = 'failed';
@@ -92,6 +106,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.rejectedByCode = stats.rejectedByCode;
     const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
     report.errors = rejected.map((r) => ({ code: r.code as ErrorDetail['code'], message: String(r.message), row: Number(r.row_number), column: String(r.column_name) }));
+    report.warnings = await suspiciousColumns(run, job, source);
     report.checks.records = stats.rowsRejected ? 'failed' : 'ok';
     report.status = stats.rowsRejected ? 'invalid' : 'ok';
     return report;
@@ -105,6 +120,34 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   }
 }
 
+/**
+ * A binary model's columns that import but probably hold the wrong field: a score column with
+ * values that are not numbers or fall outside [0, 1], a label column holding only non-whole
+ * numbers (the two columns swapped, typically).
+ */
+async function suspiciousColumns(run: (sql: string) => Promise<Array<Record<string, unknown>>>, job: JobConfig, source: SourceRelation): Promise<DryRunReport['warnings']> {
+  if (job.model.type !== 'binary') return [];
+  const out: DryRunReport['warnings'] = [];
+  const { predictionScore: score, predictionLabel: label } = job.schema;
+  const q = (c: string) => `"${c.replaceAll('"', '""')}"`;
+  if (score) {
+    const [r] = await run(`SELECT count(*) FILTER (WHERE ${q(score)} IS NOT NULL AND TRY_CAST(${q(score)} AS DOUBLE) IS NULL) AS text,
+      count(*) FILTER (WHERE TRY_CAST(${q(score)} AS DOUBLE) NOT BETWEEN 0 AND 1) AS outside FROM (${source.sql})`);
+    const text = Number(r.text);
+    const outside = Number(r.outside);
+    if (text) out.push({ code: 'SUSPICIOUS_SCORE', column: score, message: `predictionScore column "${score}" holds ${text} values that are not numbers: is it the label? (a binary model's score is a probability in [0, 1])` });
+    else if (outside) out.push({ code: 'SUSPICIOUS_SCORE', column: score, message: `predictionScore column "${score}" holds ${outside} values outside [0, 1]: a binary model's score is a probability` });
+  }
+  if (label) {
+    const [r] = await run(`SELECT count(${q(label)}) AS n, count(*) FILTER (WHERE TRY_CAST(${q(label)} AS DOUBLE) IS NOT NULL AND TRY_CAST(${q(label)} AS DOUBLE) <> round(TRY_CAST(${q(label)} AS DOUBLE))) AS floats,
+      count(*) FILTER (WHERE ${q(label)} IS NOT NULL AND TRY_CAST(${q(label)} AS DOUBLE) IS NULL) AS words FROM (${source.sql})`);
+    if (Number(r.n) > 0 && Number(r.words) === 0 && Number(r.floats) > 0) {
+      out.push({ code: 'SUSPICIOUS_LABEL', column: label, message: `predictionLabel column "${label}" holds only numbers, ${r.floats} of them fractional: is it the score?` });
+    }
+  }
+  return out;
+}
+
 /** The report as text for a terminal. */
 export function formatDryRun(r: DryRunReport): string {
   const lines = [`dry run of job ${r.job}: ${r.file ?? '(no file)'}${r.format ? ` (${r.format})` : ''}`];
@@ -112,6 +155,8 @@ export function formatDryRun(r: DryRunReport): string {
   lines.push(`  schema   ${r.checks.schema}${r.checks.schema === 'ok' ? ` (${r.columns.length} columns)` : ''}`);
   lines.push(`  records  ${r.rows ? `${r.rows.read} rows, ${r.rows.valid} valid, ${r.rows.rejected} invalid` : r.checks.records}`);
   lines.push(`status: ${r.status}`);
+  if (r.note) lines.push(`note: ${r.note}`);
+  for (const w of r.warnings) lines.push(`warning: ${w.message}`);
   if (r.errors.length) {
     lines.push('errors:');
     for (const e of r.errors) lines.push(`  ${e.code}${e.row !== undefined ? ` row ${e.row}` : ''}${e.column ? ` column "${e.column}"` : ''}: ${e.message}`);

@@ -34,7 +34,7 @@ class Slots {
  * stays pending (BullMQ retries it with backoff), the last one makes the version failed.
  */
 export class ImportWorkers {
-  private readonly workers: Worker<ImportJobData>[] = [];
+  private readonly workers = new Map<string, Worker<ImportJobData>>();
   private readonly slots: Slots;
 
   private readonly deps: ImportDeps;
@@ -44,12 +44,24 @@ export class ImportWorkers {
     private readonly connection: Redis,
   ) {
     this.slots = new Slots(deps.config.worker.concurrency);
-    this.deps = { ...deps, downloads: new DownloadTracker(SIBLING_DOWNLOAD_WAIT_MS) };
+    // Not a spread: `deps.config` may be a getter of the live config, read at each use.
+    this.deps = Object.create(deps, { downloads: { value: new DownloadTracker(SIBLING_DOWNLOAD_WAIT_MS), enumerable: true } }) as ImportDeps;
   }
 
   start(): void {
+    void this.sync();
+  }
+
+  /** Starts a worker for each configured job that has none; closes (waiting for its imports) those of jobs no longer configured. */
+  async sync(): Promise<void> {
     const { config, log } = this.deps;
+    const ids = new Set(config.jobs.map((j) => j.id));
+    await Promise.all([...this.workers].filter(([id]) => !ids.has(id)).map(async ([id, w]) => {
+      this.workers.delete(id);
+      await w.close();
+    }));
     for (const job of config.jobs) {
+      if (this.workers.has(job.id)) continue;
       const worker = new Worker<ImportJobData>(queueName(job.id), (bullJob) => this.process(bullJob), {
         connection: this.connection,
         prefix: config.redis.prefix,
@@ -62,7 +74,7 @@ export class ImportWorkers {
       });
       worker.on('failed', (bullJob, err) => void this.onFailed(bullJob, err));
       worker.on('error', (err) => log.warn({ job: job.id, err: describeError(err) }, 'queue worker error'));
-      this.workers.push(worker);
+      this.workers.set(job.id, worker);
     }
   }
 
@@ -117,11 +129,12 @@ export class ImportWorkers {
   /** Stops taking work and waits up to `timeoutMs` for running imports; returns false when it had to abandon some. */
   async close(timeoutMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
-    const graceful = Promise.all(this.workers.map((w) => w.close())).then(() => true);
+    const workers = [...this.workers.values()];
+    const graceful = Promise.all(workers.map((w) => w.close())).then(() => true);
     const deadline = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
     const done = await Promise.race([graceful, deadline]);
     clearTimeout(timer);
-    if (!done) await Promise.all(this.workers.map((w) => w.close(true).catch(() => undefined)));
+    if (!done) await Promise.all(workers.map((w) => w.close(true).catch(() => undefined)));
     return done;
   }
 }

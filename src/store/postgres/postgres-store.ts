@@ -435,7 +435,7 @@ export class PostgresStore implements Store {
       },
       finish: async (fileId, o) => {
         await q(
-          `UPDATE import_files SET status = $2, finished_at = now(), rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+          `UPDATE import_files SET status = $2, attempts = attempts + 1, finished_at = now(), rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
              error_code = $7, error_message = $8, error_column = $9, error_row = $10
            WHERE file_id = $1`,
           [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow],
@@ -514,10 +514,10 @@ export class PostgresStore implements Store {
     return toFilePage(Number(n), files, older, errors);
   }
 
-  resetVersions(jobId: string, which: { failed: true } | { key: string }): Promise<FileVersion[]> {
+  resetVersions(jobId: string, which: { failed: true } | { all: true } | { key: string }): Promise<FileVersion[]> {
     return this.transaction(async (c) => {
-      const where = 'failed' in which ? `status = 'failed'` : `key = $2`;
-      const params = 'failed' in which ? [jobId] : [jobId, which.key];
+      const where = 'failed' in which ? `status = 'failed'` : 'all' in which ? 'true' : `key = $2`;
+      const params = 'key' in which ? [jobId, which.key] : [jobId];
       const rows = (await c.query(
         `UPDATE import_files SET status = 'pending', attempts = 0, finished_at = NULL, error_code = NULL, error_message = NULL, error_column = NULL, error_row = NULL
          WHERE file_id IN (SELECT file_id FROM (${currentVersions('job_id = $1')}) c WHERE ${where})
@@ -525,6 +525,29 @@ export class PostgresStore implements Store {
         params,
       )).rows;
       return rows.map(toVersion).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    });
+  }
+
+  purgeJob(jobId: string): Promise<{ files: number; predictions: number; actuals: number }> {
+    return this.transaction(async (c) => {
+      const ids = `SELECT file_id FROM import_files WHERE job_id = $1`;
+      const out = { files: 0, predictions: 0, actuals: 0 };
+      for (const [table, keys] of [['prediction_rows', ['model_version', 'prediction_id']], ['actual_rows', ['prediction_id']]] as const) {
+        const deleted = (await c.query(`DELETE FROM ${table} WHERE source_file_id IN (${ids})`, [jobId])).rowCount ?? 0;
+        if (table === 'actual_rows') out.actuals = deleted;
+        else out.predictions = deleted;
+        if (!deleted) continue;
+        // A key whose current row went away: the newest remaining row (another job's file) becomes current.
+        const k = ['model_id', 'environment', ...keys];
+        await c.query(
+          `UPDATE ${table} t SET is_current = true
+           FROM (SELECT ${k.join(', ')}, max(source_file_id) AS top FROM ${table} GROUP BY ${k.join(', ')} HAVING NOT bool_or(is_current)) w
+           WHERE ${k.map((col) => `t.${col} = w.${col}`).join(' AND ')} AND t.source_file_id = w.top`,
+        );
+      }
+      await c.query(`DELETE FROM rejected_rows WHERE job_id = $1`, [jobId]);
+      out.files = (await c.query(`DELETE FROM import_files WHERE job_id = $1`, [jobId])).rowCount ?? 0;
+      return out;
     });
   }
 
