@@ -138,6 +138,9 @@ export class Poller {
       }
       for (const v of revived) fresh.push(v);
       const recorded = await store.recordDiscovered(job.id, fresh);
+      // Counted before the enqueue: a worker may import a file before enqueue() returns, and the discovery must not lag its import.
+      if (fresh.length - changed) metrics.filesDiscovered.inc({ job: job.id, kind: 'new' }, fresh.length - changed);
+      if (changed) metrics.filesDiscovered.inc({ job: job.id, kind: 'changed' }, changed);
       // A version recorded before (content went back to an older ETag) may still have a finished BullMQ job under its ID.
       for (const v of recorded) if (latest.has(v.key)) await queues.forgetFinished(v);
       await queues.enqueue([...recorded, ...requeue]);
@@ -146,8 +149,6 @@ export class Poller {
       metrics.pollDuration.observe({ job: job.id }, Number(process.hrtime.bigint() - started) / 1e9);
       metrics.objectsListed.set({ job: job.id }, listed.length);
       metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
-      if (result.discoveredNew) metrics.filesDiscovered.inc({ job: job.id, kind: 'new' }, result.discoveredNew);
-      if (changed) metrics.filesDiscovered.inc({ job: job.id, kind: 'changed' }, changed);
       if (result.discoveredNew || changed || requeue.length) log.info({ job: job.id, ...result }, 'poll queued files');
       else log.debug({ job: job.id, ...result }, 'poll found nothing new');
       await onPolled?.(job.id, { outcome: 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
