@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
 import type { Daemon } from '../src/daemon.ts';
 import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
@@ -11,6 +12,24 @@ import { sql } from './helpers/sql.ts';
 
 const TOKEN = 'api-token-0123456789';
 const TS = `TIMESTAMPTZ '2026-11-20 10:00:00+00'`;
+
+/**
+ * Every [method, path] the server routes, read from Fastify's route tree; `:param` and `*` become
+ * a job ID and a plain segment so the paths can be requested.
+ */
+function routesOf(app: FastifyInstance): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const segments: string[] = [];
+  for (const line of app.printRoutes().split('\n')) {
+    const m = /^([│ ]*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (!m) continue;
+    segments.length = [...m[1]].length / 4;
+    segments.push(m[2]);
+    const path = segments.join('').replace(/:id\b/g, 'preds').replace(/:\w+/g, 'x').replace(/\*/g, 'x');
+    if (m[3]) for (const method of m[3].split(', ')) out.push([method, path]);
+  }
+  return out;
+}
 
 describe('admin API and dashboard', () => {
   let stack: Stack;
@@ -46,18 +65,36 @@ describe('admin API and dashboard', () => {
     await stack?.stop();
   });
 
-  it('answers 401 on every protected route without the token and serves them with it', async () => {
-    const routes: Array<[string, string, unknown?]> = [
+  it('answers 401 on every route the server has but health, readiness and metrics, for every wrong Authorization header; serves them with the token', async () => {
+    // Enumerated from the running server, so a route added later is checked without touching this test.
+    const routes = routesOf(daemon.http!).filter(([, path]) => !['/healthz', '/readyz', '/metrics'].includes(path));
+    const served: Array<[string, string, unknown?]> = [
       ['GET', '/api/jobs'], ['GET', '/api/jobs/preds'], ['GET', '/api/jobs/preds/files'], ['POST', '/api/jobs/preds/pause'], ['POST', '/api/jobs/preds/resume'],
       ['POST', '/api/queue/pause'], ['POST', '/api/queue/resume'], ['POST', '/api/jobs/preds/retry'], ['POST', '/api/jobs/preds/reimport', { key: 'x' }],
       ['POST', '/api/jobs/preds/dry-run', {}], ['GET', '/api/models'], ['POST', '/api/sql', { sql: 'SELECT 1' }], ['GET', '/admin/queues'], ['GET', '/admin/queues/api/queues'],
     ];
-    for (const [method, path, body] of routes) {
-      const res = await call(method, path, body, null);
-      assert.equal(res.status, 401, `${method} ${path}`);
-      assert.equal(res.body.code, 'IMP_ERR_HTTP_UNAUTHORIZED');
+    const enumerated = new Set(routes.map(([m, p]) => `${m} ${p}`));
+    for (const [method, path] of served) assert.ok(enumerated.has(`${method} ${path}`), `${method} ${path} is among the ${routes.length} enumerated routes`);
+    const wrong: Array<[string, string | undefined]> = [
+      ['no header', undefined],
+      ['Bearer and no token', 'Bearer'],
+      ['Bearer and an empty token', 'Bearer '],
+      ['a prefix of the token', `Bearer ${TOKEN.slice(0, -1)}`],
+      ['the token and one character more', `Bearer ${TOKEN}0`],
+      ['the last character differs', `Bearer ${TOKEN.slice(0, -1)}8`],
+      ['the first character differs', `Bearer b${TOKEN.slice(1)}`],
+      ['another scheme', `Basic ${TOKEN}`],
+      ['the bare token', TOKEN],
+    ];
+    for (const [method, path] of routes) {
+      await Promise.all(wrong.map(async ([what, authorization]) => {
+        const res = await fetch(`${base}${path}`, { method, headers: authorization === undefined ? {} : { authorization } });
+        assert.equal(res.status, 401, `${method} ${path} with ${what}`);
+        if (method !== 'HEAD') assert.deepEqual(await res.json(), { code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' }, `${method} ${path} with ${what}`);
+        else await res.arrayBuffer();
+      }));
     }
-    for (const [method, path, body] of routes) {
+    for (const [method, path, body] of served) {
       const res = await call(method, path, body);
       assert.ok([200, 404].includes(res.status) && !(res.status === 404 && path !== '/api/jobs/preds/reimport'), `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
     }

@@ -60,13 +60,4 @@ describe('HTTP: health, readiness, metrics, token', () => {
     ]);
   });
 
-  it('answers 401 on other routes without the right token', async () => {
-    for (const auth of [undefined, 'Bearer wrong', `Basic ${TOKEN}`, `Bearer ${TOKEN}x`]) {
-      const res = await fetch(`${base}/api/jobs`, { headers: auth ? { authorization: auth } : {} });
-      assert.equal(res.status, 401);
-      assert.deepEqual(await res.json(), { code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
-    }
-    const ok = await fetch(`${base}/api/jobs`, { headers: { authorization: `Bearer ${TOKEN}` } });
-    assert.equal(ok.status, 200);
-  });
 });
