@@ -59,5 +59,4 @@ describe('HTTP: health, readiness, metrics, token', () => {
       { row_number: 13, column_name: 'pid', code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', message: 'row 13, column "pid": the prediction ID is null or empty', raw: '{"pid":null,"score":0.1}' },
     ]);
   });
-
 });
