@@ -73,6 +73,10 @@ export interface LoggedRequest {
   path: string;
   /** Query parameters, e.g. `{ 'list-type': '2', prefix: 'a/' }`. */
   query: Record<string, string>;
+  /** The `If-Match` header as sent, when there was one. */
+  ifMatch?: string;
+  /** The `Range` header as sent, when there was one. */
+  range?: string;
 }
 
 /** An object as returned by {@link S3Harness.list}. */
@@ -178,7 +182,8 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const path = safeDecode(url.pathname);
     const key = path.split('/').slice(2).join('/'); // path is /bucket/key...
-    log.push({ method, path, query: Object.fromEntries(url.searchParams) });
+    const sent = (name: string) => (typeof req.headers[name] === 'string' ? { [name === 'if-match' ? 'ifMatch' : name]: req.headers[name] as string } : {});
+    log.push({ method, path, query: Object.fromEntries(url.searchParams), ...sent('if-match'), ...sent('range') });
 
     const fault = takeFault(method, key);
     if (fault?.delayMs) await sleep(fault.delayMs);
