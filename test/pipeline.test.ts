@@ -99,6 +99,75 @@ describe('import pipeline', () => {
     assert.deepEqual(left, [{ n: 10, labels: 'v2' }]);
   });
 
+  it('imports again, once each: a same-size rewrite with a new ETag, content back at an earlier ETag, an object that vanished and came back, a failed version that came back', async () => {
+    const csv = (label: string) => `prediction_id,prediction_ts,predicted_label,proba\nq1,2026-11-01T00:00:00Z,${label},0.25\nq2,2026-11-01T00:00:00Z,${label},0.5\n`;
+    const metric = async (series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(await daemon.metrics.registry.metrics())?.[1] ?? 0);
+    const counters = async () => ({
+      new: await metric('importer_files_discovered_total{job="preds",kind="new"}'),
+      changed: await metric('importer_files_discovered_total{job="preds",kind="changed"}'),
+      imported: await metric('importer_files_imported_total{job="preds",outcome="succeeded"}'),
+      failed: await metric('importer_files_imported_total{job="preds",outcome="failed"}'),
+    });
+    const start = await counters();
+    const moved = async () => {
+      const now = await counters();
+      return { new: now.new - start.new, changed: now.changed - start.changed, imported: now.imported - start.imported, failed: now.failed - start.failed };
+    };
+    const labels = async () => (await daemon.store.query<{ id: string; label: string }>(`SELECT prediction_id AS id, prediction_label AS label FROM predictions WHERE prediction_id IN ('q1', 'q2') ORDER BY 1`));
+    const versions = async (key: string) => (await daemon.store.query<{ etag: string; status: string }>(`SELECT etag, status FROM import_files WHERE key = $1 ORDER BY file_id`, [key]));
+    const settled = (key: string, n: number) => waitFor(`${n} settled versions of ${key}`, async () => {
+      const v = await versions(key);
+      return v.length === n && v.every((r) => r.status !== 'pending') && v;
+    });
+    const polls = () => metric('importer_poll_duration_seconds_count{job="preds"}');
+    /** Two more polls: the second started after the first ended, so it saw the ledger as it is now. */
+    const twoPolls = async () => {
+      const seen = await polls();
+      await waitFor('two more polls', async () => (await polls()) >= seen + 2);
+    };
+    const key = 'ctr/prediction/change/same-size.csv';
+    const etagA = await stack.s3.put(BUCKET, key, csv('click'));
+    await waitFor('A imported', async () => (await versions(key)).some((v) => v.status === 'succeeded'));
+    await twoPolls(); // A is now among the poller's settled objects, which skip the ledger read
+    assert.equal(csv('click').length, csv('nclik').length);
+    const etagB = await stack.s3.put(BUCKET, key, csv('nclik'));
+    assert.notEqual(etagB, etagA);
+    await waitFor('B imported', async () => (await labels()).every((r) => r.label === 'nclik') && (await settled(key, 2)));
+    assert.deepEqual(await versions(key), [{ etag: etagA, status: 'succeeded' }, { etag: etagB, status: 'succeeded' }]);
+    assert.equal(await stack.s3.put(BUCKET, key, csv('click')), etagA);
+    await waitFor('A again', async () => (await labels()).every((r) => r.label === 'click') && (await settled(key, 2)));
+    assert.deepEqual(await versions(key), [{ etag: etagA, status: 'succeeded' }, { etag: etagB, status: 'succeeded' }]);
+    assert.deepEqual(await labels(), [{ id: 'q1', label: 'click' }, { id: 'q2', label: 'click' }]);
+
+    // Deleted between the listing and the download (the GET is held until it is gone): vanished; then back, same bytes.
+    const gone = 'ctr/prediction/change/gone.csv';
+    stack.s3.faults.add({ method: 'GET', keyIncludes: gone, delayMs: 1500, times: 1 });
+    const etagG = await stack.s3.put(BUCKET, gone, csv('click').replaceAll('q', 'g'));
+    await waitFor('the GET of gone.csv', async () => stack.s3.requestLog.some((r) => r.method === 'GET' && r.path.endsWith(gone)));
+    await stack.s3.del(BUCKET, gone);
+    await waitFor('gone.csv vanished', async () => (await versions(gone))[0]?.status === 'vanished');
+    assert.equal(await stack.s3.put(BUCKET, gone, csv('click').replaceAll('q', 'g')), etagG);
+    await waitFor('gone.csv imported', async () => (await versions(gone))[0].status === 'succeeded');
+    assert.deepEqual(await versions(gone), [{ etag: etagG, status: 'succeeded' }]);
+
+    // Back to content whose import failed: its finished queue entry must not swallow the new attempt.
+    const bad = 'ctr/prediction/change/bad.csv';
+    const etagBad = await stack.s3.put(BUCKET, bad, 'id,score\nx,0.5\n');
+    await settled(bad, 1);
+    const etagGood = await stack.s3.put(BUCKET, bad, csv('click').replaceAll('q', 'b'));
+    await settled(bad, 2);
+    await stack.s3.put(BUCKET, bad, 'id,score\nx,0.5\n');
+    await twoPolls();
+    assert.deepEqual(await settled(bad, 2), [{ etag: etagBad, status: 'failed' }, { etag: etagGood, status: 'succeeded' }]);
+
+    // More polls change nothing: each version was imported once.
+    await twoPolls();
+    assert.deepEqual(await moved(), { new: 4, changed: 4, imported: 5, failed: 2 });
+    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id IN ('q1', 'q2', 'g1', 'g2')`);
+    assert.equal(n, 4);
+  });
+
   it('joins actuals that arrive before their predictions once the predictions land', async () => {
     await upload('ctr/actuals/2026/11/06/early.csv', actualsSql(5000, 20), 'FORMAT csv, HEADER true');
     await waitFor('actuals imported', async () => (await ledger(daemon, 'acts')).some((r) => r.key.endsWith('early.csv') && r.status === 'succeeded'));
