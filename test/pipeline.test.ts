@@ -31,7 +31,12 @@ describe('import pipeline', () => {
 
   before(async () => {
     stack = await startStack();
-    daemon = await runDaemon(stack.config([predictionJob('preds', 'ctr/prediction/'), actualsJob('acts', 'ctr/actuals/')]));
+    daemon = await runDaemon(stack.config([
+      predictionJob('preds', 'ctr/prediction/'), actualsJob('acts', 'ctr/actuals/'),
+      // The same IDs under another environment and another model, which the inferences view must keep apart.
+      { ...actualsJob('acts-training', 'ctr/actuals-training/'), model: { id: 'ctr', environment: 'training' } },
+      { ...actualsJob('acts-other', 'other/actuals/'), model: { id: 'other', environment: 'production' } },
+    ]));
   });
   after(async () => {
     await daemon?.stop();
@@ -180,6 +185,34 @@ describe('import pipeline', () => {
     await waitFor('predictions joined', async () => (await joined()) === 20);
     const [row] = await sql(daemon.store)(`SELECT prediction_label, actual_label FROM inferences WHERE prediction_id = 'p5004'`);
     assert.deepEqual(row, { prediction_label: 'click', actual_label: 'click' });
+  });
+
+  it('the inferences view: a prediction without actuals has empty actual columns; a newer file with the same IDs replaces rows, never doubles them', async () => {
+    const view = () => daemon.store.query<Record<string, unknown>>(
+      `SELECT prediction_id, prediction_label, actual_label, actual_score, relevance_label, relevance_score, actual_ts IS NULL AS no_actual_ts
+       FROM inferences WHERE prediction_id LIKE 'p80__' ORDER BY prediction_id`);
+    const row = (id: number, label: string, actual: string | null) => ({
+      prediction_id: `p${id}`, prediction_label: label, actual_label: actual, actual_score: null, relevance_label: null, relevance_score: null, no_actual_ts: actual === null,
+    });
+    await upload('ctr/prediction/view/1.parquet', predictionsSql(8000, 5), 'FORMAT parquet');
+    await upload('ctr/actuals/view/1.csv', actualsSql(8000, 2), 'FORMAT csv, HEADER true');
+    await upload('ctr/actuals-training/view/1.csv', `SELECT prediction_id, 'training' AS label FROM (${actualsSql(8000, 5)})`, 'FORMAT csv, HEADER true');
+    await upload('other/actuals/view/1.csv', `SELECT prediction_id, 'other' AS label FROM (${actualsSql(8000, 5)})`, 'FORMAT csv, HEADER true');
+    await waitFor('all imported', async () => {
+      const done = await daemon.store.query(`SELECT 1 FROM import_files WHERE key LIKE '%/view/1.%' AND status = 'succeeded'`);
+      return done.length === 4 && (await view()).filter((r) => r.actual_label !== null).length >= 2;
+    });
+    assert.deepEqual(await view(), [row(8000, 'click', 'click'), row(8001, 'no_click', 'no_click'), row(8002, 'click', null), row(8003, 'no_click', null), row(8004, 'click', null)]);
+    // Another file (another key) with some of the same IDs: its rows win, one row per ID.
+    await upload('ctr/prediction/view/2.parquet', `SELECT * REPLACE ('v2' AS predicted_label) FROM (${predictionsSql(8003, 4)})`, 'FORMAT parquet');
+    await upload('ctr/actuals/view/2.csv', `SELECT prediction_id, 'late' AS label FROM (${actualsSql(8001, 3)})`, 'FORMAT csv, HEADER true');
+    await waitFor('the second files imported', async () => (await view()).length === 7 && (await view()).filter((r) => r.actual_label === 'late').length === 3);
+    assert.deepEqual(await view(), [
+      row(8000, 'click', 'click'), row(8001, 'no_click', 'late'), row(8002, 'click', 'late'), row(8003, 'v2', 'late'), row(8004, 'v2', null), row(8005, 'v2', null), row(8006, 'v2', null),
+    ]);
+    const [{ p, a }] = await daemon.store.query<{ p: number; a: number }>(
+      `SELECT (SELECT count(*) FROM predictions WHERE prediction_id LIKE 'p80__')::INT AS p, (SELECT count(*) FROM actuals WHERE prediction_id LIKE 'p80__' AND model_id = 'ctr' AND environment = 'production')::INT AS a`);
+    assert.deepEqual({ p, a }, { p: 7, a: 4 });
   });
 
   it('ignores side files (_SUCCESS, .crc, _temporary/, empty objects) without errors', async () => {
