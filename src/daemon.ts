@@ -51,6 +51,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const metrics = createMetrics();
   const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
   const store = createStore(config, tmpDir);
+  log.debug({ config }, 'effective config (secrets redacted)');
 
   const redis = connectRedis(config.redis.url, 'inference-importer');
   let lastRedisError = 0;

@@ -2,12 +2,15 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
-import type { Daemon } from '../src/daemon.ts';
+import { Redis } from 'ioredis';
+import { startDaemon, type Daemon } from '../src/daemon.ts';
+import { createLogger, secretValues } from '../src/log.ts';
 import { spawnCli } from './helpers/child.ts';
-import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { BUCKET, ledger, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
 
 const TOKEN = 'api-token-0123456789';
@@ -52,12 +55,23 @@ describe('admin API and dashboard', () => {
     await stack.s3.put(BUCKET, key, await readFile(path));
   };
 
+  // The run is configured with a secret in every secret-bearing setting; the last test scans its whole log for them.
+  const REDIS_PASSWORD = 'redis-password-4711';
+  const SESSION_TOKEN = 'aws-session-token-4711';
+  let logged = '';
+
   before(async () => {
     stack = await startStack();
-    daemon = await runDaemon(stack.config([
+    const admin = new Redis(stack.redis.url);
+    await admin.config('SET', 'requirepass', REDIS_PASSWORD);
+    admin.disconnect();
+    process.env.AWS_SESSION_TOKEN = SESSION_TOKEN;
+    const sink = new Writable({ write: (chunk, _enc, done) => ((logged += chunk), done()) });
+    const config = stack.config([
       { id: 'preds', source: `s3://${BUCKET}/preds/`, format: 'parquet', model: { id: 'ctr', version: 'v1' }, schema: { predictionId: 'pid', timestamp: 'ts', predictionLabel: 'label' } },
       { id: 'acts', source: `s3://${BUCKET}/acts/`, model: { id: 'ctr' }, schema: { predictionId: 'pid', timestamp: 'ts', actualLabel: 'label' } },
-    ], { http: { port: 0, host: '127.0.0.1', token: TOKEN } }));
+    ], { http: { port: 0, host: '127.0.0.1', token: TOKEN }, redis: { url: `redis://:${REDIS_PASSWORD}@127.0.0.1:${stack.redis.port}`, prefix: 'api' }, log: { level: 'debug' } });
+    daemon = await startDaemon(config, { log: createLogger(config.log.level, sink, secretValues(config)) });
     base = `http://127.0.0.1:${(daemon.http!.server.address() as AddressInfo).port}`;
   });
   after(async () => {
@@ -215,5 +229,18 @@ describe('admin API and dashboard', () => {
     const down = await spawnCli(['jobs', 'status', 'preds', '--url', 'http://127.0.0.1:9'], configFile);
     assert.equal((await down.exited).code, 1);
     assert.match(down.output(), /the daemon's API does not answer at http:\/\/127\.0\.0\.1:9 .*is `inference-importer run` running\?/);
+  });
+
+  it('logs no secret of the run: not the API token, the Redis password or the AWS keys, in any line', async () => {
+    await daemon.stop();
+    const lines = logged.trim().split('\n').map((l) => JSON.parse(l));
+    const secrets = [TOKEN, REDIS_PASSWORD, SESSION_TOKEN, process.env.AWS_SECRET_ACCESS_KEY!];
+    for (const secret of secrets) assert.ok(!logged.includes(secret), `${secret} is in the log`);
+    // The log is the whole run: the config dump, imports, a failed file with its error, shutdown.
+    const [dump] = lines.filter((l) => l.msg === 'effective config (secrets redacted)');
+    assert.deepEqual([dump.config.redis.url, dump.config.http.token], ['[redacted]', '[redacted]']);
+    assert.ok(lines.some((l) => l.msg === 'import succeeded'), 'an import is logged');
+    assert.ok(lines.some((l) => l.level === 50 && l.code === 'IMP_ERR_FORMAT_UNREADABLE'), 'a failed import is logged');
+    assert.equal(lines.at(-1).msg, 'stopped');
   });
 });
