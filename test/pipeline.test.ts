@@ -119,8 +119,8 @@ describe('import pipeline', () => {
       const now = await counters();
       return { new: now.new - start.new, changed: now.changed - start.changed, imported: now.imported - start.imported, failed: now.failed - start.failed };
     };
-    const labels = async () => (await daemon.store.query<{ id: string; label: string }>(`SELECT prediction_id AS id, prediction_label AS label FROM predictions WHERE prediction_id IN ('q1', 'q2') ORDER BY 1`));
-    const versions = async (key: string) => (await daemon.store.query<{ etag: string; status: string }>(`SELECT etag, status FROM import_files WHERE key = $1 ORDER BY file_id`, [key]));
+    const labels = async () => (await sql(daemon.store)<{ id: string; label: string }>(`SELECT prediction_id AS id, prediction_label AS label FROM predictions WHERE prediction_id IN ('q1', 'q2') ORDER BY 1`));
+    const versions = async (key: string) => (await sql(daemon.store)<{ etag: string; status: string }>(`SELECT etag, status FROM import_files WHERE key = $1 ORDER BY file_id`, [key]));
     const settled = (key: string, n: number) => waitFor(`${n} settled versions of ${key}`, async () => {
       const v = await versions(key);
       return v.length === n && v.every((r) => r.status !== 'pending') && v;
@@ -169,7 +169,7 @@ describe('import pipeline', () => {
     // More polls change nothing: each version was imported once.
     await twoPolls();
     assert.deepEqual(await moved(), { new: 4, changed: 4, imported: 5, failed: 2 });
-    const [{ n }] = await daemon.store.query<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id IN ('q1', 'q2', 'g1', 'g2')`);
+    const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id IN ('q1', 'q2', 'g1', 'g2')`);
     assert.equal(n, 4);
   });
 
@@ -188,7 +188,7 @@ describe('import pipeline', () => {
   });
 
   it('the inferences view: a prediction without actuals has empty actual columns; a newer file with the same IDs replaces rows, never doubles them', async () => {
-    const view = () => daemon.store.query<Record<string, unknown>>(
+    const view = () => sql(daemon.store)<Record<string, unknown>>(
       `SELECT prediction_id, prediction_label, actual_label, actual_score, relevance_label, relevance_score, actual_ts IS NULL AS no_actual_ts
        FROM inferences WHERE prediction_id LIKE 'p80__' ORDER BY prediction_id`);
     const row = (id: number, label: string, actual: string | null) => ({
@@ -199,7 +199,7 @@ describe('import pipeline', () => {
     await upload('ctr/actuals-training/view/1.csv', `SELECT prediction_id, 'training' AS label FROM (${actualsSql(8000, 5)})`, 'FORMAT csv, HEADER true');
     await upload('other/actuals/view/1.csv', `SELECT prediction_id, 'other' AS label FROM (${actualsSql(8000, 5)})`, 'FORMAT csv, HEADER true');
     await waitFor('all imported', async () => {
-      const done = await daemon.store.query(`SELECT 1 FROM import_files WHERE key LIKE '%/view/1.%' AND status = 'succeeded'`);
+      const done = await sql(daemon.store)(`SELECT 1 FROM import_files WHERE key LIKE '%/view/1.%' AND status = 'succeeded'`);
       return done.length === 4 && (await view()).filter((r) => r.actual_label !== null).length >= 2;
     });
     assert.deepEqual(await view(), [row(8000, 'click', 'click'), row(8001, 'no_click', 'no_click'), row(8002, 'click', null), row(8003, 'no_click', null), row(8004, 'click', null)]);
@@ -210,7 +210,7 @@ describe('import pipeline', () => {
     assert.deepEqual(await view(), [
       row(8000, 'click', 'click'), row(8001, 'no_click', 'late'), row(8002, 'click', 'late'), row(8003, 'v2', 'late'), row(8004, 'v2', null), row(8005, 'v2', null), row(8006, 'v2', null),
     ]);
-    const [{ p, a }] = await daemon.store.query<{ p: number; a: number }>(
+    const [{ p, a }] = await sql(daemon.store)<{ p: number; a: number }>(
       `SELECT (SELECT count(*) FROM predictions WHERE prediction_id LIKE 'p80__')::INT AS p, (SELECT count(*) FROM actuals WHERE prediction_id LIKE 'p80__' AND model_id = 'ctr' AND environment = 'production')::INT AS a`);
     assert.deepEqual({ p, a }, { p: 7, a: 4 });
   });
