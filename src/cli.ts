@@ -10,7 +10,7 @@ import { ApiClient } from './admin/client.ts';
 import { checkSelect } from './schema/select.ts';
 import { formatTable } from './util/table.ts';
 import { dryRun, formatDryRun } from './worker/dry-run.ts';
-import { createLogger } from './log.ts';
+import { createLogger, secretValues } from './log.ts';
 
 const configOption = () => new Option('-c, --config <path>', 'config file').env('IMPORTER_CONFIG').default(DEFAULT_CONFIG_PATH);
 
@@ -33,7 +33,7 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   if (config.store.kind === 'duckdb' && !(roles.scheduler && roles.worker)) {
     fail(new ImporterError('IMP_ERR_STORE_ROLE', 'the embedded DuckDB store allows one writer process: run `inference-importer run`, or use store.kind: postgres to split scheduler and workers', { permanent: true }));
   }
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, secretValues(config));
   let daemon;
   try {
     daemon = await startDaemon(config, { roles, log, configPath });

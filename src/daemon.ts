@@ -11,7 +11,7 @@ import { LiveConfig, type ReloadReport } from './config/live.ts';
 import { describeError, isPermanent } from './errors.ts';
 import { openMemoryEngine } from './engine/index.ts';
 import { Importer } from './import/index.ts';
-import { createLogger } from './log.ts';
+import { createLogger, secretValues } from './log.ts';
 import { isJobPaused, recordPoll } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
 import { PollLock } from './scheduler/poll-lock.ts';
@@ -56,11 +56,12 @@ export interface DaemonOptions {
 /** Starts the configured roles. With the embedded DuckDB store the scheduler and the workers share this one process. */
 export async function startDaemon(config: Readonly<Config>, options: DaemonOptions = {}): Promise<Daemon> {
   const roles = options.roles ?? { scheduler: true, worker: true, http: true };
-  const log = options.log ?? createLogger(config.log.level);
+  const log = options.log ?? createLogger(config.log.level, undefined, secretValues(config));
   const metrics = createMetrics();
   const live = new LiveConfig(config, options.configPath, log, { apply: (change) => apply(change), onReport: (r) => metrics.configReloaded(r) });
   const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
   const store = createStore(config, tmpDir);
+  log.debug({ config }, 'effective config (secrets redacted)');
 
   const redis = connectRedis(config.redis.url, 'inference-importer');
   let lastRedisError = 0;

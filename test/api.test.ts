@@ -2,15 +2,37 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Daemon } from '../src/daemon.ts';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { startDaemon, type Daemon } from '../src/daemon.ts';
+import { createLogger, secretValues } from '../src/log.ts';
 import { spawnCli } from './helpers/child.ts';
-import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { BUCKET, ledger, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
 
 const TOKEN = 'api-token-0123456789';
 const TS = `TIMESTAMPTZ '2026-11-20 10:00:00+00'`;
+
+/**
+ * Every [method, path] the server routes, read from Fastify's route tree; `:param` and `*` become
+ * a job ID and a plain segment so the paths can be requested.
+ */
+function routesOf(app: FastifyInstance): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const segments: string[] = [];
+  for (const line of app.printRoutes().split('\n')) {
+    const m = /^([│ ]*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line);
+    if (!m) continue;
+    segments.length = [...m[1]].length / 4;
+    segments.push(m[2]);
+    const path = segments.join('').replace(/:id\b/g, 'preds').replace(/:\w+/g, 'x').replace(/\*/g, 'x');
+    if (m[3]) for (const method of m[3].split(', ')) out.push([method, path]);
+  }
+  return out;
+}
 
 describe('admin API and dashboard', () => {
   let stack: Stack;
@@ -33,12 +55,23 @@ describe('admin API and dashboard', () => {
     await stack.s3.put(BUCKET, key, await readFile(path));
   };
 
+  // The run is configured with a secret in every secret-bearing setting; the last test scans its whole log for them.
+  const REDIS_PASSWORD = 'redis-password-4711';
+  const SESSION_TOKEN = 'aws-session-token-4711';
+  let logged = '';
+
   before(async () => {
     stack = await startStack();
-    daemon = await runDaemon(stack.config([
+    const admin = new Redis(stack.redis.url);
+    await admin.config('SET', 'requirepass', REDIS_PASSWORD);
+    admin.disconnect();
+    process.env.AWS_SESSION_TOKEN = SESSION_TOKEN;
+    const sink = new Writable({ write: (chunk, _enc, done) => ((logged += chunk), done()) });
+    const config = stack.config([
       { id: 'preds', source: `s3://${BUCKET}/preds/`, format: 'parquet', model: { id: 'ctr', version: 'v1' }, schema: { predictionId: 'pid', timestamp: 'ts', predictionLabel: 'label' } },
       { id: 'acts', source: `s3://${BUCKET}/acts/`, model: { id: 'ctr' }, schema: { predictionId: 'pid', timestamp: 'ts', actualLabel: 'label' } },
-    ], { http: { port: 0, host: '127.0.0.1', token: TOKEN } }));
+    ], { http: { port: 0, host: '127.0.0.1', token: TOKEN }, redis: { url: `redis://:${REDIS_PASSWORD}@127.0.0.1:${stack.redis.port}`, prefix: 'api' }, log: { level: 'debug' } });
+    daemon = await startDaemon(config, { log: createLogger(config.log.level, sink, secretValues(config)) });
     base = `http://127.0.0.1:${(daemon.http!.server.address() as AddressInfo).port}`;
   });
   after(async () => {
@@ -46,18 +79,36 @@ describe('admin API and dashboard', () => {
     await stack?.stop();
   });
 
-  it('answers 401 on every protected route without the token and serves them with it', async () => {
-    const routes: Array<[string, string, unknown?]> = [
+  it('answers 401 on every route the server has but health, readiness and metrics, for every wrong Authorization header; serves them with the token', async () => {
+    // Enumerated from the running server, so a route added later is checked without touching this test.
+    const routes = routesOf(daemon.http!).filter(([, path]) => !['/healthz', '/readyz', '/metrics'].includes(path));
+    const served: Array<[string, string, unknown?]> = [
       ['GET', '/api/jobs'], ['GET', '/api/jobs/preds'], ['GET', '/api/jobs/preds/files'], ['POST', '/api/jobs/preds/pause'], ['POST', '/api/jobs/preds/resume'],
       ['POST', '/api/queue/pause'], ['POST', '/api/queue/resume'], ['POST', '/api/jobs/preds/retry'], ['POST', '/api/jobs/preds/reimport', { key: 'x' }],
       ['POST', '/api/jobs/preds/dry-run', {}], ['GET', '/api/models'], ['POST', '/api/sql', { sql: 'SELECT 1' }], ['GET', '/admin/queues'], ['GET', '/admin/queues/api/queues'],
     ];
-    for (const [method, path, body] of routes) {
-      const res = await call(method, path, body, null);
-      assert.equal(res.status, 401, `${method} ${path}`);
-      assert.equal(res.body.code, 'IMP_ERR_HTTP_UNAUTHORIZED');
+    const enumerated = new Set(routes.map(([m, p]) => `${m} ${p}`));
+    for (const [method, path] of served) assert.ok(enumerated.has(`${method} ${path}`), `${method} ${path} is among the ${routes.length} enumerated routes`);
+    const wrong: Array<[string, string | undefined]> = [
+      ['no header', undefined],
+      ['Bearer and no token', 'Bearer'],
+      ['Bearer and an empty token', 'Bearer '],
+      ['a prefix of the token', `Bearer ${TOKEN.slice(0, -1)}`],
+      ['the token and one character more', `Bearer ${TOKEN}0`],
+      ['the last character differs', `Bearer ${TOKEN.slice(0, -1)}8`],
+      ['the first character differs', `Bearer b${TOKEN.slice(1)}`],
+      ['another scheme', `Basic ${TOKEN}`],
+      ['the bare token', TOKEN],
+    ];
+    for (const [method, path] of routes) {
+      await Promise.all(wrong.map(async ([what, authorization]) => {
+        const res = await fetch(`${base}${path}`, { method, headers: authorization === undefined ? {} : { authorization } });
+        assert.equal(res.status, 401, `${method} ${path} with ${what}`);
+        if (method !== 'HEAD') assert.deepEqual(await res.json(), { code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' }, `${method} ${path} with ${what}`);
+        else await res.arrayBuffer();
+      }));
     }
-    for (const [method, path, body] of routes) {
+    for (const [method, path, body] of served) {
       const res = await call(method, path, body);
       assert.ok([200, 404].includes(res.status) && !(res.status === 404 && path !== '/api/jobs/preds/reimport'), `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
     }
@@ -184,5 +235,18 @@ describe('admin API and dashboard', () => {
     const down = await spawnCli(['jobs', 'status', 'preds', '--url', 'http://127.0.0.1:9'], configFile);
     assert.equal((await down.exited).code, 1);
     assert.match(down.output(), /the daemon's API does not answer at http:\/\/127\.0\.0\.1:9 .*is `inference-importer run` running\?/);
+  });
+
+  it('logs no secret of the run: not the API token, the Redis password or the AWS keys, in any line', async () => {
+    await daemon.stop();
+    const lines = logged.trim().split('\n').map((l) => JSON.parse(l));
+    const secrets = [TOKEN, REDIS_PASSWORD, SESSION_TOKEN, process.env.AWS_SECRET_ACCESS_KEY!];
+    for (const secret of secrets) assert.ok(!logged.includes(secret), `${secret} is in the log`);
+    // The log is the whole run: the config dump, imports, a failed file with its error, shutdown.
+    const [dump] = lines.filter((l) => l.msg === 'effective config (secrets redacted)');
+    assert.deepEqual([dump.config.redis.url, dump.config.http.token], ['[redacted]', '[redacted]']);
+    assert.ok(lines.some((l) => l.msg === 'import succeeded'), 'an import is logged');
+    assert.ok(lines.some((l) => l.level === 50 && l.code === 'IMP_ERR_FORMAT_UNREADABLE'), 'a failed import is logged');
+    assert.equal(lines.at(-1).msg, 'stopped');
   });
 });

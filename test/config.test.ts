@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { expandEnv, loadConfig, parseDuration, parseSize } from '../src/config/index.ts';
+import { expandEnv, loadConfig, parseDuration, parseSize, validateConfig } from '../src/config/index.ts';
 import { spawnCli } from './helpers/child.ts';
 import { tmpDir, type TmpDir } from './helpers/tmp.ts';
 
@@ -49,6 +49,36 @@ describe('config', () => {
         '  jobs[1].id: duplicates jobs[0].id "ctr"',
       ].join('\n'),
     );
+  });
+
+  it('accepts every limit at its boundary and refuses one step beyond, naming the key', () => {
+    const job = (extra: Record<string, unknown> = {}, model: Record<string, unknown> = {}) =>
+      ({ id: 'a', source: 's3://bucket/a/', model: { id: 'm', ...model }, schema: { predictionId: 'id', predictionScore: 's' }, ...extra });
+    const rows: Array<[string, Record<string, unknown>, string | null]> = [
+      ['a token of 16 characters', { http: { token: 't'.repeat(16) } }, null],
+      ['a token of 15 characters', { http: { token: 't'.repeat(15) } }, 'http.token: must be at least 16 characters'],
+      ['a model ID of 128 characters', { jobs: [job({}, { id: 'm'.repeat(128) })] }, null],
+      ['a model ID of 129 characters', { jobs: [job({}, { id: 'm'.repeat(129) })] }, 'jobs[0].model.id: Too big: expected string to have <=128 characters'],
+      ['a job ID of 63 characters', { jobs: [job({ id: 'j'.repeat(63) })] }, null],
+      ['a job ID of 64 characters', { jobs: [job({ id: 'j'.repeat(64) })] }, 'jobs[0].id: must be 1-63 letters, digits, - or _, starting with a letter or digit'],
+      ['64 parallel LISTs', { s3: { listConcurrency: 64 } }, null],
+      ['65 parallel LISTs', { s3: { listConcurrency: 65 } }, 's3.listConcurrency: Too big: expected number to be <=64'],
+      ['port 65535', { http: { port: 65535 } }, null],
+      ['port 65536', { http: { port: 65536 } }, 'http.port: Too big: expected number to be <=65535'],
+      ['1 and 50 attempts', { worker: { attempts: 50 } }, null],
+      ['0 attempts', { worker: { attempts: 0 } }, 'worker.attempts: Too small: expected number to be >=1'],
+      ['51 attempts', { worker: { attempts: 51 } }, 'worker.attempts: Too big: expected number to be <=50'],
+      ['loopback 127.0.0.2 without a token', { http: { host: '127.0.0.2' } }, null],
+      ['localhost without a token', { http: { host: 'localhost' } }, null],
+      ['0.0.0.0 with a token', { http: { host: '0.0.0.0', token: 't'.repeat(16) } }, null],
+      ['0.0.0.0 without a token', { http: { host: '0.0.0.0' } }, 'http.host: binding 0.0.0.0 without http.token would expose the admin API; set http.token or bind to 127.0.0.1'],
+      ['128.0.0.1 without a token', { http: { host: '128.0.0.1' } }, 'http.host: binding 128.0.0.1 without http.token would expose the admin API; set http.token or bind to 127.0.0.1'],
+    ];
+    for (const [what, override, error] of rows) {
+      const attempt = () => validateConfig({ jobs: [job()], ...override });
+      if (error === null) assert.doesNotThrow(attempt, what);
+      else assert.throws(attempt, { code: 'IMP_ERR_CONFIG_INVALID', message: `config has 1 error:\n  ${error}` }, what);
+    }
   });
 
   it('reports unset environment references, and `run` refuses a bad config the same way', async () => {

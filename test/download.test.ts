@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { createS3Client, downloadObject, type DownloadParts } from '../src/source/index.ts';
 import type { ListedObject } from '../src/store/store.ts';
-import { startS3, useS3rverCredentials, type S3Harness } from './helpers/s3.ts';
+import { startS3, useS3rverCredentials, type FaultRule, type S3Harness } from './helpers/s3.ts';
 import { tmpDir, type TmpDir } from './helpers/tmp.ts';
 
 const BUCKET = 'dl';
@@ -44,12 +44,12 @@ describe('downloading an object in byte ranges', () => {
   const gets = (key: string) => s3.requestLog.filter((r) => r.method === 'GET' && r.path === `/${BUCKET}/${key}`).length;
   const target = () => join(tmp.path, `file-${n}.bin`);
   /**
-   * Downloads `object` in PARTS and, once three parts were asked for (held by the caller's fault
+   * Downloads `object` in `parts` and, once `held` GETs were asked for (held by the caller's fault
    * rules), applies `change` to it; returns the outcome, after checking no file was left behind.
    */
-  const downloadWhile = async (object: ListedObject, change: () => Promise<unknown>) => {
-    const download = downloadObject(client, object, target(), 10 * SIZE, PARTS);
-    await waitForGets(() => gets(object.key) >= 3);
+  const downloadWhile = async (object: ListedObject, change: () => Promise<unknown>, parts = PARTS, held = 3) => {
+    const download = downloadObject(client, object, target(), 10 * SIZE, parts);
+    await waitForGets(() => gets(object.key) >= held);
     await change();
     const outcome = await download;
     assert.equal(existsSync(target()), false);
@@ -72,6 +72,34 @@ describe('downloading an object in byte ranges', () => {
     await downloadObject(client, big.object, target(), 10 * SIZE, { partBytes: 0, concurrency: 3 });
     assert.ok((await readFile(target())).equals(big.body));
     assert.deepEqual([gets(object.key), gets(big.object.key)], [1, 1]);
+  });
+
+  it('sends If-Match with the listed ETag on every GET, ranged or single', async () => {
+    const { object } = await putObject();
+    await downloadObject(client, object, target(), 10 * SIZE, PARTS);
+    const small = await putObject(1000);
+    await downloadObject(client, small.object, target(), 10 * SIZE, { partBytes: 0, concurrency: 3 });
+    const asSet = (rows: unknown[][]) => rows.map((r) => JSON.stringify(r)).sort();
+    const sent = s3.requestLog.filter((r) => r.method === 'GET').map((r) => [r.path, r.ifMatch, r.range ?? null]);
+    assert.deepEqual(asSet(sent), asSet([
+      ...Array.from({ length: 11 }, (_, i) => [`/${BUCKET}/${object.key}`, `"${object.etag}"`, `bytes=${i * 100_000}-${Math.min(SIZE, (i + 1) * 100_000) - 1}`]),
+      [`/${BUCKET}/${small.object.key}`, `"${small.object.etag}"`, null],
+    ]), 'ranges are fetched 3 at a time, so compared as a set');
+  });
+
+  it('handles a change between listing and a single GET (s3.downloadPartSize 0) as it does between ranges', async () => {
+    const single: DownloadParts = { partBytes: 0, concurrency: 3 };
+    const cases: Array<[string, Partial<FaultRule>, (key: string) => Promise<unknown>, string]> = [
+      ['rewritten, same size', {}, (key) => s3.put(BUCKET, key, randomBytes(SIZE)), 'superseded'],
+      ['deleted', {}, (key) => s3.del(BUCKET, key), 'vanished'],
+      ['rewritten, same size, on a store that ignores If-Match', { ignoreIfMatch: true }, (key) => s3.put(BUCKET, key, randomBytes(SIZE)), 'superseded'],
+    ];
+    for (const [what, fault, change, kind] of cases) {
+      const { object } = await putObject();
+      s3.faults.add({ method: 'GET', keyIncludes: object.key, delayMs: 1000, times: 1, ...fault });
+      assert.deepEqual(await downloadWhile(object, () => change(object.key), single, 1), { kind }, what);
+      assert.equal(gets(object.key), 1, what);
+    }
   });
 
   it('retries a part that failed with 503 and still writes the exact object', async () => {

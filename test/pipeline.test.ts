@@ -31,7 +31,12 @@ describe('import pipeline', () => {
 
   before(async () => {
     stack = await startStack();
-    daemon = await runDaemon(stack.config([predictionJob('preds', 'ctr/prediction/'), actualsJob('acts', 'ctr/actuals/')]));
+    daemon = await runDaemon(stack.config([
+      predictionJob('preds', 'ctr/prediction/'), actualsJob('acts', 'ctr/actuals/'),
+      // The same IDs under another environment and another model, which the inferences view must keep apart.
+      { ...actualsJob('acts-training', 'ctr/actuals-training/'), model: { id: 'ctr', environment: 'training' } },
+      { ...actualsJob('acts-other', 'other/actuals/'), model: { id: 'other', environment: 'production' } },
+    ]));
   });
   after(async () => {
     await daemon?.stop();
@@ -99,6 +104,75 @@ describe('import pipeline', () => {
     assert.deepEqual(left, [{ n: 10, labels: 'v2' }]);
   });
 
+  it('imports again, once each: a same-size rewrite with a new ETag, content back at an earlier ETag, an object that vanished and came back, a failed version that came back', async () => {
+    const csv = (label: string) => `prediction_id,prediction_ts,predicted_label,proba\nq1,2026-11-01T00:00:00Z,${label},0.25\nq2,2026-11-01T00:00:00Z,${label},0.5\n`;
+    const metric = async (series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(await daemon.metrics.registry.metrics())?.[1] ?? 0);
+    const counters = async () => ({
+      new: await metric('importer_files_discovered_total{job="preds",kind="new"}'),
+      changed: await metric('importer_files_discovered_total{job="preds",kind="changed"}'),
+      imported: await metric('importer_files_imported_total{job="preds",outcome="succeeded"}'),
+      failed: await metric('importer_files_imported_total{job="preds",outcome="failed"}'),
+    });
+    const start = await counters();
+    const moved = async () => {
+      const now = await counters();
+      return { new: now.new - start.new, changed: now.changed - start.changed, imported: now.imported - start.imported, failed: now.failed - start.failed };
+    };
+    const labels = async () => (await sql(daemon.store)<{ id: string; label: string }>(`SELECT prediction_id AS id, prediction_label AS label FROM predictions WHERE prediction_id IN ('q1', 'q2') ORDER BY 1`));
+    const versions = async (key: string) => (await sql(daemon.store)<{ etag: string; status: string }>(`SELECT etag, status FROM import_files WHERE key = $1 ORDER BY file_id`, [key]));
+    const settled = (key: string, n: number) => waitFor(`${n} settled versions of ${key}`, async () => {
+      const v = await versions(key);
+      return v.length === n && v.every((r) => r.status !== 'pending') && v;
+    });
+    const polls = () => metric('importer_poll_duration_seconds_count{job="preds"}');
+    /** Two more polls: the second started after the first ended, so it saw the ledger as it is now. */
+    const twoPolls = async () => {
+      const seen = await polls();
+      await waitFor('two more polls', async () => (await polls()) >= seen + 2);
+    };
+    const key = 'ctr/prediction/change/same-size.csv';
+    const etagA = await stack.s3.put(BUCKET, key, csv('click'));
+    await waitFor('A imported', async () => (await versions(key)).some((v) => v.status === 'succeeded'));
+    await twoPolls(); // A is now among the poller's settled objects, which skip the ledger read
+    assert.equal(csv('click').length, csv('nclik').length);
+    const etagB = await stack.s3.put(BUCKET, key, csv('nclik'));
+    assert.notEqual(etagB, etagA);
+    await waitFor('B imported', async () => (await labels()).every((r) => r.label === 'nclik') && (await settled(key, 2)));
+    assert.deepEqual(await versions(key), [{ etag: etagA, status: 'succeeded' }, { etag: etagB, status: 'succeeded' }]);
+    assert.equal(await stack.s3.put(BUCKET, key, csv('click')), etagA);
+    await waitFor('A again', async () => (await labels()).every((r) => r.label === 'click') && (await settled(key, 2)));
+    assert.deepEqual(await versions(key), [{ etag: etagA, status: 'succeeded' }, { etag: etagB, status: 'succeeded' }]);
+    assert.deepEqual(await labels(), [{ id: 'q1', label: 'click' }, { id: 'q2', label: 'click' }]);
+
+    // Deleted between the listing and the download (the GET is held until it is gone): vanished; then back, same bytes.
+    const gone = 'ctr/prediction/change/gone.csv';
+    stack.s3.faults.add({ method: 'GET', keyIncludes: gone, delayMs: 1500, times: 1 });
+    const etagG = await stack.s3.put(BUCKET, gone, csv('click').replaceAll('q', 'g'));
+    await waitFor('the GET of gone.csv', async () => stack.s3.requestLog.some((r) => r.method === 'GET' && r.path.endsWith(gone)));
+    await stack.s3.del(BUCKET, gone);
+    await waitFor('gone.csv vanished', async () => (await versions(gone))[0]?.status === 'vanished');
+    assert.equal(await stack.s3.put(BUCKET, gone, csv('click').replaceAll('q', 'g')), etagG);
+    await waitFor('gone.csv imported', async () => (await versions(gone))[0].status === 'succeeded');
+    assert.deepEqual(await versions(gone), [{ etag: etagG, status: 'succeeded' }]);
+
+    // Back to content whose import failed: its finished queue entry must not swallow the new attempt.
+    const bad = 'ctr/prediction/change/bad.csv';
+    const etagBad = await stack.s3.put(BUCKET, bad, 'id,score\nx,0.5\n');
+    await settled(bad, 1);
+    const etagGood = await stack.s3.put(BUCKET, bad, csv('click').replaceAll('q', 'b'));
+    await settled(bad, 2);
+    await stack.s3.put(BUCKET, bad, 'id,score\nx,0.5\n');
+    await twoPolls();
+    assert.deepEqual(await settled(bad, 2), [{ etag: etagBad, status: 'failed' }, { etag: etagGood, status: 'succeeded' }]);
+
+    // More polls change nothing: each version was imported once.
+    await twoPolls();
+    assert.deepEqual(await moved(), { new: 4, changed: 4, imported: 5, failed: 2 });
+    const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE prediction_id IN ('q1', 'q2', 'g1', 'g2')`);
+    assert.equal(n, 4);
+  });
+
   it('joins actuals that arrive before their predictions once the predictions land', async () => {
     await upload('ctr/actuals/2026/11/06/early.csv', actualsSql(5000, 20), 'FORMAT csv, HEADER true');
     await waitFor('actuals imported', async () => (await ledger(daemon, 'acts')).some((r) => r.key.endsWith('early.csv') && r.status === 'succeeded'));
@@ -111,6 +185,34 @@ describe('import pipeline', () => {
     await waitFor('predictions joined', async () => (await joined()) === 20);
     const [row] = await sql(daemon.store)(`SELECT prediction_label, actual_label FROM inferences WHERE prediction_id = 'p5004'`);
     assert.deepEqual(row, { prediction_label: 'click', actual_label: 'click' });
+  });
+
+  it('the inferences view: a prediction without actuals has empty actual columns; a newer file with the same IDs replaces rows, never doubles them', async () => {
+    const view = () => sql(daemon.store)<Record<string, unknown>>(
+      `SELECT prediction_id, prediction_label, actual_label, actual_score, relevance_label, relevance_score, actual_ts IS NULL AS no_actual_ts
+       FROM inferences WHERE prediction_id LIKE 'p80__' ORDER BY prediction_id`);
+    const row = (id: number, label: string, actual: string | null) => ({
+      prediction_id: `p${id}`, prediction_label: label, actual_label: actual, actual_score: null, relevance_label: null, relevance_score: null, no_actual_ts: actual === null,
+    });
+    await upload('ctr/prediction/view/1.parquet', predictionsSql(8000, 5), 'FORMAT parquet');
+    await upload('ctr/actuals/view/1.csv', actualsSql(8000, 2), 'FORMAT csv, HEADER true');
+    await upload('ctr/actuals-training/view/1.csv', `SELECT prediction_id, 'training' AS label FROM (${actualsSql(8000, 5)})`, 'FORMAT csv, HEADER true');
+    await upload('other/actuals/view/1.csv', `SELECT prediction_id, 'other' AS label FROM (${actualsSql(8000, 5)})`, 'FORMAT csv, HEADER true');
+    await waitFor('all imported', async () => {
+      const done = await sql(daemon.store)(`SELECT 1 FROM import_files WHERE key LIKE '%/view/1.%' AND status = 'succeeded'`);
+      return done.length === 4 && (await view()).filter((r) => r.actual_label !== null).length >= 2;
+    });
+    assert.deepEqual(await view(), [row(8000, 'click', 'click'), row(8001, 'no_click', 'no_click'), row(8002, 'click', null), row(8003, 'no_click', null), row(8004, 'click', null)]);
+    // Another file (another key) with some of the same IDs: its rows win, one row per ID.
+    await upload('ctr/prediction/view/2.parquet', `SELECT * REPLACE ('v2' AS predicted_label) FROM (${predictionsSql(8003, 4)})`, 'FORMAT parquet');
+    await upload('ctr/actuals/view/2.csv', `SELECT prediction_id, 'late' AS label FROM (${actualsSql(8001, 3)})`, 'FORMAT csv, HEADER true');
+    await waitFor('the second files imported', async () => (await view()).length === 7 && (await view()).filter((r) => r.actual_label === 'late').length === 3);
+    assert.deepEqual(await view(), [
+      row(8000, 'click', 'click'), row(8001, 'no_click', 'late'), row(8002, 'click', 'late'), row(8003, 'v2', 'late'), row(8004, 'v2', null), row(8005, 'v2', null), row(8006, 'v2', null),
+    ]);
+    const [{ p, a }] = await sql(daemon.store)<{ p: number; a: number }>(
+      `SELECT (SELECT count(*) FROM predictions WHERE prediction_id LIKE 'p80__')::INT AS p, (SELECT count(*) FROM actuals WHERE prediction_id LIKE 'p80__' AND model_id = 'ctr' AND environment = 'production')::INT AS a`);
+    assert.deepEqual({ p, a }, { p: 7, a: 4 });
   });
 
   it('ignores side files (_SUCCESS, .crc, _temporary/, empty objects) without errors', async () => {

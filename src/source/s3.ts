@@ -162,6 +162,11 @@ export async function downloadObject(client: S3Client, object: ListedObject, pat
   let body: Readable;
   try {
     const res = await client.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.key, IfMatch: `"${object.etag}"` }));
+    // If-Match pins the version; the answer's own ETag guards stores that ignore If-Match (the ranged path checks the size).
+    if (res.ETag !== undefined && unquote(res.ETag) !== object.etag) {
+      (res.Body as Readable | undefined)?.destroy();
+      return { kind: 'superseded' };
+    }
     const length = Number(res.ContentLength ?? 0);
     if (length > maxBytes) {
       (res.Body as Readable | undefined)?.destroy();

@@ -75,6 +75,10 @@ export interface LoggedRequest {
   query: Record<string, string>;
   /** The session token the request was signed with (`x-amz-security-token`), for temporary credentials. */
   securityToken?: string;
+  /** The `If-Match` header as sent, when there was one. */
+  ifMatch?: string;
+  /** The `Range` header as sent, when there was one. */
+  range?: string;
 }
 
 /** An object as returned by {@link S3Harness.list}. */
@@ -180,8 +184,8 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     const url = new URL(req.url ?? '/', 'http://proxy');
     const path = safeDecode(url.pathname);
     const key = path.split('/').slice(2).join('/'); // path is /bucket/key...
-    const token = req.headers['x-amz-security-token'];
-    log.push({ method, path, query: Object.fromEntries(url.searchParams), ...(typeof token === 'string' ? { securityToken: token } : {}) });
+    const sent = (name: string, as: string) => (typeof req.headers[name] === 'string' ? { [as]: req.headers[name] as string } : {});
+    log.push({ method, path, query: Object.fromEntries(url.searchParams), ...sent('x-amz-security-token', 'securityToken'), ...sent('if-match', 'ifMatch'), ...sent('range', 'range') });
 
     const fault = takeFault(method, key);
     if (fault?.delayMs) await sleep(fault.delayMs);

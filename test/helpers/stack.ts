@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { validateConfig, type Config } from '../../src/config/index.ts';
 import { startDaemon, type Daemon } from '../../src/daemon.ts';
-import { createLogger } from '../../src/log.ts';
+import { createLogger, secretValues } from '../../src/log.ts';
 import { createTestDatabase, type TestDatabase } from './postgres.ts';
 import { startRedis, type RedisHarness } from './redis.ts';
 import { startS3, useS3rverCredentials, type S3Harness } from './s3.ts';
@@ -70,7 +70,7 @@ export async function startStack(options: { store?: StoreKind } = {}): Promise<S
 
 /** Starts the whole daemon in this process. */
 export function runDaemon(config: Readonly<Config>): Promise<Daemon> {
-  return startDaemon(config, { log: createLogger(config.log.level) });
+  return startDaemon(config, { log: createLogger(config.log.level, undefined, secretValues(config)) });
 }
 
 /** Polls `fn` until it returns a truthy value; fails with the last value after `timeoutMs`. */
