@@ -12,6 +12,7 @@ import { createLogger, secretValues } from '../src/log.ts';
 import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
+import { OPEN_ROUTES } from '../src/admin/server.ts';
 
 const TOKEN = 'api-token-0123456789';
 const TS = `TIMESTAMPTZ '2026-11-20 10:00:00+00'`;
@@ -79,9 +80,10 @@ describe('admin API and dashboard', () => {
     await stack?.stop();
   });
 
-  it('answers 401 on every route the server has but health, readiness and metrics, for every wrong Authorization header; serves them with the token', async () => {
+  it('answers 401 on every route the server has but health, readiness, metrics and the login page, for every wrong Authorization header; serves them with the token', async () => {
     // Enumerated from the running server, so a route added later is checked without touching this test.
-    const routes = routesOf(daemon.http!).filter(([, path]) => !['/healthz', '/readyz', '/metrics'].includes(path));
+    assert.deepEqual([...OPEN_ROUTES].sort(), ['/healthz', '/login', '/metrics', '/readyz']);
+    const routes = routesOf(daemon.http!).filter(([, path]) => !OPEN_ROUTES.has(path));
     const served: Array<[string, string, unknown?]> = [
       ['GET', '/api/jobs'], ['GET', '/api/jobs/preds'], ['GET', '/api/jobs/preds/files'], ['POST', '/api/jobs/preds/pause'], ['POST', '/api/jobs/preds/resume'],
       ['POST', '/api/queue/pause'], ['POST', '/api/queue/resume'], ['POST', '/api/jobs/preds/retry'], ['POST', '/api/jobs/preds/reimport', { key: 'x' }],

@@ -16,7 +16,8 @@ export interface HealthChecks {
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
 }
 
-const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/login']);
+/** Routes anyone may call: health, readiness, metrics, and the login page that turns the token into a session. */
+export const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', '/login']);
 
 function tokenMatches(header: string | undefined, token: string): boolean {
   const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
