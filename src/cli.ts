@@ -5,6 +5,7 @@ import { startDaemon, type Roles } from './daemon.ts';
 import { describeError, ImporterError } from './errors.ts';
 import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
+import { redisAddress } from './queue/redis-health.ts';
 import { createS3Clients } from './source/index.ts';
 import { ApiClient } from './admin/client.ts';
 import { checkSelect } from './schema/select.ts';
@@ -34,6 +35,9 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
     fail(new ImporterError('IMP_ERR_STORE_ROLE', 'the embedded DuckDB store allows one writer process: run `inference-importer run`, or use store.kind: postgres to split scheduler and workers', { permanent: true }));
   }
   const log = createLogger(config.log.level);
+  // Node prints process warnings (deprecations, the AWS SDK's Node version notice) as plain stderr text; the log stays JSON.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => log.warn({ warning: w.name }, w.message));
   let daemon;
   try {
     daemon = await startDaemon(config, { roles, log });
@@ -44,6 +48,11 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   }
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
+    // The stop bounds every step by worker.shutdownTimeout; this is the backstop should anything still hang.
+    setTimeout(() => {
+      log.error({ timeoutMs: config.worker.shutdownTimeout }, 'shutdown did not finish within worker.shutdownTimeout; exiting anyway (the next start recovers)');
+      process.exit(1);
+    }, config.worker.shutdownTimeout + 1000).unref();
     daemon
       .stop()
       .then(() => process.exit(0))
@@ -107,20 +116,31 @@ configCmd.command('check').description('validate the config and print every prob
     process.exit(clean ? 0 : 1);
   });
 
-/** Runs a command that needs only Redis (never the store, which a running daemon holds). */
+/** How long a CLI command waits for Redis before it gives up and says so. */
+const CLI_REDIS_TIMEOUT_MS = 5000;
+
+/** Runs a command that needs only Redis (never the store, which a running daemon holds); gives up naming Redis when it does not answer. */
 async function withQueues(configPath: string, fn: (config: Readonly<Config>, queues: ImportQueues) => Promise<void>): Promise<void> {
   const config = await load(configPath);
   const redis = connectRedis(config.redis.url, 'inference-importer-cli');
-  redis.on('error', () => undefined);
+  let lastError = '';
+  redis.on('error', (err: Error) => (lastError = err.message));
   const queues = new ImportQueues(config, redis);
+  const noAnswer = (phase: string) => new ImporterError(
+    'IMP_ERR_REDIS_UNAVAILABLE',
+    `Redis at ${redisAddress(config.redis.url)} (redis.url) did not answer within ${CLI_REDIS_TIMEOUT_MS / 1000} s ${phase}${lastError ? ` (${lastError})` : ''}; is it running and reachable from here?`,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = (phase: string) => new Promise<never>((_, reject) => (timer = setTimeout(() => reject(noAnswer(phase)), CLI_REDIS_TIMEOUT_MS)));
   try {
-    await Promise.race([
-      redis.ping(),
-      new Promise((_, reject) => setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000)),
-    ]);
-    await fn(config, queues);
+    await Promise.race([redis.ping(), deadline('to PING')]);
+    clearTimeout(timer);
+    await Promise.race([fn(config, queues), deadline('to the command')]);
+    clearTimeout(timer);
   } catch (err) {
-    await queues.close().catch(() => undefined);
+    clearTimeout(timer);
+    // A queue's close waits for Redis too; the error is what matters now.
+    await Promise.race([queues.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 500))]);
     redis.disconnect();
     fail(err);
   }
@@ -155,7 +175,9 @@ const jobsCmd = program.command('jobs').description('list jobs: state, last poll
     let jobs: JobView[] | undefined;
     try {
       jobs = (await new ApiClient(config, o.url).call<{ jobs: JobView[] }>('GET', '/api/jobs')).jobs;
-    } catch {
+    } catch (err) {
+      // The daemon answered that Redis is away: asking Redis from here would only wait for the same answer.
+      if (err instanceof ImporterError && err.code === 'IMP_ERR_REDIS_UNAVAILABLE') fail(err);
       // The daemon is down: what Redis knows (state and queue) still helps.
     }
     if (jobs) {

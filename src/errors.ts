@@ -32,6 +32,7 @@ export const ErrorCodes = {
   IMP_ERR_HTTP_UNAUTHORIZED: 'missing or wrong bearer token',
   IMP_ERR_HTTP_BAD_REQUEST: 'a parameter of the request is wrong',
   IMP_ERR_HTTP_NOT_FOUND: 'no such job, file or route',
+  IMP_ERR_REDIS_UNAVAILABLE: 'Redis (the work queue) does not answer; what needs it fails at once until it is back',
   IMP_ERR_STORE: 'the store failed',
   IMP_ERR_STORE_ROLE: 'this store cannot be shared between processes',
   IMP_ERR_IMPORT_INTERRUPTED: 'the import was interrupted too often (the process crashed or was killed)',

@@ -6,6 +6,7 @@ import type { Config, JobConfig } from '../config/index.ts';
 import { ImporterError } from '../errors.ts';
 import { jobQueueStates, lastPolls, pauseJob, resumeJob, setAllPaused } from '../queue/control.ts';
 import type { ImportQueues } from '../queue/queues.ts';
+import type { RedisHealth } from '../queue/redis-health.ts';
 import type { FileStatus, Store } from '../store/store.ts';
 import { dryRun } from '../worker/dry-run.ts';
 
@@ -16,6 +17,8 @@ export interface ApiContext {
   queues: ImportQueues;
   redis: Redis;
   s3: S3Client;
+  /** When given, calls that need Redis fail at once with IMP_ERR_REDIS_UNAVAILABLE (503) while it is away. */
+  redisHealth?: RedisHealth;
 }
 
 const STATUSES = ['pending', 'succeeded', 'partially_succeeded', 'failed', 'superseded', 'vanished'] as const;
@@ -43,7 +46,7 @@ function statusOf(code: string): number {
   if (code === 'IMP_ERR_HTTP_BAD_REQUEST' || code === 'IMP_ERR_SQL_REFUSED') return 400;
   if (code === 'IMP_ERR_HTTP_UNAUTHORIZED') return 401;
   // The store or Redis cannot answer now: a retry later can succeed.
-  if (code === 'IMP_ERR_STORE' || code === 'IMP_ERR_REDIS') return 503;
+  if (code === 'IMP_ERR_STORE' || code === 'IMP_ERR_REDIS_UNAVAILABLE') return 503;
   return 500;
 }
 
@@ -52,7 +55,12 @@ function statusOf(code: string): number {
  * pause/resume/retry/reimport/dry-run, model summaries, and read-only SQL over the store.
  */
 export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
-  const { config, store, queues, redis, s3 } = ctx;
+  const { config, store, queues, redis, s3, redisHealth } = ctx;
+  /** Reads answer within a second; writes (pause, enqueue) get longer, but nothing waits while Redis is known to be down. */
+  const withRedis = <T>(what: string, fn: () => Promise<T>, timeoutMs = 1000): Promise<T> => (redisHealth ? redisHealth.call(what, fn, timeoutMs) : fn());
+  const requireRedis = (what: string) => {
+    if (redisHealth && !redisHealth.up) throw redisHealth.unavailable(what);
+  };
   const jobOf = (id: string): JobConfig => {
     const job = config.jobs.find((j) => j.id === id);
     if (!job) throw new ImporterError('IMP_ERR_HTTP_NOT_FOUND', `no job "${id}"; jobs: ${config.jobs.map((j) => j.id).join(', ')}`, { permanent: true });
@@ -67,7 +75,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   app.setNotFoundHandler(async (req, reply) => reply.code(404).send({ code: 'IMP_ERR_HTTP_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
   const jobViews = async (only?: string) => {
-    const [counts, polls, states] = await Promise.all([store.jobCounts(), lastPolls(redis, config), jobQueueStates(config, queues)]);
+    const [polls, states] = await withRedis('the job list (queue state and last polls)', () => Promise.all([lastPolls(redis, config), jobQueueStates(config, queues)]));
+    const counts = await store.jobCounts();
     return config.jobs
       .filter((j) => !only || j.id === only)
       .map((job) => {
@@ -90,19 +99,21 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/jobs', async () => ({ jobs: await jobViews() }));
   app.get<{ Params: { id: string } }>('/api/jobs/:id', async (req) => (await jobViews(jobOf(req.params.id).id))[0]);
   app.post<{ Params: { id: string } }>('/api/jobs/:id/pause', async (req) => {
-    await pauseJob(config, queues, jobOf(req.params.id).id);
+    const id = jobOf(req.params.id).id;
+    await withRedis('pausing a job', () => pauseJob(config, queues, id), 5000);
     return { id: req.params.id, state: 'paused' };
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/resume', async (req) => {
-    await resumeJob(config, queues, jobOf(req.params.id).id);
+    const id = jobOf(req.params.id).id;
+    await withRedis('resuming a job', () => resumeJob(config, queues, id), 5000);
     return { id: req.params.id, state: 'active' };
   });
   app.post('/api/queue/pause', async () => {
-    await setAllPaused(config, queues, true);
+    await withRedis('pausing the queue', () => setAllPaused(config, queues, true), 5000);
     return { jobs: config.jobs.length, state: 'paused' };
   });
   app.post('/api/queue/resume', async () => {
-    await setAllPaused(config, queues, false);
+    await withRedis('resuming the queue', () => setAllPaused(config, queues, false), 5000);
     return { jobs: config.jobs.length, state: 'active' };
   });
   app.get<{ Params: { id: string } }>('/api/jobs/:id/files', async (req) => {
@@ -112,18 +123,25 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/retry', async (req) => {
     const job = jobOf(req.params.id);
+    requireRedis('retry');
     const versions = await store.resetVersions(job.id, { failed: true });
-    for (const v of versions) await queues.forgetFinished(v);
-    await queues.enqueue(versions);
+    // Reset versions are pending in the ledger: if Redis drops now, the next poll queues them anyway.
+    await withRedis('retry', async () => {
+      for (const v of versions) await queues.forgetFinished(v);
+      await queues.enqueue(versions);
+    }, 5000);
     return { job: job.id, retried: versions.map((v) => v.key) };
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/reimport', async (req) => {
     const job = jobOf(req.params.id);
     const { key } = parse(reimportBody, req.body, 'body');
+    requireRedis('reimport');
     const versions = await store.resetVersions(job.id, { key });
     if (versions.length === 0) throw new ImporterError('IMP_ERR_HTTP_NOT_FOUND', `job ${job.id} has no file ${key} in its ledger`, { permanent: true });
-    for (const v of versions) await queues.forgetFinished(v);
-    await queues.enqueue(versions);
+    await withRedis('reimport', async () => {
+      for (const v of versions) await queues.forgetFinished(v);
+      await queues.enqueue(versions);
+    }, 5000);
     return { job: job.id, key, etag: versions[0].etag, status: 'pending' };
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/dry-run', async (req) => {

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Config } from '../config/index.ts';
 import { jobQueueStates } from '../queue/control.ts';
 import type { ImportQueues } from '../queue/queues.ts';
+import type { RedisHealth } from '../queue/redis-health.ts';
 import { ACTUAL_DELAY_BUCKETS, type ModelSummary, type Store } from '../store/store.ts';
 
 /** What the scrape-time gauges read. */
@@ -11,6 +12,8 @@ export interface MetricSources {
   queues: ImportQueues;
   store: Store;
   redis: Redis;
+  /** Whether Redis is up: while it is not, the Redis-backed gauges are left out instead of waiting for it. */
+  redisHealth: RedisHealth;
 }
 
 /** Without imports in between, scrapes reuse the model summaries this long (they scan predictions and actuals). */
@@ -30,14 +33,19 @@ export function createMetrics() {
     if (!summaries || Date.now() - summaries.at > SUMMARY_TTL_MS) summaries = { at: Date.now(), value: sources!.store.modelSummaries() };
     return summaries.value;
   };
-  const probe = async (fn: () => Promise<unknown>) => {
+  const probe = async (fn: () => Promise<unknown>, timeoutMs: number) => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await fn();
+      await Promise.race([fn(), new Promise((_, reject) => (timer = setTimeout(reject, timeoutMs)))]);
       return 1;
     } catch {
       return 0;
+    } finally {
+      clearTimeout(timer);
     }
   };
+  // A scrape answers within a second whatever Redis does: Redis-backed gauges are bounded and skipped while it is away.
+  const queueStates = () => sources!.redisHealth.call('the queue gauges', () => jobQueueStates(sources!.config, sources!.queues), 400).catch(() => undefined);
   return {
     registry,
     /** Connects the scrape-time gauges to the running parts. */
@@ -53,7 +61,7 @@ export function createMetrics() {
       async collect() {
         if (!sources) return;
         this.reset();
-        for (const q of await jobQueueStates(sources.config, sources.queues).catch(() => [])) {
+        for (const q of (await queueStates()) ?? []) {
           for (const state of ['waiting', 'active', 'delayed', 'failed'] as const) this.set({ job: q.id, state }, q[state]);
         }
       },
@@ -62,7 +70,9 @@ export function createMetrics() {
       name: 'importer_job_paused', help: '1 when the job is paused (no polling, no imports)', labelNames: ['job'], registers,
       async collect() {
         if (!sources) return;
-        for (const q of await jobQueueStates(sources.config, sources.queues).catch(() => [])) this.set({ job: q.id }, q.state === 'paused' ? 1 : 0);
+        const states = await queueStates();
+        if (!states) this.reset();
+        for (const q of states ?? []) this.set({ job: q.id }, q.state === 'paused' ? 1 : 0);
       },
     }),
     actualsWaiting: new Gauge({
@@ -76,13 +86,13 @@ export function createMetrics() {
     redisUp: new Gauge({
       name: 'importer_redis_up', help: '1 when Redis answers PING', registers,
       async collect() {
-        if (sources) this.set(await probe(() => sources!.redis.ping()));
+        if (sources) this.set(sources.redisHealth.up ? await probe(() => sources!.redis.ping(), 400) : 0);
       },
     }),
     storeUp: new Gauge({
       name: 'importer_store_up', help: '1 when the store answers a query', registers,
       async collect() {
-        if (sources) this.set(await probe(() => sources!.store.ping()));
+        if (sources) this.set(await probe(() => sources!.store.ping(), 800));
       },
     }),
     actualsMatched: new Counter({ name: 'importer_actuals_matched_total', help: 'Actuals joined to their prediction (by the import of either)', labelNames: ['job'], registers }),

@@ -5,6 +5,7 @@ import type { Config, JobConfig } from '../config/index.ts';
 import { describeError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ImportQueues } from '../queue/queues.ts';
+import type { RedisHealth } from '../queue/redis-health.ts';
 import { eligibleObjects, listObjects, parseS3Url } from '../source/index.ts';
 import type { FileVersion, ListedObject, Store } from '../store/store.ts';
 import type { PollLock } from './poll-lock.ts';
@@ -33,6 +34,8 @@ export interface PollerDeps {
   metrics: Metrics;
   log: Logger;
   lock: PollLock;
+  /** When given, ticks are skipped silently while Redis is away (it logs the outage once). */
+  redisHealth?: RedisHealth;
   /** Jobs for which polling is paused right now. */
   isPaused?: (jobId: string) => Promise<boolean>;
   /** Told how every poll ended (for status displays); failures to record are ignored. */
@@ -64,19 +67,29 @@ export class Poller {
   constructor(private readonly deps: PollerDeps) {}
 
   start(): void {
-    this.task = cron.schedule('* * * * * *', () => this.tick(), { noOverlap: true, name: 'poll-tick' });
+    const { log } = this.deps;
+    // node-cron's own warnings are coloured console lines; a slow tick (overlap, missed second) is expected, so debug.
+    const logger = {
+      info: (m: string) => log.debug({ component: 'node-cron' }, m),
+      warn: (m: string) => log.debug({ component: 'node-cron' }, m),
+      debug: (m: string | Error) => log.debug({ component: 'node-cron' }, String(m)),
+      error: (m: string | Error, err?: Error) => log.error({ component: 'node-cron', err: String(err ?? m) }, typeof m === 'string' ? m : 'poll tick failed'),
+    };
+    this.task = cron.schedule('* * * * * *', () => this.tick(), { noOverlap: true, name: 'poll-tick', logger });
     void this.tick();
   }
 
   /** One tick: if this process holds the poll lock, start the polls that are due and not already running. */
   async tick(): Promise<void> {
     if (this.stopped) return;
-    const { config, lock, log } = this.deps;
+    const { config, lock, log, redisHealth } = this.deps;
+    if (redisHealth && !redisHealth.up) return;
     let leader: boolean;
     try {
-      leader = await lock.acquireOrRenew();
+      leader = await (redisHealth ? redisHealth.call('the poll lock', () => lock.acquireOrRenew(), 5000) : lock.acquireOrRenew());
     } catch (err) {
-      log.warn({ err: describeError(err) }, 'cannot reach Redis for the poll lock; polling waits');
+      const e = describeError(err);
+      if (e.code !== 'IMP_ERR_REDIS_UNAVAILABLE') log.warn({ code: e.code }, `cannot take the poll lock: ${e.message}; polling waits`);
       return;
     }
     if (!leader) return;
@@ -161,11 +174,14 @@ export class Poller {
     }
   }
 
-  /** Stops ticking and waits for polls under way. */
-  async stop(): Promise<void> {
+  /** Stops ticking and waits up to `timeoutMs` for polls under way (one waiting on a Redis that is away may never end). */
+  async stop(timeoutMs = Infinity): Promise<void> {
     this.stopped = true;
     await this.task?.stop();
     await this.task?.destroy();
-    await Promise.all(this.inFlight.values());
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = Number.isFinite(timeoutMs) ? new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))) : new Promise<void>(() => undefined);
+    await Promise.race([Promise.all(this.inFlight.values()), deadline]);
+    clearTimeout(timer);
   }
 }
