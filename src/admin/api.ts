@@ -84,7 +84,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
         const q = states.find((s) => s.id === job.id)!;
         return {
           id: job.id,
-          state: q.state,
+          // `empty`: polled fine, but the source has held no importable object for defaults.emptyPolls polls (a mistyped prefix?).
+          state: q.state === 'active' && polls.get(job.id)?.outcome === 'empty' ? 'empty' : q.state,
           source: job.source,
           format: job.format,
           model: job.model,

@@ -274,6 +274,7 @@ export const configSchema = z
       .strictObject({
         pollInterval: duration('10s').describe('How often each prefix is listed'),
         maxFileBytes: size('1GiB').describe('Largest file imported; larger ones fail with IMP_ERR_SOURCE_TOO_LARGE'),
+        emptyPolls: z.number().int().min(1).default(3).describe('Polls in a row that find no importable object before a job is flagged empty (job state, log line, importer_job_empty)'),
       })
       .prefault({}),
     worker: z

@@ -106,6 +106,7 @@ export function createMetrics() {
     }),
     objectsListed: new Gauge({ name: 'importer_objects_listed', help: 'Objects under the prefix at the last poll', labelNames: ['job'], registers }),
     listRequests: new Counter({ name: 'importer_list_requests_total', help: 'ListObjectsV2 requests sent by polls', labelNames: ['job'], registers }),
+    jobEmpty: new Gauge({ name: 'importer_job_empty', help: '1 when the job\'s source held no importable object for defaults.emptyPolls polls in a row (a mistyped prefix?)', labelNames: ['job'], registers }),
     pollErrors: new Counter({ name: 'importer_poll_errors_total', help: 'Polls that failed (listing or ledger)', labelNames: ['job'], registers }),
     lastPoll: new Gauge({ name: 'importer_last_successful_poll_timestamp_seconds', help: 'When the prefix was last listed successfully', labelNames: ['job'], registers }),
     filesDiscovered: new Counter({

@@ -6,7 +6,7 @@ import { describeError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ImportQueues } from '../queue/queues.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
-import { eligibleObjects, listObjects, parseS3Url } from '../source/index.ts';
+import { describeTarget, eligibleObjects, listSource } from '../source/index.ts';
 import type { FileVersion, ListedObject, Store } from '../store/store.ts';
 import type { PollLock } from './poll-lock.ts';
 
@@ -39,7 +39,7 @@ export interface PollerDeps {
   /** Jobs for which polling is paused right now. */
   isPaused?: (jobId: string) => Promise<boolean>;
   /** Told how every poll ended (for status displays); failures to record are ignored. */
-  onPolled?: (jobId: string, status: { outcome: 'ok' | 'error'; listed?: number; queued?: number; error?: string }) => Promise<void>;
+  onPolled?: (jobId: string, status: { outcome: 'ok' | 'empty' | 'error'; listed?: number; queued?: number; error?: string }) => Promise<void>;
 }
 
 /**
@@ -63,6 +63,8 @@ export class Poller {
    */
   private readonly settled = new Map<string, { at: number; objects: Map<string, string> }>();
   private stopped = false;
+  /** Per job, polls in a row that found no importable object. */
+  private readonly emptyPolls = new Map<string, number>();
 
   constructor(private readonly deps: PollerDeps) {}
 
@@ -111,13 +113,13 @@ export class Poller {
     const { store, s3, queues, metrics, log, isPaused, onPolled } = this.deps;
     if (isPaused && (await isPaused(job.id))) return undefined;
     const started = process.hrtime.bigint();
-    const { bucket, prefix } = parseS3Url(job.source);
     try {
-      const listed = await listObjects(s3, bucket, prefix, {
+      const { target, objects: listed } = await listSource(s3, job.source, {
         previousKeys: this.lastKeys.get(job.id),
         concurrency: this.deps.config.s3.listConcurrency,
         onRequest: () => metrics.listRequests.inc({ job: job.id }),
       });
+      const prefix = target.prefix;
       this.lastKeys.set(job.id, listed.map((o) => o.key));
       const eligible = eligibleObjects(job, prefix, listed);
       const cached = this.settled.get(job.id);
@@ -163,7 +165,8 @@ export class Poller {
       if (changed) metrics.filesDiscovered.inc({ job: job.id, kind: 'changed' }, changed);
       if (result.discoveredNew || changed || requeue.length) log.info({ job: job.id, ...result }, 'poll queued files');
       else log.debug({ job: job.id, ...result }, 'poll found nothing new');
-      await onPolled?.(job.id, { outcome: 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
+      const empty = this.countEmpty(job, eligible.length, listed.length, describeTarget(target));
+      await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
       return result;
     } catch (err) {
       metrics.pollErrors.inc({ job: job.id });
@@ -172,6 +175,25 @@ export class Poller {
       await onPolled?.(job.id, { outcome: 'error', error: `${e.code}: ${e.message}` }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Counts polls in a row without an importable object; at `defaults.emptyPolls` the job is flagged, with one log line. True while flagged. */
+  private countEmpty(job: JobConfig, eligible: number, listed: number, target: string): boolean {
+    const { config, metrics, log } = this.deps;
+    if (eligible > 0) {
+      if ((this.emptyPolls.get(job.id) ?? 0) >= config.defaults.emptyPolls) log.info({ job: job.id }, `job ${job.id} has importable objects again under ${target}`);
+      this.emptyPolls.set(job.id, 0);
+      metrics.jobEmpty.set({ job: job.id }, 0);
+      return false;
+    }
+    const n = (this.emptyPolls.get(job.id) ?? 0) + 1;
+    this.emptyPolls.set(job.id, n);
+    if (n < config.defaults.emptyPolls) return false;
+    metrics.jobEmpty.set({ job: job.id }, 1);
+    if (n === config.defaults.emptyPolls) {
+      log.warn({ job: job.id, source: job.source, polls: n, listed }, `job ${job.id}: no importable object under ${target} for ${n} polls (${listed} object${listed === 1 ? '' : 's'} listed); check jobs[].source and jobs[].format`);
+    }
+    return true;
   }
 
   /** Stops ticking and waits up to `timeoutMs` for polls under way (one waiting on a Redis that is away may never end). */

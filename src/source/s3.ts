@@ -121,6 +121,48 @@ async function listRange(
   return out;
 }
 
+/** What a job's source names: a folder (every object under `prefix`, which ends with `/` unless it is the whole bucket) or one object (exactly the key `prefix`). */
+export interface SourceTarget {
+  bucket: string;
+  prefix: string;
+  kind: 'folder' | 'object';
+}
+
+/** A source's target and what it holds now. */
+export interface SourceListing {
+  target: SourceTarget;
+  objects: ListedObject[];
+}
+
+/** The target as an operator reads it, e.g. `folder s3://b/p/` or `object s3://b/p/x.parquet`. */
+export const describeTarget = (t: SourceTarget) => `${t.kind} s3://${t.bucket}/${t.prefix}`;
+
+/**
+ * Lists what a source names, never a raw string prefix: `s3://b/predictions` must not read
+ * `predictions-archive/`. A source ending in `/` (or the bare bucket) is a folder. Without the slash
+ * it is the folder `predictions/` when that holds anything, else the object whose key is exactly
+ * `predictions` when there is one (a HEAD: a LIST would return the neighbours too, and some
+ * S3-compatible stores do not sort the key before the keys it prefixes), else the empty folder `predictions/`.
+ */
+export async function listSource(client: S3Client, url: string, options: ListOptions = {}): Promise<SourceListing> {
+  const { bucket, prefix } = parseS3Url(url);
+  if (prefix === '' || prefix.endsWith('/')) return { target: { bucket, prefix, kind: 'folder' }, objects: await listObjects(client, bucket, prefix, options) };
+  const folder: SourceTarget = { bucket, prefix: `${prefix}/`, kind: 'folder' };
+  const objects = await listObjects(client, bucket, folder.prefix, options);
+  if (objects.length > 0) return { target: folder, objects };
+  let head: { ETag?: string; ContentLength?: number; LastModified?: Date };
+  try {
+    head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: prefix }));
+  } catch (err) {
+    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return { target: folder, objects: [] };
+    throw accessError(`cannot read s3://${bucket}/${prefix}`, err);
+  }
+  return {
+    target: { bucket, prefix, kind: 'object' },
+    objects: [{ bucket, key: prefix, etag: unquote(head.ETag), size: Number(head.ContentLength ?? 0), lastModified: head.LastModified ?? new Date(0) }],
+  };
+}
+
 /** The `s3://bucket/key` an operator knows an object by, for messages. */
 export const objectUri = (object: Pick<ListedObject, 'bucket' | 'key'>) => `s3://${object.bucket}/${object.key}`;
 

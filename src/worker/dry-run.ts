@@ -8,7 +8,7 @@ import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
-import { eligibleObjects, listObjects, objectUri, parseS3Url, type ListedObject } from '../source/index.ts';
+import { describeTarget, eligibleObjects, listSource, objectUri, type ListedObject } from '../source/index.ts';
 import { fetchVersion } from './fetch-version.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
@@ -16,6 +16,8 @@ export interface DryRunReport {
   /** ok: the file would import cleanly; invalid: some rows would be rejected; failed: the file would not import. */
   status: 'ok' | 'invalid' | 'failed';
   job: string;
+  /** What the job's source names, e.g. `folder s3://b/p/` or `object s3://b/p/x.parquet` (null when it could not be listed). */
+  source: string | null;
   file: string | null;
   format: string | null;
   checks: { access: CheckState; schema: CheckState; records: CheckState };
@@ -41,7 +43,7 @@ export interface DryRunOptions {
  */
 export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Client, options: DryRunOptions = {}): Promise<DryRunReport> {
   const report: DryRunReport = {
-    status: 'failed', job: job.id, file: null, format: null,
+    status: 'failed', job: job.id, source: null, file: null, format: null,
     checks: { access: 'skipped', schema: 'skipped', records: 'skipped' },
     columns: [], rows: null, rejectedByCode: {}, errors: [],
   };
@@ -49,19 +51,24 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
     return report;
   };
-  const { bucket, prefix } = parseS3Url(job.source);
   let object: ListedObject | undefined;
+  let where: string;
+  let listedCount = 0;
   try {
-    const listed = await listObjects(s3, bucket, prefix);
-    object = options.key ? listed.find((o) => o.key === options.key) : eligibleObjects(job, prefix, listed).sort((a, b) => a.key.localeCompare(b.key))[0];
+    const { target, objects: listed } = await listSource(s3, job.source);
+    report.source = describeTarget(target);
+    where = `s3://${target.bucket}/${target.prefix}`;
+    listedCount = listed.length;
+    object = options.key ? listed.find((o) => o.key === options.key) : eligibleObjects(job, target.prefix, listed).sort((a, b) => a.key.localeCompare(b.key))[0];
   } catch (err) {
     report.checks.access = 'failed';
     return fail(err);
   }
   if (!object) {
-    report.checks.access = 'failed';
-    const what = options.key ? `s3://${bucket}/${options.key} is not under ${job.source}` : `no importable file under ${job.source} yet`;
-    return fail(new ImporterError('IMP_ERR_SOURCE_ACCESS', what));
+    // The listing worked: access is fine, the finding is about what the source holds.
+    report.checks.access = 'ok';
+    if (options.key) return fail(new ImporterError('IMP_ERR_SOURCE_EMPTY', `${options.key} is not under ${where}; --file takes a key under the job's source`));
+    return fail(new ImporterError('IMP_ERR_SOURCE_EMPTY', `no importable object under ${where} (${listedCount} object${listedCount === 1 ? '' : 's'} listed${listedCount ? `, none a file this job imports as format ${job.format}` : ''}); check jobs[].source${listedCount ? ' and jobs[].format' : ''}`));
   }
   report.file = objectUri(object);
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
@@ -108,6 +115,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
 /** The report as text for a terminal. */
 export function formatDryRun(r: DryRunReport): string {
   const lines = [`dry run of job ${r.job}: ${r.file ?? '(no file)'}${r.format ? ` (${r.format})` : ''}`];
+  if (r.source) lines.push(`  source   ${r.source}`);
   lines.push(`  access   ${r.checks.access}`);
   lines.push(`  schema   ${r.checks.schema}${r.checks.schema === 'ok' ? ` (${r.columns.length} columns)` : ''}`);
   lines.push(`  records  ${r.rows ? `${r.rows.read} rows, ${r.rows.valid} valid, ${r.rows.rejected} invalid` : r.checks.records}`);
