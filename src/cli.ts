@@ -160,6 +160,11 @@ async function withApi(o: { config: string; url?: string }, fn: (api: ApiClient,
   }
 }
 
+/** An unknown job is a config error (exit 2) for every command, checked here before the daemon is asked. */
+function requireJob(config: Readonly<Config>, id: string): void {
+  if (!config.jobs.some((j) => j.id === id)) fail(new ImporterError('IMP_ERR_CONFIG_INVALID', `no job "${id}" in the config; jobs: ${config.jobs.map((j) => j.id).join(', ')}`));
+}
+
 const print = (json: boolean | undefined, value: unknown, text: () => string) => process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
 
 interface JobView {
@@ -194,7 +199,8 @@ const jobsCmd = program.command('jobs').description('list jobs: state, last poll
   });
 jobsCmd.command('status <id>').description('one job in detail').addOption(configOption()).addOption(urlOption()).option('--json', 'JSON output')
   .action((id: string, o: { config: string; url?: string; json?: boolean }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const j = await api.call<JobView>('GET', `/api/jobs/${encodeURIComponent(id)}`);
       print(o.json, j, () => [
         `job ${j.id}: ${j.state}`,
@@ -226,7 +232,8 @@ interface FileView {
 program.command('files <id>').description("a job's files, newest first, with their status and first errors").addOption(configOption()).addOption(urlOption())
   .option('--failed', 'only failed files').option('--status <status>', 'only files in this status').option('--limit <n>', 'how many', '50').option('--json', 'JSON output')
   .action((id: string, o: { config: string; url?: string; failed?: boolean; status?: string; limit: string; json?: boolean }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const status = o.failed ? 'failed' : o.status;
       const page = await api.call<{ total: number; files: FileView[] }>('GET', `/api/jobs/${encodeURIComponent(id)}/files?limit=${encodeURIComponent(o.limit)}${status ? `&status=${encodeURIComponent(status)}` : ''}`);
       print(o.json, page, () => {
@@ -241,14 +248,16 @@ program.command('files <id>').description("a job's files, newest first, with the
   );
 program.command('retry <id>').description('import the failed files of a job again').addOption(configOption()).addOption(urlOption())
   .action((id: string, o: { config: string; url?: string }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const r = await api.call<{ retried: string[] }>('POST', `/api/jobs/${encodeURIComponent(id)}/retry`);
       process.stdout.write(`${r.retried.length} failed file${r.retried.length === 1 ? '' : 's'} queued again${r.retried.length ? `: ${r.retried.join(', ')}` : ''}\n`);
     }),
   );
 program.command('reimport <id> <key>').description('import one file again, replacing what it contributed').addOption(configOption()).addOption(urlOption())
   .action((id: string, key: string, o: { config: string; url?: string }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const r = await api.call<{ key: string; etag: string }>('POST', `/api/jobs/${encodeURIComponent(id)}/reimport`, { key });
       process.stdout.write(`${r.key} (etag ${r.etag}) queued for re-import\n`);
     }),
@@ -265,4 +274,9 @@ for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
     );
 }
 
+// A bare `inference-importer` prints the commands (the README says so); `run` starts the daemon.
+if (process.argv.length <= 2) {
+  program.outputHelp();
+  process.exit(0);
+}
 await program.parseAsync(process.argv);

@@ -8,6 +8,7 @@ import { startDaemon } from '../src/daemon.ts';
 import { createLogger } from '../src/log.ts';
 import { createS3Client } from '../src/source/index.ts';
 import { dryRun } from '../src/worker/dry-run.ts';
+import { spawnCli } from './helpers/child.ts';
 import { BUCKET, counts, ledger, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 
 const job = (id: string, source: string) => ({ id, source, model: { id }, schema: { predictionId: 'pid', predictionScore: 'score' } });
@@ -84,5 +85,34 @@ describe('what a source names', () => {
     } finally {
       await daemon.stop();
     }
+  });
+
+  it('names the credential chain and what it tried when there are no credentials; an unknown job is exit 2 for every command', async () => {
+    const configPath = join(stack.tmp.path, 'nocreds.yaml');
+    const body = {
+      redis: { url: stack.redis.url, prefix: 'nocreds' }, store: { path: join(stack.tmp.path, 'nocreds.duckdb') },
+      s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 1 }, http: { port: 1 },
+      jobs: [job('a', `s3://${BUCKET}/housing/`)],
+    };
+    const env = { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_PROFILE: 'nobody', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/credentials', AWS_CONFIG_FILE: '/nonexistent/config', AWS_EC2_METADATA_DISABLED: 'true' };
+    const dry = await spawnCli(['dry-run', '--job', 'a', '--json'], { path: configPath, body }, env);
+    assert.equal((await dry.exited).code, 1);
+    const report = JSON.parse(dry.output().slice(dry.output().indexOf('{\n')));
+    assert.deepEqual(report.checks.access, 'failed');
+    assert.equal(report.errors[0].code, 'IMP_ERR_SOURCE_ACCESS');
+    assert.equal(report.errors[0].message, `cannot list s3://${BUCKET}/housing/: no AWS credentials: the default credential chain tried environment (AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY: not set), shared files (profile "nobody" in /nonexistent/credentials and /nonexistent/config: none usable), web identity / IRSA (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN: not set), container endpoint (AWS_CONTAINER_CREDENTIALS_*: not set), instance metadata (IMDS: disabled by AWS_EC2_METADATA_DISABLED); give the importer credentials in one of these ways (on Kubernetes: IRSA)`);
+    assert.doesNotMatch(dry.output(), /check s3\.endpoint and the network/);
+
+    // store.kind left out is duckdb (config check passes), and a job that is not in the config is exit 2 whatever the command.
+    const check = await spawnCli(['config', 'check', '--config', configPath]);
+    assert.equal((await check.exited).code, 0, check.output());
+    for (const args of [['jobs', 'status', 'nope'], ['files', 'nope'], ['retry', 'nope'], ['reimport', 'nope', 'k'], ['jobs', 'pause', 'nope'], ['dry-run', '--job', 'nope']]) {
+      const c = await spawnCli([...args, '--config', configPath]);
+      assert.equal((await c.exited).code, 2, `${args.join(' ')}: ${c.output()}`);
+      assert.match(c.output(), /^IMP_ERR_CONFIG_INVALID: no job "nope" in the config; jobs: a$/m, args.join(' '));
+    }
+    const bare = await spawnCli([]);
+    assert.equal((await bare.exited).code, 0);
+    assert.match(bare.output(), /^Usage: inference-importer \[options\] \[command\]/m);
   });
 });

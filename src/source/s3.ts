@@ -51,8 +51,25 @@ export function isSideFile(prefix: string, key: string, size: number): boolean {
 
 const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
 
+/** What the AWS SDK's default credential chain looks at, in its order, for the message when it finds nothing. */
+function credentialChainTried(): string {
+  const profile = process.env.AWS_PROFILE || 'default';
+  return [
+    'environment (AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY: not set)',
+    `shared files (profile "${profile}" in ${process.env.AWS_SHARED_CREDENTIALS_FILE || '~/.aws/credentials'} and ${process.env.AWS_CONFIG_FILE || '~/.aws/config'}: none usable)`,
+    `web identity / IRSA (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN: ${process.env.AWS_WEB_IDENTITY_TOKEN_FILE ? 'set, but no credentials came of it' : 'not set'})`,
+    `container endpoint (AWS_CONTAINER_CREDENTIALS_*: ${process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI ? 'set, but it gave none' : 'not set'})`,
+    `instance metadata (IMDS${process.env.AWS_EC2_METADATA_DISABLED === 'true' ? ': disabled by AWS_EC2_METADATA_DISABLED' : ': no answer'})`,
+  ].join(', ');
+}
+
 function accessError(what: string, err: unknown): ImporterError {
   const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name === 'CredentialsProviderError' || /Could not load credentials/i.test(e.message ?? '')) {
+    return new ImporterError('IMP_ERR_SOURCE_ACCESS', `${what}: no AWS credentials: the default credential chain tried ${credentialChainTried()}; give the importer credentials in one of these ways (on Kubernetes: IRSA)`, {
+      cause: err,
+    });
+  }
   const status = e.$metadata?.httpStatusCode;
   const hint =
     e.name === 'AssumeRoleRefused' ? 'the job\'s other files wait until the role can be assumed' : status === 403 ? 'check the credentials and the bucket policy' : status === 404 ? 'check the bucket name and region' : 'check s3.endpoint and the network';
