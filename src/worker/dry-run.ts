@@ -90,7 +90,8 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.checks.schema = 'failed';
     const columns = await describeFile(run, job, source, file);
     report.columns = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
-    const plan = planMapping(job, source, columns, object.key, new Date());
+    const importTime = new Date();
+    const plan = planMapping(job, source, columns, object.key, importTime);
     report.checks.schema = 'ok';
 
     report.checks.records = 'failed';
@@ -98,7 +99,13 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
     report.rejectedByCode = stats.rejectedByCode;
     const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
-    report.errors = rejected.map((r) => ({ code: r.code as ErrorDetail['code'], message: String(r.message), row: Number(r.row_number), column: String(r.column_name) }));
+    report.errors = rejected.map((r) => {
+      const row = Number(r.row_number);
+      const column = String(r.column_name);
+      const code = r.code as ErrorDetail['code'];
+      const message = code === 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE' ? outOfWindow(job, importTime, row, column, r.raw) : String(r.message);
+      return { code, message, row, column };
+    });
     report.checks.records = stats.rowsRejected ? 'failed' : 'ok';
     report.status = stats.rowsRejected ? 'invalid' : 'ok';
     return report;
@@ -112,6 +119,22 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   }
 }
 
+const days = (ms: number) => `${Math.round(ms / 86_400_000)} days`;
+
+/** The window message with what an operator needs: the value, the window, and the key that moves it. */
+function outOfWindow(job: JobConfig, importTime: Date, row: number, column: string, raw: unknown): string {
+  let value: unknown;
+  try {
+    value = (typeof raw === 'string' ? JSON.parse(raw) : raw as Record<string, unknown>)?.[column];
+  } catch {
+    value = undefined;
+  }
+  const from = new Date(importTime.getTime() - job.timestamps.maxAge).toISOString();
+  const to = new Date(importTime.getTime() + job.timestamps.maxAhead).toISOString();
+  return `row ${row}, column "${column}": the timestamp ${JSON.stringify(value)} is outside the accepted window ${from} to ${to} `
+    + `(${days(job.timestamps.maxAge)} back, ${days(job.timestamps.maxAhead)} ahead of the import time); to accept it, widen timestamps.maxAge (or timestamps.maxAhead) of job ${job.id}`;
+}
+
 /** The report as text for a terminal. */
 export function formatDryRun(r: DryRunReport): string {
   const lines = [`dry run of job ${r.job}: ${r.file ?? '(no file)'}${r.format ? ` (${r.format})` : ''}`];
@@ -122,7 +145,11 @@ export function formatDryRun(r: DryRunReport): string {
   lines.push(`status: ${r.status}`);
   if (r.errors.length) {
     lines.push('errors:');
-    for (const e of r.errors) lines.push(`  ${e.code}${e.row !== undefined ? ` row ${e.row}` : ''}${e.column ? ` column "${e.column}"` : ''}: ${e.message}`);
+    // Row messages already start with their location; others get it in front, so it is said once.
+    for (const e of r.errors) {
+      const located = /^row \d+, column /.test(e.message);
+      lines.push(`  ${e.code}${!located && e.row !== undefined ? ` row ${e.row}` : ''}${!located && e.column ? ` column "${e.column}"` : ''}: ${e.message}`);
+    }
     const shown = r.errors.filter((e) => e.row !== undefined).length;
     if (r.rows && r.rows.rejected > shown) lines.push(`  ... and ${r.rows.rejected - shown} more invalid rows (${Object.entries(r.rejectedByCode).map(([c, n]) => `${c}: ${n}`).join(', ')})`);
   }
