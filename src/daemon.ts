@@ -173,7 +173,7 @@ async function readiness(redisHealth: RedisHealth, redis: Redis, store: Store): 
       checks[name] = describeError(err).message;
     }
   };
-  const storeProbe = () => Promise.race([store.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error('the store did not answer within 800 ms')), 800).unref())]);
+  const storeProbe = () => Promise.race([store.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error(`the ${store.kind} store did not answer within 800 ms (unreachable or stalled)`)), 800).unref())]);
   await Promise.all([probe('redis', () => redisHealth.call('readiness', () => redis.ping())), probe('store', storeProbe)]);
   return { ok: Object.values(checks).every((c) => c === 'ok'), checks };
 }

@@ -106,12 +106,13 @@ describe('what a source names', () => {
     // store.kind left out is duckdb (config check passes), and a job that is not in the config is exit 2 whatever the command.
     const check = await spawnCli(['config', 'check', '--config', configPath]);
     assert.equal((await check.exited).code, 0, check.output());
-    for (const args of [['jobs', 'status', 'nope'], ['files', 'nope'], ['retry', 'nope'], ['reimport', 'nope', 'k'], ['jobs', 'pause', 'nope'], ['dry-run', '--job', 'nope']]) {
-      const c = await spawnCli([...args, '--config', configPath]);
-      assert.equal((await c.exited).code, 2, `${args.join(' ')}: ${c.output()}`);
-      assert.match(c.output(), /^IMP_ERR_CONFIG_INVALID: no job "nope" in the config; jobs: a$/m, args.join(' '));
+    // Side by side: each is a process start, which is most of the time here.
+    const unknown = [['jobs', 'status', 'nope'], ['files', 'nope'], ['retry', 'nope'], ['reimport', 'nope', 'k'], ['jobs', 'pause', 'nope'], ['dry-run', '--job', 'nope']];
+    const [bare, ...runs] = await Promise.all([spawnCli([]), ...unknown.map((args) => spawnCli([...args, '--config', configPath]))]);
+    for (const [i, c] of runs.entries()) {
+      assert.equal((await c.exited).code, 2, `${unknown[i].join(' ')}: ${c.output()}`);
+      assert.match(c.output(), /^IMP_ERR_CONFIG_INVALID: no job "nope" in the config; jobs: a$/m, unknown[i].join(' '));
     }
-    const bare = await spawnCli([]);
     assert.equal((await bare.exited).code, 0);
     assert.match(bare.output(), /^Usage: inference-importer \[options\] \[command\]/m);
   });
