@@ -5,6 +5,7 @@ import { startDaemon, type Roles } from './daemon.ts';
 import { describeError, ImporterError } from './errors.ts';
 import { jobQueueStates, pauseJob, resumeJob, setAllPaused } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
+import { redisAddress } from './queue/redis-health.ts';
 import { createS3Clients } from './source/index.ts';
 import { ApiClient } from './admin/client.ts';
 import { checkSelect } from './schema/select.ts';
@@ -34,6 +35,9 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
     fail(new ImporterError('IMP_ERR_STORE_ROLE', 'the embedded DuckDB store allows one writer process: run `inference-importer run`, or use store.kind: postgres to split scheduler and workers', { permanent: true }));
   }
   const log = createLogger(config.log.level, undefined, secretValues(config));
+  // Node prints process warnings (deprecations, the AWS SDK's Node version notice) as plain stderr text; the log stays JSON.
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => log.warn({ warning: w.name }, w.message));
   let daemon;
   try {
     daemon = await startDaemon(config, { roles, log, configPath });
@@ -44,6 +48,11 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   }
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
+    // The stop bounds every step by worker.shutdownTimeout; this is the backstop should anything still hang.
+    setTimeout(() => {
+      log.error({ timeoutMs: config.worker.shutdownTimeout }, 'shutdown did not finish within worker.shutdownTimeout; exiting anyway (the next start recovers)');
+      process.exit(1);
+    }, config.worker.shutdownTimeout + 1000).unref();
     daemon
       .stop()
       .then(() => process.exit(0))
@@ -113,24 +122,31 @@ configCmd.command('check').description('validate the config and print every prob
     process.exit(clean ? 0 : 1);
   });
 
-/** Runs a command that needs only Redis (never the store, which a running daemon holds). */
+/** How long a CLI command waits for Redis before it gives up and says so. */
+const CLI_REDIS_TIMEOUT_MS = 5000;
+
+/** Runs a command that needs only Redis (never the store, which a running daemon holds); gives up naming Redis when it does not answer. */
 async function withQueues(configPath: string, fn: (config: Readonly<Config>, queues: ImportQueues) => Promise<void>): Promise<void> {
   const config = await load(configPath);
   const redis = connectRedis(config.redis.url, 'inference-importer-cli');
-  redis.on('error', () => undefined);
+  let lastError = '';
+  redis.on('error', (err: Error) => (lastError = err.message));
   const queues = new ImportQueues(config, redis);
+  const noAnswer = (phase: string) => new ImporterError(
+    'IMP_ERR_REDIS_UNAVAILABLE',
+    `Redis at ${redisAddress(config.redis.url)} (redis.url) did not answer within ${CLI_REDIS_TIMEOUT_MS / 1000} s ${phase}${lastError ? ` (${lastError})` : ''}; is it running and reachable from here?`,
+  );
   let timer: NodeJS.Timeout | undefined;
+  const deadline = (phase: string) => new Promise<never>((_, reject) => (timer = setTimeout(() => reject(noAnswer(phase)), CLI_REDIS_TIMEOUT_MS)));
   try {
-    await Promise.race([
-      redis.ping(),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new ImporterError('IMP_ERR_INTERNAL', `Redis does not answer at the configured redis.url within 5 s; is it running?`)), 5000))),
-    ]);
-    // A pending timer would hold the process for its 5 s after the command is done.
+    await Promise.race([redis.ping(), deadline('to PING')]);
     clearTimeout(timer);
-    await fn(config, queues);
+    await Promise.race([fn(config, queues), deadline('to the command')]);
+    clearTimeout(timer);
   } catch (err) {
     clearTimeout(timer);
-    await queues.close().catch(() => undefined);
+    // A queue's close waits for Redis too; the error is what matters now.
+    await Promise.race([queues.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 500))]);
     redis.disconnect();
     fail(err);
   }
@@ -150,6 +166,11 @@ async function withApi(o: { config: string; url?: string }, fn: (api: ApiClient,
   }
 }
 
+/** An unknown job is a config error (exit 2) for every command, checked here before the daemon is asked. */
+function requireJob(config: Readonly<Config>, id: string): void {
+  if (!config.jobs.some((j) => j.id === id)) fail(new ImporterError('IMP_ERR_CONFIG_INVALID', `no job "${id}" in the config; jobs: ${config.jobs.map((j) => j.id).join(', ')}`));
+}
+
 const print = (json: boolean | undefined, value: unknown, text: () => string) => process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
 
 interface JobView {
@@ -165,7 +186,9 @@ const jobsCmd = program.command('jobs').description('list jobs: state, last poll
     let jobs: JobView[] | undefined;
     try {
       jobs = (await new ApiClient(config, o.url).call<{ jobs: JobView[] }>('GET', '/api/jobs')).jobs;
-    } catch {
+    } catch (err) {
+      // The daemon answered that Redis is away: asking Redis from here would only wait for the same answer.
+      if (err instanceof ImporterError && err.code === 'IMP_ERR_REDIS_UNAVAILABLE') fail(err);
       // The daemon is down: what Redis knows (state and queue) still helps.
     }
     if (jobs) {
@@ -182,7 +205,8 @@ const jobsCmd = program.command('jobs').description('list jobs: state, last poll
   });
 jobsCmd.command('status <id>').description('one job in detail').addOption(configOption()).addOption(urlOption()).option('--json', 'JSON output')
   .action((id: string, o: { config: string; url?: string; json?: boolean }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const j = await api.call<JobView>('GET', `/api/jobs/${encodeURIComponent(id)}`);
       print(o.json, j, () => [
         `job ${j.id}: ${j.state}`,
@@ -214,7 +238,8 @@ interface FileView {
 program.command('files <id>').description("a job's files, newest first, with their status and first errors").addOption(configOption()).addOption(urlOption())
   .option('--failed', 'only failed files').option('--status <status>', 'only files in this status').option('--limit <n>', 'how many', '50').option('--json', 'JSON output')
   .action((id: string, o: { config: string; url?: string; failed?: boolean; status?: string; limit: string; json?: boolean }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const status = o.failed ? 'failed' : o.status;
       const page = await api.call<{ total: number; files: FileView[] }>('GET', `/api/jobs/${encodeURIComponent(id)}/files?limit=${encodeURIComponent(o.limit)}${status ? `&status=${encodeURIComponent(status)}` : ''}`);
       print(o.json, page, () => {
@@ -230,7 +255,8 @@ program.command('files <id>').description("a job's files, newest first, with the
 program.command('retry <id>').description('import the failed files of a job again').addOption(configOption()).addOption(urlOption())
   .option('--failed', 'the failed files (the default, and the only choice: `reimport --all` takes every file)')
   .action((id: string, o: { config: string; url?: string }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       const r = await api.call<{ retried: string[] }>('POST', `/api/jobs/${encodeURIComponent(id)}/retry`);
       process.stdout.write(`${r.retried.length} failed file${r.retried.length === 1 ? '' : 's'} queued again${r.retried.length ? `: ${r.retried.join(', ')}` : ''}\n`);
     }),
@@ -238,7 +264,8 @@ program.command('retry <id>').description('import the failed files of a job agai
 program.command('reimport <id> [key]').description('import one file (or --all files, e.g. after a schema change) again, replacing what it contributed').addOption(configOption()).addOption(urlOption())
   .option('--all', "every file of the job: files keep the mapping they were imported with until re-imported")
   .action((id: string, key: string | undefined, o: { config: string; url?: string; all?: boolean }) =>
-    withApi(o, async (api) => {
+    withApi(o, async (api, config) => {
+      requireJob(config, id);
       if (!!key === !!o.all) throw new ImporterError('IMP_ERR_HTTP_BAD_REQUEST', 'give either a file key or --all');
       if (o.all) {
         const r = await api.call<{ reimported: string[] }>('POST', `/api/jobs/${encodeURIComponent(id)}/reimport`, { all: true });
@@ -276,4 +303,9 @@ for (const [name, paused] of [['pause', true], ['resume', false]] as const) {
     );
 }
 
+// A bare `inference-importer` prints the commands (the README says so); `run` starts the daemon.
+if (process.argv.length <= 2) {
+  program.outputHelp();
+  process.exit(0);
+}
 await program.parseAsync(process.argv);

@@ -14,6 +14,7 @@ import { Importer } from './import/index.ts';
 import { createLogger, secretValues } from './log.ts';
 import { isJobPaused, recordPoll } from './queue/control.ts';
 import { connectRedis, ImportQueues } from './queue/queues.ts';
+import { RedisHealth } from './queue/redis-health.ts';
 import { PollLock } from './scheduler/poll-lock.ts';
 import { Poller } from './scheduler/poller.ts';
 import { createS3Clients } from './source/index.ts';
@@ -64,15 +65,14 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   log.debug({ config }, 'effective config (secrets redacted)');
 
   const redis = connectRedis(config.redis.url, 'inference-importer');
-  let lastRedisError = 0;
-  redis.on('error', (err) => {
-    if (Date.now() - lastRedisError > 10_000) log.error({ code: 'IMP_ERR_REDIS' }, `Redis unreachable (${err.message}); imports and polling wait until it answers`);
-    lastRedisError = Date.now();
-  });
-  const queues = new ImportQueues(config, redis);
+  const redisHealth = new RedisHealth(redis, config.redis.url, log);
+  const onQueueError = (err: Error) => {
+    if (!redisHealth.noteError(err)) log.warn({ code: describeError(err).code }, `queue error: ${err.message}`);
+  };
+  const queues = new ImportQueues(config, redis, onQueueError);
   const s3 = createS3Clients(config);
   // Every part reads the config through a getter, so a reload reaches it from its next use.
-  metrics.attach({ get config() { return live.current; }, queues, store, redis });
+  metrics.attach({ get config() { return live.current; }, queues, store, redis, redisHealth });
   metrics.initJobs(config.jobs.map((j) => j.id));
 
   // HTTP comes up before the store opens, so health, readiness (naming the store) and metrics answer while it cannot.
@@ -81,8 +81,8 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   if (roles.http) {
     http = await startHttpServer(config, metrics, {
       live: () => !stopping,
-      ready: () => readiness(redis, store),
-    }, log, { get config() { return live.current; }, live, store, queues, redis, s3 });
+      ready: () => readiness(redisHealth, redis, store),
+    }, log, { get config() { return live.current; }, live, store, queues, redis, s3, redisHealth });
   }
   try {
     await openStore(store, log, () => stopping);
@@ -97,7 +97,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
 
   let workers: ImportWorkers | undefined;
   if (roles.worker) {
-    workers = new ImportWorkers({ get config() { return live.current; }, store, importer: new Importer(store), readEngine, s3, metrics, log, tmpDir }, redis);
+    workers = new ImportWorkers({ get config() { return live.current; }, store, importer: new Importer(store), readEngine, s3, metrics, log, tmpDir }, redis, (err) => redisHealth.noteError(err));
     workers.start();
   }
   let poller: Poller | undefined;
@@ -105,7 +105,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   if (roles.scheduler) {
     lock = new PollLock(redis, `${config.redis.prefix}:poll-lock`, Math.max(30_000, 3 * config.defaults.pollInterval));
     poller = new Poller({
-      get config() { return live.current; }, store, s3, queues, metrics, log, lock,
+      get config() { return live.current; }, store, s3, queues, metrics, log, lock, redisHealth,
       isPaused: (jobId) => isJobPaused(queues, jobId),
       onPolled: (jobId, status) => recordPoll(redis, live.current, jobId, { at: new Date().toISOString(), ...status }),
     });
@@ -128,17 +128,27 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
     async stop() {
       if (stopping) return;
       stopping = true;
-      log.info('shutting down');
+      // One deadline for the whole stop, whatever Redis or a running import does: every step is bounded by what is left.
+      const deadline = Date.now() + config.worker.shutdownTimeout;
+      const left = () => Math.max(0, deadline - Date.now());
+      // What the steps after the imports need (queues, store checkpoint, Redis, HTTP), kept back from the imports' share.
+      const reserve = Math.min(3000, config.worker.shutdownTimeout / 4);
+      log.info({ timeoutMs: config.worker.shutdownTimeout, redisUp: redisHealth.up }, 'shutting down');
       live.close();
-      await poller?.stop();
-      const clean = workers ? await workers.close(config.worker.shutdownTimeout) : true;
+      await poller?.stop(Math.min(left() - reserve, 5000));
+      const clean = workers ? await within(workers.close(Math.max(0, left() - reserve)), left() - reserve + 1000) : true;
       if (!clean) log.warn({ timeoutMs: config.worker.shutdownTimeout }, 'imports still running at the deadline were abandoned; they are retried after restart');
-      await queues.close().catch(() => undefined);
-      await lock?.release().catch(() => undefined);
-      await store.close();
+      const redisUp = redisHealth.up;
+      redisHealth.stopWatching();
+      if (redisUp) {
+        await within(queues.close(), Math.min(left(), 1000));
+        await within(lock?.release() ?? Promise.resolve(), Math.min(left(), 500));
+      }
+      if (!(await within(store.close(), Math.max(0, left() - 500)))) log.warn('the store did not close before the deadline; DuckDB replays its log on the next start');
       readEngine.close();
-      await redis.quit().catch(() => redis.disconnect());
-      await http?.close();
+      if (redisUp) await within(redis.quit(), Math.min(left(), 500));
+      redis.disconnect();
+      await within(http?.close() ?? Promise.resolve(), Math.min(left(), 500));
       await rm(tmpDir, { recursive: true, force: true });
       log.info('stopped');
     },
@@ -165,16 +175,29 @@ async function openStore(store: Store, log: Logger, stopping: () => boolean): Pr
   }
 }
 
-async function readiness(redis: Redis, store: Store): Promise<{ ok: boolean; checks: Record<string, string> }> {
+/** Resolves true when `p` settles within `ms` (false when it does not, or rejects quietly): a bounded wait, the work itself goes on. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Ready when Redis and the store answer; answers within a second whatever either does. */
+async function readiness(redisHealth: RedisHealth, redis: Redis, store: Store): Promise<{ ok: boolean; checks: Record<string, string> }> {
   const checks: Record<string, string> = {};
   const probe = async (name: string, fn: () => Promise<unknown>) => {
     try {
-      await Promise.race([fn(), new Promise((_, reject) => setTimeout(() => reject(new Error('timed out after 2s')), 2000))]);
+      await fn();
       checks[name] = 'ok';
     } catch (err) {
       checks[name] = describeError(err).message;
     }
   };
-  await Promise.all([probe('redis', () => redis.ping()), probe('store', () => store.ping())]);
+  const storeProbe = () => Promise.race([store.ping(), new Promise((_, reject) => setTimeout(() => reject(new Error(`the ${store.kind} store did not answer within 800 ms (unreachable or stalled)`)), 800).unref())]);
+  await Promise.all([probe('redis', () => redisHealth.call('readiness', () => redis.ping())), probe('store', storeProbe)]);
   return { ok: Object.values(checks).every((c) => c === 'ok'), checks };
 }

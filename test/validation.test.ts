@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createS3Client } from '../src/source/index.ts';
-import { dryRun } from '../src/worker/dry-run.ts';
+import { dryRun, formatDryRun } from '../src/worker/dry-run.ts';
 import { spawnCli } from './helpers/child.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
@@ -47,6 +47,13 @@ describe('validation and dry run', () => {
       assert.equal(report.status, 'invalid');
       assert.deepEqual(report.rows, { read: 3, valid: 2, rejected: 1 });
       assert.deepEqual(report.errors.map((e) => [e.code, e.row, e.column]), [[code, row, column]]);
+      if (code === 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE') {
+        // The value, the window and the key that moves it; the location once, also in the terminal text.
+        assert.match(report.errors[0].message, /^row 2, column "ts": the timestamp "1999-01-01[ T]00:00:00(Z|\+00)" is outside the accepted window \d{4}-\d\d-\d\dT[\d:.]+Z to \d{4}-\d\d-\d\dT[\d:.]+Z \(1826 days back, 365 days ahead of the import time\); to accept it, widen timestamps.maxAge \(or timestamps.maxAhead\) of job rules$/);
+        const text = formatDryRun(report);
+        assert.equal(text.match(/row 2/g)?.length, 1, text);
+        assert.match(text, /^ {2}IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE: row 2, column "ts": the timestamp "1999/m);
+      }
     });
   }
 
@@ -167,7 +174,7 @@ describe('validation and dry run', () => {
     try {
       const clean = await spawnCli(['dry-run', '--job', 'cli'], configFile);
       assert.equal((await clean.exited).code, 0);
-      assert.match(clean.output(), /dry run of job cli: s3:\/\/inference\/cli\/a-clean\.csv \(csv\)\n {2}access {3}ok\n {2}schema {3}ok \(4 columns\)\n {2}records {2}2 rows, 2 valid, 0 invalid\nstatus: ok\n/);
+      assert.match(clean.output(), /dry run of job cli: s3:\/\/inference\/cli\/a-clean\.csv \(csv\)\n {2}source {3}folder s3:\/\/inference\/cli\/\n {2}access {3}ok\n {2}schema {3}ok \(4 columns\)\n {2}records {2}2 rows, 2 valid, 0 invalid\nstatus: ok\n/);
       const dirty = await spawnCli(['dry-run', '--job', 'cli', '--file', 'cli/b-dirty.csv', '--json'], configFile);
       assert.equal((await dirty.exited).code, 1);
       const report = JSON.parse(dirty.output().slice(dirty.output().indexOf('{')));

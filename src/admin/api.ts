@@ -7,6 +7,7 @@ import type { LiveConfig } from '../config/live.ts';
 import { ImporterError } from '../errors.ts';
 import { jobQueueStates, lastPolls, pauseJob, resumeJob, setAllPaused } from '../queue/control.ts';
 import type { ImportQueues } from '../queue/queues.ts';
+import type { RedisHealth } from '../queue/redis-health.ts';
 import type { FileStatus, Store } from '../store/store.ts';
 import { dryRun } from '../worker/dry-run.ts';
 
@@ -20,6 +21,8 @@ export interface ApiContext {
   queues: ImportQueues;
   redis: Redis;
   s3: S3Client;
+  /** When given, calls that need Redis fail at once with IMP_ERR_REDIS_UNAVAILABLE (503) while it is away. */
+  redisHealth?: RedisHealth;
 }
 
 const STATUSES = ['pending', 'succeeded', 'partially_succeeded', 'failed', 'superseded', 'vanished'] as const;
@@ -49,6 +52,8 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
 function jobState(queueState: 'active' | 'paused', poll: { outcome: string } | undefined, files: Record<string, number>): 'active' | 'paused' | 'empty' | 'failing' {
   if (queueState === 'paused') return 'paused';
   if (poll?.outcome === 'error' || files.failed > 0) return 'failing';
+  // Polled fine, but the source has held no importable object for defaults.emptyPolls polls (a mistyped prefix?), or nothing was ever found.
+  if (poll?.outcome === 'empty') return 'empty';
   if (Object.values(files).every((n) => n === 0)) return 'empty';
   return 'active';
 }
@@ -60,7 +65,7 @@ function statusOf(code: string): number {
   if (code === 'IMP_ERR_HTTP_UNAUTHORIZED') return 401;
   if (code === 'IMP_ERR_HTTP_CONFLICT') return 409;
   // The store or Redis cannot answer now: a retry later can succeed.
-  if (code === 'IMP_ERR_STORE' || code === 'IMP_ERR_REDIS') return 503;
+  if (code === 'IMP_ERR_STORE' || code === 'IMP_ERR_REDIS_UNAVAILABLE') return 503;
   return 500;
 }
 
@@ -69,7 +74,12 @@ function statusOf(code: string): number {
  * pause/resume/retry/reimport/dry-run, model summaries, and read-only SQL over the store.
  */
 export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
-  const { store, queues, redis, s3 } = ctx;
+  const { store, queues, redis, s3, redisHealth } = ctx;
+  /** Reads answer within a second; writes (pause, enqueue) get longer, but nothing waits while Redis is known to be down. */
+  const withRedis = <T>(what: string, fn: () => Promise<T>, timeoutMs = 1000): Promise<T> => (redisHealth ? redisHealth.call(what, fn, timeoutMs) : fn());
+  const requireRedis = (what: string) => {
+    if (redisHealth && !redisHealth.up) throw redisHealth.unavailable(what);
+  };
   const jobOf = (id: string): JobConfig => {
     const config = ctx.config;
     const job = config.jobs.find((j) => j.id === id);
@@ -86,7 +96,8 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
 
   const jobViews = async (only?: string) => {
     const config = ctx.config;
-    const [counts, polls, states, models] = await Promise.all([store.jobCounts(), lastPolls(redis, config), jobQueueStates(config, queues), store.modelSummaries()]);
+    const [polls, states] = await withRedis('the job list (queue state and last polls)', () => Promise.all([lastPolls(redis, config), jobQueueStates(config, queues)]));
+    const [counts, models] = await Promise.all([store.jobCounts(), store.modelSummaries()]);
     return config.jobs
       .filter((j) => !only || j.id === only)
       .map((job) => {
@@ -114,19 +125,21 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/jobs', async () => ({ jobs: await jobViews() }));
   app.get<{ Params: { id: string } }>('/api/jobs/:id', async (req) => (await jobViews(jobOf(req.params.id).id))[0]);
   app.post<{ Params: { id: string } }>('/api/jobs/:id/pause', async (req) => {
-    await pauseJob(ctx.config, queues, jobOf(req.params.id).id);
+    const id = jobOf(req.params.id).id;
+    await withRedis('pausing a job', () => pauseJob(ctx.config, queues, id), 5000);
     return { id: req.params.id, state: 'paused' };
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/resume', async (req) => {
-    await resumeJob(ctx.config, queues, jobOf(req.params.id).id);
+    const id = jobOf(req.params.id).id;
+    await withRedis('resuming a job', () => resumeJob(ctx.config, queues, id), 5000);
     return { id: req.params.id, state: 'active' };
   });
   app.post('/api/queue/pause', async () => {
-    await setAllPaused(ctx.config, queues, true);
+    await withRedis('pausing the queue', () => setAllPaused(ctx.config, queues, true), 5000);
     return { jobs: ctx.config.jobs.length, state: 'paused' };
   });
   app.post('/api/queue/resume', async () => {
-    await setAllPaused(ctx.config, queues, false);
+    await withRedis('resuming the queue', () => setAllPaused(ctx.config, queues, false), 5000);
     return { jobs: ctx.config.jobs.length, state: 'active' };
   });
   app.get<{ Params: { id: string } }>('/api/jobs/:id/files', async (req) => {
@@ -136,23 +149,30 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/retry', async (req) => {
     const job = jobOf(req.params.id);
+    requireRedis('retry');
     const versions = await store.resetVersions(job.id, { failed: true });
-    for (const v of versions) await queues.forgetFinished(v);
-    await queues.enqueue(versions);
+    // Reset versions are pending in the ledger: if Redis drops now, the next poll queues them anyway.
+    await withRedis('retry', async () => {
+      for (const v of versions) await queues.forgetFinished(v);
+      await queues.enqueue(versions);
+    }, 5000);
     return { job: job.id, retried: versions.map((v) => v.key) };
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/reimport', async (req) => {
     const job = jobOf(req.params.id);
     const which = parse(reimportBody, req.body, 'body');
+    requireRedis('reimport');
     const versions = await store.resetVersions(job.id, which);
-    if ('all' in which) {
+    const enqueue = () => withRedis('reimport', async () => {
       for (const v of versions) await queues.forgetFinished(v);
       await queues.enqueue(versions);
+    }, 5000);
+    if ('all' in which) {
+      await enqueue();
       return { job: job.id, reimported: versions.map((v) => v.key) };
     }
     if (versions.length === 0) throw new ImporterError('IMP_ERR_HTTP_NOT_FOUND', `job ${job.id} has no file ${which.key} in its ledger`, { permanent: true });
-    for (const v of versions) await queues.forgetFinished(v);
-    await queues.enqueue(versions);
+    await enqueue();
     return { job: job.id, key: which.key, etag: versions[0].etag, status: 'pending' };
   });
   app.post<{ Params: { id: string } }>('/api/jobs/:id/dry-run', async (req) => {

@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.ts';
 import { registerApi, type ApiContext } from './api.ts';
-import { registerDashboard } from './dashboard.ts';
+import { DASHBOARD_PATH, registerDashboard } from './dashboard.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { registerPages } from './pages.ts';
 import { Sessions } from './session.ts';
@@ -37,13 +37,18 @@ export async function startHttpServer(config: Readonly<Config>, metrics: Metrics
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0];
     if (OPEN_ROUTES.has(path)) return;
-    if (!token) return;
-    if (tokenMatches(req.headers.authorization, token) || sessions!.valid(req.headers.cookie)) return;
-    // A person opening a page is sent to the login page; programs get the JSON error.
-    if (req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')) {
-      return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
+    if (token && !tokenMatches(req.headers.authorization, token) && !sessions!.valid(req.headers.cookie)) {
+      // A person opening a page is sent to the login page; programs get the JSON error.
+      if (req.method === 'GET' && /text\/html/.test(req.headers.accept ?? '')) {
+        return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
+      }
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
     }
-    return reply.code(401).header('www-authenticate', 'Bearer').send({ code: 'IMP_ERR_HTTP_UNAUTHORIZED', message: 'missing or wrong bearer token' });
+    // The queue dashboard's data calls would wait on Redis; while it is away they fail at once, like the API.
+    if (path.startsWith(`${DASHBOARD_PATH}/api/`) && api?.redisHealth && !api.redisHealth.up) {
+      const e = api.redisHealth.unavailable('the queue dashboard');
+      return reply.code(503).send({ code: e.code, message: e.message });
+    }
   });
   app.get('/healthz', async () => ({ ok: health.live() }));
   app.get('/readyz', async (_req, reply) => {

@@ -216,7 +216,8 @@ export const configSchema = z
       })
       .prefault({}),
     store: z
-      .discriminatedUnion('kind', [
+      // `kind` may be left out: the embedded DuckDB store is the default, as for the whole `store` key.
+      .preprocess((v) => (v && typeof v === 'object' && !Array.isArray(v) && !('kind' in v) ? { kind: 'duckdb', ...v } : v), z.discriminatedUnion('kind', [
         z.strictObject({
           kind: z.literal('duckdb'),
           path: z.string().min(1).default('./data/inferences.duckdb').describe('DuckDB database file'),
@@ -246,7 +247,7 @@ export const configSchema = z
           memoryLimit: z.string().default('768MB').describe("memory_limit of the worker's private in-memory DuckDB that reads, maps and validates files"),
           threads: z.number().int().min(1).optional().describe('threads of that DuckDB; default the number of cores'),
         }),
-      ])
+      ]))
       .prefault({ kind: 'duckdb' }),
     s3: z
       .strictObject({
@@ -275,6 +276,7 @@ export const configSchema = z
       .strictObject({
         pollInterval: duration('10s').describe('How often each prefix is listed'),
         maxFileBytes: size('1GiB').describe('Largest file imported; larger ones fail with IMP_ERR_SOURCE_TOO_LARGE'),
+        emptyPolls: z.number().int().min(1).default(3).describe('Polls in a row that find no importable object before a job is flagged empty (job state, log line, importer_job_empty)'),
       })
       .prefault({}),
     worker: z

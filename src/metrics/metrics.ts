@@ -5,6 +5,7 @@ import type { ReloadReport } from '../config/live.ts';
 import { ErrorCodes } from '../errors.ts';
 import { jobQueueStates } from '../queue/control.ts';
 import type { ImportQueues } from '../queue/queues.ts';
+import type { RedisHealth } from '../queue/redis-health.ts';
 import { ACTUAL_DELAY_BUCKETS, type ModelSummary, type Store } from '../store/store.ts';
 
 /** What the scrape-time gauges read. */
@@ -13,6 +14,8 @@ export interface MetricSources {
   queues: ImportQueues;
   store: Store;
   redis: Redis;
+  /** Whether Redis is up: while it is not, the Redis-backed gauges are left out instead of waiting for it. */
+  redisHealth: RedisHealth;
 }
 
 /** Without imports in between, scrapes reuse the model summaries this long (they scan predictions and actuals). */
@@ -32,12 +35,15 @@ export function createMetrics() {
     if (!summaries || Date.now() - summaries.at > SUMMARY_TTL_MS) summaries = { at: Date.now(), value: sources!.store.modelSummaries() };
     return summaries.value;
   };
-  const probe = async (fn: () => Promise<unknown>) => {
+  const probe = async (fn: () => Promise<unknown>, timeoutMs: number) => {
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await fn();
+      await Promise.race([fn(), new Promise((_, reject) => (timer = setTimeout(reject, timeoutMs)))]);
       return 1;
     } catch {
       return 0;
+    } finally {
+      clearTimeout(timer);
     }
   };
   const configReloads = new Counter({ name: 'importer_config_reloads_total', help: 'Config reloads by outcome (applied, unchanged, failed)', labelNames: ['outcome'], registers });
@@ -45,6 +51,8 @@ export function createMetrics() {
   configReloadFailed.set(0);
   for (const outcome of ['applied', 'unchanged', 'failed']) configReloads.inc({ outcome }, 0);
   const rowCodes = Object.keys(ErrorCodes).filter((c) => c.startsWith('IMP_ERR_ROW_'));
+  // A scrape answers within a second whatever Redis does: Redis-backed gauges are bounded and skipped while it is away.
+  const queueStates = () => sources!.redisHealth.call('the queue gauges', () => jobQueueStates(sources!.config, sources!.queues), 400).catch(() => undefined);
   return {
     registry,
     /** A config reload ended. */
@@ -72,7 +80,7 @@ export function createMetrics() {
       async collect() {
         if (!sources) return;
         this.reset();
-        for (const q of await jobQueueStates(sources.config, sources.queues).catch(() => [])) {
+        for (const q of (await queueStates()) ?? []) {
           for (const state of ['waiting', 'active', 'delayed', 'failed'] as const) this.set({ job: q.id, state }, q[state]);
         }
       },
@@ -81,7 +89,9 @@ export function createMetrics() {
       name: 'importer_job_paused', help: '1 when the job is paused (no polling, no imports)', labelNames: ['job'], registers,
       async collect() {
         if (!sources) return;
-        for (const q of await jobQueueStates(sources.config, sources.queues).catch(() => [])) this.set({ job: q.id }, q.state === 'paused' ? 1 : 0);
+        const states = await queueStates();
+        if (!states) this.reset();
+        for (const q of states ?? []) this.set({ job: q.id }, q.state === 'paused' ? 1 : 0);
       },
     }),
     actualsWaiting: new Gauge({
@@ -95,13 +105,13 @@ export function createMetrics() {
     redisUp: new Gauge({
       name: 'importer_redis_up', help: '1 when Redis answers PING', registers,
       async collect() {
-        if (sources) this.set(await probe(() => sources!.redis.ping()));
+        if (sources) this.set(sources.redisHealth.up ? await probe(() => sources!.redis.ping(), 400) : 0);
       },
     }),
     storeUp: new Gauge({
       name: 'importer_store_up', help: '1 when the store answers a query', registers,
       async collect() {
-        if (sources) this.set(await probe(() => sources!.store.ping()));
+        if (sources) this.set(await probe(() => sources!.store.ping(), 800));
       },
     }),
     actualsMatched: new Counter({ name: 'importer_actuals_matched_total', help: 'Actuals joined to their prediction (by the import of either)', labelNames: ['job'], registers }),
@@ -115,6 +125,7 @@ export function createMetrics() {
     }),
     objectsListed: new Gauge({ name: 'importer_objects_listed', help: 'Objects under the prefix at the last poll', labelNames: ['job'], registers }),
     listRequests: new Counter({ name: 'importer_list_requests_total', help: 'ListObjectsV2 requests sent by polls', labelNames: ['job'], registers }),
+    jobEmpty: new Gauge({ name: 'importer_job_empty', help: '1 when the job\'s source held no importable object for defaults.emptyPolls polls in a row (a mistyped prefix?)', labelNames: ['job'], registers }),
     pollErrors: new Counter({ name: 'importer_poll_errors_total', help: 'Polls that failed (listing or ledger)', labelNames: ['job'], registers }),
     lastPoll: new Gauge({ name: 'importer_last_successful_poll_timestamp_seconds', help: 'When the prefix was last listed successfully', labelNames: ['job'], registers }),
     filesDiscovered: new Counter({

@@ -63,7 +63,8 @@ export async function jobQueueStates(config: Readonly<Config>, queues: ImportQue
 /** How the last poll of a job went; kept in Redis so every process (and the CLI) can show it. */
 export interface PollStatus {
   at: string;
-  outcome: 'ok' | 'error';
+  /** `empty`: the poll was fine but the source has held no importable object for `defaults.emptyPolls` polls. */
+  outcome: 'ok' | 'empty' | 'error';
   listed?: number;
   queued?: number;
   error?: string;

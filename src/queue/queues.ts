@@ -33,9 +33,14 @@ export class ImportQueues {
   private readonly queues = new Map<string, Queue<ImportJobData>>();
   private readonly jobOptions: JobsOptions;
 
+  /**
+   * @param onError - told every error a queue reports (a lost connection, mostly); without it a
+   * queue with no listener prints the error's stack to stderr, outside the JSON log.
+   */
   constructor(
     private readonly config: Readonly<Config>,
     private readonly connection: Redis,
+    private readonly onError: (err: Error) => void = () => undefined,
   ) {
     this.jobOptions = {
       attempts: config.worker.attempts,
@@ -51,6 +56,7 @@ export class ImportQueues {
     let q = this.queues.get(jobId);
     if (!q) {
       q = new Queue<ImportJobData>(queueName(jobId), { connection: this.connection, prefix: this.config.redis.prefix });
+      q.on('error', this.onError);
       this.queues.set(jobId, q);
     }
     return q;

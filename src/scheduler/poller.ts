@@ -5,7 +5,8 @@ import type { Config, JobConfig } from '../config/index.ts';
 import { describeError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ImportQueues } from '../queue/queues.ts';
-import { eligibleObjects, listObjects, parseS3Url } from '../source/index.ts';
+import type { RedisHealth } from '../queue/redis-health.ts';
+import { describeTarget, eligibleObjects, listSource } from '../source/index.ts';
 import type { FileVersion, ListedObject, Store } from '../store/store.ts';
 import type { PollLock } from './poll-lock.ts';
 
@@ -33,10 +34,12 @@ export interface PollerDeps {
   metrics: Metrics;
   log: Logger;
   lock: PollLock;
+  /** When given, ticks are skipped silently while Redis is away (it logs the outage once). */
+  redisHealth?: RedisHealth;
   /** Jobs for which polling is paused right now. */
   isPaused?: (jobId: string) => Promise<boolean>;
   /** Told how every poll ended (for status displays); failures to record are ignored. */
-  onPolled?: (jobId: string, status: { outcome: 'ok' | 'error'; listed?: number; queued?: number; error?: string }) => Promise<void>;
+  onPolled?: (jobId: string, status: { outcome: 'ok' | 'empty' | 'error'; listed?: number; queued?: number; error?: string }) => Promise<void>;
 }
 
 /**
@@ -60,23 +63,35 @@ export class Poller {
    */
   private readonly settled = new Map<string, { at: number; objects: Map<string, string> }>();
   private stopped = false;
+  /** Per job, polls in a row that found no importable object. */
+  private readonly emptyPolls = new Map<string, number>();
 
   constructor(private readonly deps: PollerDeps) {}
 
   start(): void {
-    this.task = cron.schedule('* * * * * *', () => this.tick(), { noOverlap: true, name: 'poll-tick' });
+    const { log } = this.deps;
+    // node-cron's own warnings are coloured console lines; a slow tick (overlap, missed second) is expected, so debug.
+    const logger = {
+      info: (m: string) => log.debug({ component: 'node-cron' }, m),
+      warn: (m: string) => log.debug({ component: 'node-cron' }, m),
+      debug: (m: string | Error) => log.debug({ component: 'node-cron' }, String(m)),
+      error: (m: string | Error, err?: Error) => log.error({ component: 'node-cron', err: String(err ?? m) }, typeof m === 'string' ? m : 'poll tick failed'),
+    };
+    this.task = cron.schedule('* * * * * *', () => this.tick(), { noOverlap: true, name: 'poll-tick', logger });
     void this.tick();
   }
 
   /** One tick: if this process holds the poll lock, start the polls that are due and not already running. */
   async tick(): Promise<void> {
     if (this.stopped) return;
-    const { config, lock, log } = this.deps;
+    const { config, lock, log, redisHealth } = this.deps;
+    if (redisHealth && !redisHealth.up) return;
     let leader: boolean;
     try {
-      leader = await lock.acquireOrRenew();
+      leader = await (redisHealth ? redisHealth.call('the poll lock', () => lock.acquireOrRenew(), 5000) : lock.acquireOrRenew());
     } catch (err) {
-      log.warn({ err: describeError(err) }, 'cannot reach Redis for the poll lock; polling waits');
+      const e = describeError(err);
+      if (e.code !== 'IMP_ERR_REDIS_UNAVAILABLE') log.warn({ code: e.code }, `cannot take the poll lock: ${e.message}; polling waits`);
       return;
     }
     if (!leader) return;
@@ -98,13 +113,13 @@ export class Poller {
     const { store, s3, queues, metrics, log, isPaused, onPolled } = this.deps;
     if (isPaused && (await isPaused(job.id))) return undefined;
     const started = process.hrtime.bigint();
-    const { bucket, prefix } = parseS3Url(job.source);
     try {
-      const listed = await listObjects(s3, bucket, prefix, {
+      const { target, objects: listed } = await listSource(s3, job.source, {
         previousKeys: this.lastKeys.get(job.id),
         concurrency: this.deps.config.s3.listConcurrency,
         onRequest: () => metrics.listRequests.inc({ job: job.id }),
       });
+      const prefix = target.prefix;
       this.lastKeys.set(job.id, listed.map((o) => o.key));
       const eligible = eligibleObjects(job, prefix, listed);
       const cached = this.settled.get(job.id);
@@ -151,7 +166,8 @@ export class Poller {
       metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
       if (result.discoveredNew || changed || requeue.length) log.info({ job: job.id, ...result }, 'poll queued files');
       else log.debug({ job: job.id, ...result }, 'poll found nothing new');
-      await onPolled?.(job.id, { outcome: 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
+      const empty = this.countEmpty(job, eligible.length, listed.length, describeTarget(target));
+      await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
       return result;
     } catch (err) {
       metrics.pollErrors.inc({ job: job.id });
@@ -172,11 +188,33 @@ export class Poller {
     this.settled.delete(jobId);
   }
 
-  /** Stops ticking and waits for polls under way. */
-  async stop(): Promise<void> {
+  /** Counts polls in a row without an importable object; at `defaults.emptyPolls` the job is flagged, with one log line. True while flagged. */
+  private countEmpty(job: JobConfig, eligible: number, listed: number, target: string): boolean {
+    const { config, metrics, log } = this.deps;
+    if (eligible > 0) {
+      if ((this.emptyPolls.get(job.id) ?? 0) >= config.defaults.emptyPolls) log.info({ job: job.id }, `job ${job.id} has importable objects again under ${target}`);
+      this.emptyPolls.set(job.id, 0);
+      metrics.jobEmpty.set({ job: job.id }, 0);
+      return false;
+    }
+    const n = (this.emptyPolls.get(job.id) ?? 0) + 1;
+    this.emptyPolls.set(job.id, n);
+    if (n < config.defaults.emptyPolls) return false;
+    metrics.jobEmpty.set({ job: job.id }, 1);
+    if (n === config.defaults.emptyPolls) {
+      log.warn({ job: job.id, source: job.source, polls: n, listed }, `job ${job.id}: no importable object under ${target} for ${n} polls (${listed} object${listed === 1 ? '' : 's'} listed); check jobs[].source and jobs[].format`);
+    }
+    return true;
+  }
+
+  /** Stops ticking and waits up to `timeoutMs` for polls under way (one waiting on a Redis that is away may never end). */
+  async stop(timeoutMs = Infinity): Promise<void> {
     this.stopped = true;
     await this.task?.stop();
     await this.task?.destroy();
-    await Promise.all(this.inFlight.values());
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = Number.isFinite(timeoutMs) ? new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))) : new Promise<void>(() => undefined);
+    await Promise.race([Promise.all(this.inFlight.values()), deadline]);
+    clearTimeout(timer);
   }
 }

@@ -51,8 +51,25 @@ export function isSideFile(prefix: string, key: string, size: number): boolean {
 
 const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
 
+/** What the AWS SDK's default credential chain looks at, in its order, for the message when it finds nothing. */
+function credentialChainTried(): string {
+  const profile = process.env.AWS_PROFILE || 'default';
+  return [
+    'environment (AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY: not set)',
+    `shared files (profile "${profile}" in ${process.env.AWS_SHARED_CREDENTIALS_FILE || '~/.aws/credentials'} and ${process.env.AWS_CONFIG_FILE || '~/.aws/config'}: none usable)`,
+    `web identity / IRSA (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN: ${process.env.AWS_WEB_IDENTITY_TOKEN_FILE ? 'set, but no credentials came of it' : 'not set'})`,
+    `container endpoint (AWS_CONTAINER_CREDENTIALS_*: ${process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI || process.env.AWS_CONTAINER_CREDENTIALS_FULL_URI ? 'set, but it gave none' : 'not set'})`,
+    `instance metadata (IMDS${process.env.AWS_EC2_METADATA_DISABLED === 'true' ? ': disabled by AWS_EC2_METADATA_DISABLED' : ': no answer'})`,
+  ].join(', ');
+}
+
 function accessError(what: string, err: unknown): ImporterError {
   const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name === 'CredentialsProviderError' || /Could not load credentials/i.test(e.message ?? '')) {
+    return new ImporterError('IMP_ERR_SOURCE_ACCESS', `${what}: no AWS credentials: the default credential chain tried ${credentialChainTried()}; give the importer credentials in one of these ways (on Kubernetes: IRSA)`, {
+      cause: err,
+    });
+  }
   const status = e.$metadata?.httpStatusCode;
   const hint =
     e.name === 'AssumeRoleRefused' ? 'the job\'s other files wait until the role can be assumed' : status === 403 ? 'check the credentials and the bucket policy' : status === 404 ? 'check the bucket name and region' : 'check s3.endpoint and the network';
@@ -119,6 +136,48 @@ async function listRange(
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return out;
+}
+
+/** What a job's source names: a folder (every object under `prefix`, which ends with `/` unless it is the whole bucket) or one object (exactly the key `prefix`). */
+export interface SourceTarget {
+  bucket: string;
+  prefix: string;
+  kind: 'folder' | 'object';
+}
+
+/** A source's target and what it holds now. */
+export interface SourceListing {
+  target: SourceTarget;
+  objects: ListedObject[];
+}
+
+/** The target as an operator reads it, e.g. `folder s3://b/p/` or `object s3://b/p/x.parquet`. */
+export const describeTarget = (t: SourceTarget) => `${t.kind} s3://${t.bucket}/${t.prefix}`;
+
+/**
+ * Lists what a source names, never a raw string prefix: `s3://b/predictions` must not read
+ * `predictions-archive/`. A source ending in `/` (or the bare bucket) is a folder. Without the slash
+ * it is the folder `predictions/` when that holds anything, else the object whose key is exactly
+ * `predictions` when there is one (a HEAD: a LIST would return the neighbours too, and some
+ * S3-compatible stores do not sort the key before the keys it prefixes), else the empty folder `predictions/`.
+ */
+export async function listSource(client: S3Client, url: string, options: ListOptions = {}): Promise<SourceListing> {
+  const { bucket, prefix } = parseS3Url(url);
+  if (prefix === '' || prefix.endsWith('/')) return { target: { bucket, prefix, kind: 'folder' }, objects: await listObjects(client, bucket, prefix, options) };
+  const folder: SourceTarget = { bucket, prefix: `${prefix}/`, kind: 'folder' };
+  const objects = await listObjects(client, bucket, folder.prefix, options);
+  if (objects.length > 0) return { target: folder, objects };
+  let head: { ETag?: string; ContentLength?: number; LastModified?: Date };
+  try {
+    head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: prefix }));
+  } catch (err) {
+    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return { target: folder, objects: [] };
+    throw accessError(`cannot read s3://${bucket}/${prefix}`, err);
+  }
+  return {
+    target: { bucket, prefix, kind: 'object' },
+    objects: [{ bucket, key: prefix, etag: unquote(head.ETag), size: Number(head.ContentLength ?? 0), lastModified: head.LastModified ?? new Date(0) }],
+  };
 }
 
 /** The `s3://bucket/key` an operator knows an object by, for messages. */

@@ -8,7 +8,7 @@ import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
-import { eligibleObjects, listObjects, objectUri, parseS3Url, type ListedObject } from '../source/index.ts';
+import { describeTarget, eligibleObjects, listSource, objectUri, type ListedObject } from '../source/index.ts';
 import type { SourceRelation } from '../formats/index.ts';
 import { fetchVersion } from './fetch-version.ts';
 
@@ -20,6 +20,8 @@ export interface DryRunReport {
    */
   status: 'ok' | 'invalid' | 'failed' | 'empty';
   job: string;
+  /** What the job's source names, e.g. `folder s3://b/p/` or `object s3://b/p/x.parquet` (null when it could not be listed). */
+  source: string | null;
   file: string | null;
   format: string | null;
   checks: { access: CheckState; schema: CheckState; records: CheckState };
@@ -49,7 +51,7 @@ export interface DryRunOptions {
  */
 export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Client, options: DryRunOptions = {}): Promise<DryRunReport> {
   const report: DryRunReport = {
-    status: 'failed', job: job.id, file: null, format: null,
+    status: 'failed', job: job.id, source: null, file: null, format: null,
     checks: { access: 'skipped', schema: 'skipped', records: 'skipped' },
     columns: [], rows: null, rejectedByCode: {}, errors: [], warnings: [],
   };
@@ -57,11 +59,15 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
     return report;
   };
-  const { bucket, prefix } = parseS3Url(job.source);
   let object: ListedObject | undefined;
+  let where: string;
+  let listedCount = 0;
   try {
-    const listed = await listObjects(s3, bucket, prefix);
-    object = options.key ? listed.find((o) => o.key === options.key) : eligibleObjects(job, prefix, listed).sort((a, b) => a.key.localeCompare(b.key))[0];
+    const { target, objects: listed } = await listSource(s3, job.source);
+    report.source = describeTarget(target);
+    where = `s3://${target.bucket}/${target.prefix}`;
+    listedCount = listed.length;
+    object = options.key ? listed.find((o) => o.key === options.key) : eligibleObjects(job, target.prefix, listed).sort((a, b) => a.key.localeCompare(b.key))[0];
   } catch (err) {
     report.checks.access = 'failed';
     return fail(err);
@@ -73,9 +79,10 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     return report;
   }
   if (!object) {
-    report.checks.access = 'failed';
-    const what = options.key ? `s3://${bucket}/${options.key} is not under ${job.source}` : `no importable file under ${job.source} yet`;
-    return fail(new ImporterError('IMP_ERR_SOURCE_ACCESS', what));
+    // The listing worked: access is fine, the finding is about what the source holds.
+    report.checks.access = 'ok';
+    if (options.key) return fail(new ImporterError('IMP_ERR_SOURCE_EMPTY', `${options.key} is not under ${where}; --file takes a key under the job's source`));
+    return fail(new ImporterError('IMP_ERR_SOURCE_EMPTY', `no importable object under ${where} (${listedCount} object${listedCount === 1 ? '' : 's'} listed${listedCount ? `, none a file this job imports as format ${job.format}` : ''}); check jobs[].source${listedCount ? ' and jobs[].format' : ''}`));
   }
   report.file = objectUri(object);
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
@@ -97,7 +104,8 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.checks.schema = 'failed';
     const columns = await describeFile(run, job, source, file);
     report.columns = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
-    const plan = planMapping(job, source, columns, object.key, new Date());
+    const importTime = new Date();
+    const plan = planMapping(job, source, columns, object.key, importTime);
     report.checks.schema = 'ok';
 
     report.checks.records = 'failed';
@@ -105,7 +113,13 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
     report.rejectedByCode = stats.rejectedByCode;
     const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
-    report.errors = rejected.map((r) => ({ code: r.code as ErrorDetail['code'], message: String(r.message), row: Number(r.row_number), column: String(r.column_name) }));
+    report.errors = rejected.map((r) => {
+      const row = Number(r.row_number);
+      const column = String(r.column_name);
+      const code = r.code as ErrorDetail['code'];
+      const message = code === 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE' ? outOfWindow(job, importTime, row, column, r.raw) : String(r.message);
+      return { code, message, row, column };
+    });
     report.warnings = await suspiciousColumns(run, job, source);
     report.checks.records = stats.rowsRejected ? 'failed' : 'ok';
     report.status = stats.rowsRejected ? 'invalid' : 'ok';
@@ -148,9 +162,26 @@ async function suspiciousColumns(run: (sql: string) => Promise<Array<Record<stri
   return out;
 }
 
+const days = (ms: number) => `${Math.round(ms / 86_400_000)} days`;
+
+/** The window message with what an operator needs: the value, the window, and the key that moves it. */
+function outOfWindow(job: JobConfig, importTime: Date, row: number, column: string, raw: unknown): string {
+  let value: unknown;
+  try {
+    value = (typeof raw === 'string' ? JSON.parse(raw) : raw as Record<string, unknown>)?.[column];
+  } catch {
+    value = undefined;
+  }
+  const from = new Date(importTime.getTime() - job.timestamps.maxAge).toISOString();
+  const to = new Date(importTime.getTime() + job.timestamps.maxAhead).toISOString();
+  return `row ${row}, column "${column}": the timestamp ${JSON.stringify(value)} is outside the accepted window ${from} to ${to} `
+    + `(${days(job.timestamps.maxAge)} back, ${days(job.timestamps.maxAhead)} ahead of the import time); to accept it, widen timestamps.maxAge (or timestamps.maxAhead) of job ${job.id}`;
+}
+
 /** The report as text for a terminal. */
 export function formatDryRun(r: DryRunReport): string {
   const lines = [`dry run of job ${r.job}: ${r.file ?? '(no file)'}${r.format ? ` (${r.format})` : ''}`];
+  if (r.source) lines.push(`  source   ${r.source}`);
   lines.push(`  access   ${r.checks.access}`);
   lines.push(`  schema   ${r.checks.schema}${r.checks.schema === 'ok' ? ` (${r.columns.length} columns)` : ''}`);
   lines.push(`  records  ${r.rows ? `${r.rows.read} rows, ${r.rows.valid} valid, ${r.rows.rejected} invalid` : r.checks.records}`);
@@ -159,7 +190,11 @@ export function formatDryRun(r: DryRunReport): string {
   for (const w of r.warnings) lines.push(`warning: ${w.message}`);
   if (r.errors.length) {
     lines.push('errors:');
-    for (const e of r.errors) lines.push(`  ${e.code}${e.row !== undefined ? ` row ${e.row}` : ''}${e.column ? ` column "${e.column}"` : ''}: ${e.message}`);
+    // Row messages already start with their location; others get it in front, so it is said once.
+    for (const e of r.errors) {
+      const located = /^row \d+, column /.test(e.message);
+      lines.push(`  ${e.code}${!located && e.row !== undefined ? ` row ${e.row}` : ''}${!located && e.column ? ` column "${e.column}"` : ''}: ${e.message}`);
+    }
     const shown = r.errors.filter((e) => e.row !== undefined).length;
     if (r.rows && r.rows.rejected > shown) lines.push(`  ... and ${r.rows.rejected - shown} more invalid rows (${Object.entries(r.rejectedByCode).map(([c, n]) => `${c}: ${n}`).join(', ')})`);
   }

@@ -39,9 +39,11 @@ export class ImportWorkers {
 
   private readonly deps: ImportDeps;
 
+  /** @param onQueueError - takes a worker's error first; true when it handled it (a lost Redis connection, logged once elsewhere). */
   constructor(
     deps: ImportDeps,
     private readonly connection: Redis,
+    private readonly onQueueError: (err: Error) => boolean = () => false,
   ) {
     this.slots = new Slots(deps.config.worker.concurrency);
     // Not a spread: `deps.config` may be a getter of the live config, read at each use.
@@ -73,7 +75,9 @@ export class ImportWorkers {
         autorun: true,
       });
       worker.on('failed', (bullJob, err) => void this.onFailed(bullJob, err));
-      worker.on('error', (err) => log.warn({ job: job.id, err: describeError(err) }, 'queue worker error'));
+      worker.on('error', (err) => {
+        if (!this.onQueueError(err)) log.warn({ job: job.id, code: describeError(err).code }, `queue worker error: ${err.message}`);
+      });
       this.workers.set(job.id, worker);
     }
   }
