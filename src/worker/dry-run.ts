@@ -72,17 +72,14 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.checks.access = 'failed';
     return fail(err);
   }
-  if (!object && !options.key) {
-    report.checks.access = 'ok';
-    report.status = 'empty';
-    report.note = `no importable file under ${job.source} yet: nothing to check (normal until the first file arrives)`;
-    return report;
-  }
   if (!object) {
     // The listing worked: access is fine, the finding is about what the source holds.
     report.checks.access = 'ok';
     if (options.key) return fail(new ImporterError('IMP_ERR_SOURCE_EMPTY', `${options.key} is not under ${where}; --file takes a key under the job's source`));
-    return fail(new ImporterError('IMP_ERR_SOURCE_EMPTY', `no importable object under ${where} (${listedCount} object${listedCount === 1 ? '' : 's'} listed${listedCount ? `, none a file this job imports as format ${job.format}` : ''}); check jobs[].source${listedCount ? ' and jobs[].format' : ''}`));
+    // Normal right after deploying (actuals arrive days later): a note, not a failure; a mistyped source looks the same, so it says where it looked.
+    report.status = 'empty';
+    report.note = `IMP_ERR_SOURCE_EMPTY: no importable object under ${where} yet (${listedCount} object${listedCount === 1 ? '' : 's'} listed${listedCount ? `, none a file this job imports as format ${job.format}` : ''}): normal until the first file arrives, else check jobs[].source${listedCount ? ' and jobs[].format' : ''}`;
+    return report;
   }
   report.file = objectUri(object);
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
@@ -162,7 +159,9 @@ async function suspiciousColumns(run: (sql: string) => Promise<Array<Record<stri
   return out;
 }
 
-const days = (ms: number) => `${Math.round(ms / 86_400_000)} days`;
+/** A window length as an operator reads it: days, else hours, else minutes. */
+const days = (ms: number) =>
+  ms >= 86_400_000 ? `${Math.round(ms / 86_400_000)} days` : ms >= 3_600_000 ? `${Math.round(ms / 360_000) / 10} hours` : `${Math.round(ms / 60_000)} minutes`;
 
 /** The window message with what an operator needs: the value, the window, and the key that moves it. */
 function outOfWindow(job: JobConfig, importTime: Date, row: number, column: string, raw: unknown): string {
