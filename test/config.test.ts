@@ -101,6 +101,7 @@ describe('config', () => {
     assert.equal(config.jobs[0].maxFileBytes, 5 * 1024 ** 2);
     assert.equal(config.jobs[0].format, 'auto');
     assert.equal(config.jobs[0].model.environment, 'production');
+    assert.equal(config.jobs[0].model.version, 'no_version');
     assert.ok(Object.isFrozen(config.jobs[0].schema));
     assert.equal(expandEnv('a ${X} ${Y:d}', { X: '1' }, []), 'a 1 d');
     const missing: string[] = [];
