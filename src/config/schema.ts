@@ -35,7 +35,7 @@ const columnName = z.string().min(1, 'must name a column');
 /** A prefix (`"feature/"`) or an explicit list of columns. */
 const columnSelection = z.union([z.string().min(1), z.array(columnName).min(1)]);
 
-export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'delta', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
+export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'arrow', 'avro', 'delta', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
 export type SourceFormat = (typeof FORMATS)[number];
 
 /** Feature types in Aporia's vocabulary; a tensor declares its dimensions. */
