@@ -25,12 +25,9 @@ export const readArrow: FormatReader = async (file, context) => {
   const target = `${file.path}.parquet`;
   try {
     const stream = isFileFormat ? tableToIPC(tableFromIPC(bytes), 'stream') : bytes;
-    const table = WasmTable.fromIPCStream(stream);
-    try {
-      await writeFile(target, writeParquet(table, new WriterPropertiesBuilder().setCompression(Compression.UNCOMPRESSED).build()));
-    } finally {
-      table.free();
-    }
+    // writeParquet takes (and frees) the WASM table.
+    const parquet = writeParquet(WasmTable.fromIPCStream(stream), new WriterPropertiesBuilder().setCompression(Compression.UNCOMPRESSED).build());
+    await writeFile(target, parquet);
   } catch (err) {
     throw unreadable(
       `${describeError(err).message.replace(/^Error: /, '')} (neither a complete Arrow IPC file nor stream; Feather v1 files must be rewritten as Feather v2)`,
