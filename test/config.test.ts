@@ -43,7 +43,7 @@ describe('config', () => {
         '  defaults.maxFileBytes: not a size: "lots" (use e.g. 512MiB, 1GiB, or bytes)',
         '  jobs[0].schema.predictionId: required',
         '  jobs[1].source: must be s3://bucket/prefix/',
-        '  jobs[1].format: Invalid option: expected one of "auto"|"parquet"|"csv"|"json"|"delta"|"sagemaker-capture"|"sagemaker-ground-truth"',
+        '  jobs[1].format: Invalid option: expected one of "auto"|"parquet"|"csv"|"json"|"arrow"|"avro"|"delta"|"sagemaker-capture"|"sagemaker-ground-truth"',
         '  jobs[1].model.environment: Invalid option: expected one of "production"|"training"|"validation"',
         '  jobs[1].schema: unknown key "extra"',
         '  jobs[1].id: duplicates jobs[0].id "ctr"',
@@ -101,6 +101,7 @@ describe('config', () => {
     assert.equal(config.jobs[0].maxFileBytes, 5 * 1024 ** 2);
     assert.equal(config.jobs[0].format, 'auto');
     assert.equal(config.jobs[0].model.environment, 'production');
+    assert.equal(config.jobs[0].model.version, 'no_version');
     assert.ok(Object.isFrozen(config.jobs[0].schema));
     assert.equal(expandEnv('a ${X} ${Y:d}', { X: '1' }, []), 'a 1 d');
     const missing: string[] = [];

@@ -90,6 +90,28 @@ describe('SageMaker Data Capture and ground truth', () => {
     assert.deepEqual(l.map((r) => [r.status, r.rows_read]), [['succeeded', 44]]);
   });
 
+  it('reads CSV payloads as RFC 4180: commas and line breaks inside quotes, escaped quotes', () => {
+    const rows = unpackRecord({
+      captureData: {
+        endpointInput: { observedContentType: 'text/csv', encoding: 'CSV', data: '"Self-emp, not inc",37\n"say ""hi""\nthere", 5 ,x' },
+        endpointOutput: { observedContentType: 'text/csv', encoding: 'CSV', data: '0.25\n"0.75"' },
+      },
+      eventMetadata: { eventId: 'e2' },
+    }, ['workclass', 'age', 'note'], 'f: line 2');
+    assert.deepEqual(rows, [
+      { inference_id: 'e2_0', event_id: 'e2', inference_time: null, 'feature/workclass': 'Self-emp, not inc', 'feature/age': 37, score: 0.25 },
+      { inference_id: 'e2_1', event_id: 'e2', inference_time: null, 'feature/workclass': 'say "hi"\nthere', 'feature/age': 5, 'feature/note': 'x', predicted_label: '0.75' },
+    ]);
+    assert.throws(
+      () => unpackRecord({ captureData: { endpointInput: { observedContentType: 'text/csv', encoding: 'CSV', data: '"open,1' } }, eventMetadata: { eventId: 'e' } }, undefined, 'f.jsonl: line 4'),
+      { code: 'IMP_ERR_FORMAT_UNREADABLE', message: 'f.jsonl: line 4 endpointInput: CSV data has a quote opened at character 1 and never closed' },
+    );
+    assert.throws(
+      () => unpackRecord({ captureData: { endpointInput: { observedContentType: 'text/csv', encoding: 'CSV', data: '"a"b,1' } }, eventMetadata: { eventId: 'e' } }, undefined, 'f.jsonl: line 5'),
+      { code: 'IMP_ERR_FORMAT_UNREADABLE', message: 'f.jsonl: line 5 endpointInput: CSV data has text after the closing quote at character 4; a quote inside a quoted cell is written ""' },
+    );
+  });
+
   it('unpacks BASE64 payloads and refuses content types it cannot read', () => {
     const b64 = (s: string) => Buffer.from(s).toString('base64');
     const rows = unpackRecord({

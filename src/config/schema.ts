@@ -35,7 +35,7 @@ const columnName = z.string().min(1, 'must name a column');
 /** A prefix (`"feature/"`) or an explicit list of columns. */
 const columnSelection = z.union([z.string().min(1), z.array(columnName).min(1)]);
 
-export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'delta', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
+export const FORMATS = ['auto', 'parquet', 'csv', 'json', 'arrow', 'avro', 'delta', 'sagemaker-capture', 'sagemaker-ground-truth'] as const;
 export type SourceFormat = (typeof FORMATS)[number];
 
 /** Feature types in Aporia's vocabulary; a tensor declares its dimensions. */
@@ -79,7 +79,7 @@ const jobS3Schema = z
 const modelSchema = z
   .strictObject({
     id: z.string().min(1).max(128).describe('Model ID the rows belong to'),
-    version: z.string().min(1).max(128).optional().describe('Constant model version; schema.version names a column instead'),
+    version: z.string().min(1).max(128).default('no_version').describe("Constant model version; schema.version names a column instead (its empty cells also get this). Arize's default: no_version"),
     type: z.enum(['binary', 'multiclass', 'regression', 'ranking']).optional().describe('Model type'),
     environment: z.enum(['production', 'training', 'validation']).default('production').describe('Environment of the rows; training and validation sets are baselines'),
     batchId: z.string().min(1).max(128).optional().describe('Constant batch ID (training/validation only); schema.batchId names a column instead'),

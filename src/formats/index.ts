@@ -1,5 +1,7 @@
 import { describeError, ImporterError } from '../errors.ts';
 import type { SourceFormat } from '../config/index.ts';
+import { readArrow } from './arrow.ts';
+import { readAvro } from './avro.ts';
 import { readCsv } from './csv.ts';
 import { readJson } from './json.ts';
 import { readParquet, readParquetFiles } from './parquet.ts';
@@ -17,6 +19,8 @@ const READERS: Record<ConcreteFormat, FormatReader> = {
   parquet: readParquet,
   csv: readCsv,
   json: readJson,
+  arrow: readArrow,
+  avro: readAvro,
   'sagemaker-capture': readSageMaker,
   'sagemaker-ground-truth': readSageMaker,
 };
@@ -25,6 +29,8 @@ const EXTENSIONS: Array<[RegExp, ConcreteFormat]> = [
   [/\.(parquet|pq)$/i, 'parquet'],
   [/\.csv(\.gz)?$/i, 'csv'],
   [/\.(json|jsonl|ndjson)(\.gz)?$/i, 'json'],
+  [/\.(arrow|feather|arrows|ipc)$/i, 'arrow'],
+  [/\.avro$/i, 'avro'],
 ];
 
 /** The format of a key by its extension, or undefined when `auto` would not import it. */

@@ -32,10 +32,7 @@ function decode(p: Payload | undefined, where: string): unknown[] {
   const csv = encoding === 'CSV' || type.includes('csv');
   const jsonLines = type.includes('jsonlines') || type.includes('x-ndjson');
   if (csv) {
-    return text.split(/\r?\n/).filter((l) => l.trim() !== '').map((line) => {
-      const cells = line.split(',').map((c) => c.trim());
-      return cells.length === 1 ? scalar(cells[0]) : cells.map(scalar);
-    });
+    return parseCsv(text, where).map((cells) => (cells.length === 1 ? cells[0] : cells));
   }
   if (encoding === 'BASE64' && !type.includes('json')) {
     throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${where}: content type "${p.observedContentType}" (BASE64) is not CSV or JSON and cannot be read as rows`, { permanent: true });
@@ -50,6 +47,65 @@ function decode(p: Payload | undefined, where: string): unknown[] {
   } catch (err) {
     throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${where}: ${p.observedContentType ?? 'JSON'} data does not parse: ${(err as Error).message}`, { permanent: true });
   }
+}
+
+/**
+ * The records of a CSV payload as RFC 4180 reads them: commas and line breaks inside double quotes
+ * belong to the cell, `""` inside quotes is one `"`. Quoted cells stay text; unquoted ones become
+ * numbers when they are numbers. Blank lines are skipped.
+ */
+export function parseCsv(text: string, where: string): Array<Array<string | number>> {
+  const records: Array<Array<string | number>> = [];
+  let cells: Array<string | number> = [];
+  let i = 0;
+  const n = text.length;
+  const endRecord = () => {
+    if (!(cells.length === 1 && cells[0] === '')) records.push(cells);
+    cells = [];
+  };
+  while (i <= n) {
+    while (i < n && (text[i] === ' ' || text[i] === '\t')) i++;
+    if (text[i] === '"') {
+      const start = i;
+      let value = '';
+      i++;
+      for (;;) {
+        const close = text.indexOf('"', i);
+        if (close < 0) {
+          throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${where}: CSV data has a quote opened at character ${start + 1} and never closed`, { permanent: true });
+        }
+        value += text.slice(i, close);
+        if (text[close + 1] === '"') {
+          value += '"';
+          i = close + 2;
+        } else {
+          i = close + 1;
+          break;
+        }
+      }
+      while (i < n && (text[i] === ' ' || text[i] === '\t')) i++;
+      if (i < n && text[i] !== ',' && text[i] !== '\n' && text[i] !== '\r') {
+        throw new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${where}: CSV data has text after the closing quote at character ${i + 1}; a quote inside a quoted cell is written ""`, { permanent: true });
+      }
+      cells.push(value);
+    } else {
+      let end = i;
+      while (end < n && text[end] !== ',' && text[end] !== '\n' && text[end] !== '\r') end++;
+      cells.push(scalar(text.slice(i, end).trim()));
+      i = end;
+    }
+    if (i >= n) {
+      endRecord();
+      break;
+    }
+    if (text[i] === ',') {
+      i++;
+      continue;
+    }
+    i += text[i] === '\r' && text[i + 1] === '\n' ? 2 : 1;
+    endRecord();
+  }
+  return records;
 }
 
 function scalar(cell: string): string | number {

@@ -270,7 +270,7 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
   const mapped = `SELECT
       CAST(${ref(source.rowNumberColumn)} AS BIGINT) AS source_row,
       ${textSql(pid)} AS prediction_id,
-      ${constOr(version, job.model.version ?? '')} AS model_version,
+      ${constOr(version, job.model.version)} AS model_version,
       ${constOr(batch, job.model.batchId)} AS batch_id,
       ${ts ? `CASE WHEN ${ref(ts)} IS NULL THEN TIMESTAMPTZ ${sqlString(importTime.toISOString())} ELSE ${timestampSql(job, ts)} END` : `TIMESTAMPTZ ${sqlString(importTime.toISOString())}`} AS prediction_ts,
       ${textSql(predLabel)} AS prediction_label,

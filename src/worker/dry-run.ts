@@ -9,7 +9,7 @@ import { planMapping } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { describeTarget, eligibleObjects, listSource, objectUri, type ListedObject } from '../source/index.ts';
-import type { SourceRelation } from '../formats/index.ts';
+import { resolveFormat, type SourceRelation } from '../formats/index.ts';
 import { fetchVersion } from './fetch-version.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
@@ -122,6 +122,13 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.status = stats.rowsRejected ? 'invalid' : 'ok';
     return report;
   } catch (err) {
+    // Readers that convert a file while opening it (Arrow, Avro, SageMaker) fail inside fetchVersion:
+    // the file was read, its contents are what is wrong.
+    if (report.checks.access === 'skipped' && describeError(err).code === 'IMP_ERR_FORMAT_UNREADABLE') {
+      report.format = resolveFormat(job.format, object.key);
+      report.checks.access = 'ok';
+      report.checks.schema = 'failed';
+    }
     if (report.checks.access === 'skipped') report.checks.access = 'failed';
     return fail(err);
   } finally {
