@@ -305,16 +305,16 @@ export class PostgresStore implements Store {
     await this.all(
       `UPDATE import_files SET status = CASE WHEN status IN ('succeeded', 'partially_succeeded') THEN status ELSE $2::text END,
          attempts = $3, error_code = $4, error_message = $5, error_column = $6, error_row = $7,
-         finished_at = CASE WHEN $2::text = 'failed' THEN now() ELSE finished_at END
+         finished_at = CASE WHEN $2::text = 'failed' THEN $8::timestamptz ELSE finished_at END
        WHERE file_id = $1`,
-      [fileId, final ? 'failed' : 'pending', attempts, error.code, error.message, error.location.column ?? null, error.location.row ?? null],
+      [fileId, final ? 'failed' : 'pending', attempts, error.code, error.message, error.location.column ?? null, error.location.row ?? null, new Date()],
     );
   }
 
   async recordOutcome(fileId: number, status: 'superseded' | 'vanished', message: string): Promise<void> {
     await this.all(
-      `UPDATE import_files SET status = $2, error_message = $3, finished_at = now() WHERE file_id = $1 AND status NOT IN ('succeeded', 'partially_succeeded')`,
-      [fileId, status, message],
+      `UPDATE import_files SET status = $2, error_message = $3, finished_at = $4 WHERE file_id = $1 AND status NOT IN ('succeeded', 'partially_succeeded')`,
+      [fileId, status, message, new Date()],
     );
   }
 
@@ -389,7 +389,7 @@ export class PostgresStore implements Store {
         for (const v of versions) {
           if (own.get(v.fileId) !== 'pending') out.set(v.fileId, 'done');
           else if (current.get(v.key) !== v.fileId) {
-            await q(`UPDATE import_files SET status = 'superseded', finished_at = now(), error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [v.fileId]);
+            await q(`UPDATE import_files SET status = 'superseded', finished_at = $2, error_message = 'a newer version of the key was discovered' WHERE file_id = $1`, [v.fileId, new Date()]);
             out.set(v.fileId, 'superseded');
           } else out.set(v.fileId, 'live');
         }
@@ -435,10 +435,11 @@ export class PostgresStore implements Store {
       },
       finish: async (fileId, o) => {
         await q(
-          `UPDATE import_files SET status = $2, attempts = attempts + 1, finished_at = now(), rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
+          `UPDATE import_files SET status = $2, attempts = attempts + 1, finished_at = $11, rows_read = $3, predictions_loaded = $4, actuals_loaded = $5, rows_rejected = $6,
              error_code = $7, error_message = $8, error_column = $9, error_row = $10
            WHERE file_id = $1`,
-          [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow],
+          // The daemon's clock, like discovered_at: PostgreSQL's now() is the transaction's start (before the COPY), and the server's clock may differ.
+          [fileId, o.status, o.rowsRead, o.predictionsLoaded, o.actualsLoaded, o.rowsRejected, o.errorCode, o.errorMessage, o.errorColumn, o.errorRow, new Date()],
         );
       },
     };
