@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { DuckDBInstance } from '@duckdb/node-api';
 import type { Config, JobConfig } from '../config/index.ts';
+import { openMemoryEngine } from '../engine/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
 import { planMapping } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
@@ -83,15 +83,10 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   }
   report.file = objectUri(object);
   const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
-  const db = await DuckDBInstance.create(':memory:', { memory_limit: config.store.memoryLimit });
-  const conn = await db.connect();
+  // A private engine with the import's sandbox: it reads the downloaded files and nothing else.
+  const engine = await openMemoryEngine({ readableDirectory: dir, memoryLimit: config.store.memoryLimit });
   try {
-    const maxBytes = job.maxFileBytes;
-    await conn.run("SET TimeZone = 'UTC'");
-    // The same sandbox as the store: this session reads the downloaded files and nothing else.
-    await conn.run(`SET allowed_directories = ['${dir.replaceAll("'", "''")}/']`);
-    await conn.run('SET enable_external_access = false');
-    const run = async (sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>;
+    const run = engine.run;
     const fetched = await fetchVersion(s3, config, job, object, dir, run);
     if (fetched.kind !== 'fetched') throw new ImporterError('IMP_ERR_SOURCE_ACCESS', `${report.file} changed or vanished while it was read; run the dry run again`);
     report.format = fetched.format;
@@ -132,8 +127,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     if (report.checks.access === 'skipped') report.checks.access = 'failed';
     return fail(err);
   } finally {
-    conn.closeSync();
-    db.closeSync();
+    engine.close();
     await rm(dir, { recursive: true, force: true });
   }
 }
