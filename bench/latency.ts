@@ -1,4 +1,4 @@
-/** Part 3: time from PutObject to rows visible in the store, with the default 10 s poll. */
+/** Part 3: time from PutObject to rows visible in the store, at a given poll interval (the default 10 s unless told). */
 import { join } from 'node:path';
 import { waitFor, writeFixture } from '../test/helpers/stack.ts';
 import { median, predictionsSql } from './lib/data.ts';
@@ -11,30 +11,35 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
 };
 
-/** One run's figures, in seconds. */
-interface LatencyRun { p50: number; p99: number; max: number; afterP50: number; afterP99: number }
+/** One run's figures, in seconds (`listPerMinute`: LIST requests per minute of the run's polls). */
+interface LatencyRun { p50: number; p99: number; max: number; waitP50: number; waitP99: number; afterP50: number; afterP99: number; listPerMinute: number }
 
 /** `runs` runs of `files` files each (arrival times drawn anew), one table row per run and their medians. */
-export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number, runs = 1): Promise<string[]> {
+export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number, runs = 1, pollInterval = '10s'): Promise<string[]> {
   const paths: string[] = [];
   for (let i = 0; i < files; i++) paths.push(await writeFixture(join(env.tmp.path, `lat-${i}.parquet`), predictionsSql(i * rowsPerFile, (i + 1) * rowsPerFile), 'FORMAT parquet'));
   const results: LatencyRun[] = [];
   // Each run watches a prefix of its own, so a run's daemon never finds the files of the one before.
-  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat${r}/`, paths, windowSeconds));
+  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval));
   const row = (label: string, x: LatencyRun) =>
-    `| ${label} | ${files} | ${rowsPerFile.toLocaleString('en')} | uniform over ${windowSeconds} s | ${x.p50.toFixed(1)} s | ${x.p99.toFixed(1)} s | ${x.max.toFixed(1)} s | ${x.afterP50.toFixed(1)} s / ${x.afterP99.toFixed(1)} s |`;
+    `| ${label} | ${pollInterval} | ${files} × ${rowsPerFile.toLocaleString('en')} rows | uniform over ${windowSeconds} s | ${x.p50.toFixed(1)} s | ${x.p99.toFixed(1)} s | ${x.max.toFixed(1)} s | ${x.waitP50.toFixed(1)} s / ${x.waitP99.toFixed(1)} s | ${x.afterP50.toFixed(1)} s / ${x.afterP99.toFixed(1)} s | ${x.listPerMinute.toFixed(1)} |`;
   const mid = (k: keyof LatencyRun) => median(results.map((x) => x[k]));
+  const keys: Array<keyof LatencyRun> = ['p50', 'p99', 'max', 'waitP50', 'waitP99', 'afterP50', 'afterP99', 'listPerMinute'];
   return [
-    '| run | files | rows per file | arrivals | PutObject → visible p50 | p99 | max | of which discovery → committed p50 / p99 |', '|---|---|---|---|---|---|---|---|',
+    '| run | pollInterval | files | arrivals | PutObject → visible p50 | p99 | max | of which PutObject → discovered p50 / p99 | discovered → committed p50 / p99 | LIST requests per minute |', '|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((x, i) => row(String(i + 1), x)),
-    ...(runs > 1 ? [row('**median**', { p50: mid('p50'), p99: mid('p99'), max: mid('max'), afterP50: mid('afterP50'), afterP99: mid('afterP99') })] : []),
+    ...(runs > 1 ? [row('**median**', Object.fromEntries(keys.map((k) => [k, mid(k)])) as unknown as LatencyRun)] : []),
   ];
 }
 
-async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number): Promise<LatencyRun> {
+async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number, pollInterval: string): Promise<LatencyRun> {
   const files = paths.length;
-  const config = benchConfig(env, [job('lat', prefix, PREDICTION_SCHEMA)]); // default poll interval: 10 s
+  const config = benchConfig(env, [{ ...job('lat', prefix, PREDICTION_SCHEMA), pollInterval }]);
   const d = await startBenchDaemon(config);
+  const listRequests = async () => (await d.metrics.listRequests.get()).values.find((v) => v.labels.job === 'lat')?.value ?? 0;
+  const putWall = new Map<string, number>();
+  const waits: number[] = [];
+  let listPerMinute = 0;
   const putAt = new Map<string, number>();
   const seenAt = new Map<string, number>();
   const afterDiscovery: number[] = [];
@@ -54,16 +59,21 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
     })();
     const offsets = paths.map(() => Math.random() * windowSeconds * 1000).sort((a, b) => a - b);
     const start = performance.now();
+    const requestsBefore = await listRequests();
     await Promise.all(paths.map(async (path, i) => {
       await new Promise((r) => setTimeout(r, offsets[i]));
       const key = `${prefix}dt=2026-11-21/f-${String(i).padStart(3, '0')}.parquet`;
       await env.put(key, path);
       putAt.set(key, performance.now());
+      putWall.set(key, Date.now());
     }));
     await waitFor('every file visible', async () => seenAt.size >= files, (windowSeconds + 120) * 1000, 100);
     // The share after discovery: queue wait behind the other files of the same poll, download, load.
-    const ledger = await sql(d.store)<{ s: number }>(`SELECT epoch(finished_at) - epoch(discovered_at) AS s FROM import_files WHERE job_id = 'lat'`);
+    listPerMinute = ((await listRequests()) - requestsBefore) / ((performance.now() - start) / 60_000);
+    const ledger = await sql(d.store)<{ key: string; s: number; discovered: number }>(
+      `SELECT key, epoch(finished_at) - epoch(discovered_at) AS s, epoch_ms(discovered_at) AS discovered FROM import_files WHERE job_id = 'lat'`);
     afterDiscovery.push(...ledger.map((r) => Number(r.s)));
+    waits.push(...ledger.map((r) => (Number(r.discovered) - putWall.get(r.key)!) / 1000));
     watching = false;
     await watcher;
     console.error(`  latency: ${files} files over ${((performance.now() - start) / 1000).toFixed(0)} s`);
@@ -71,5 +81,8 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
     await d.stop();
   }
   const lat = [...putAt].map(([key, t]) => (seenAt.get(key)! - t) / 1000);
-  return { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), max: Math.max(...lat), afterP50: quantile(afterDiscovery, 0.5), afterP99: quantile(afterDiscovery, 0.99) };
+  return {
+    p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), max: Math.max(...lat), waitP50: quantile(waits, 0.5), waitP99: quantile(waits, 0.99),
+    afterP50: quantile(afterDiscovery, 0.5), afterP99: quantile(afterDiscovery, 0.99), listPerMinute,
+  };
 }

@@ -123,6 +123,8 @@ const fieldMapping = z
   })
   .describe('How the columns of the files map to model fields');
 
+const partitionKey = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _, . or -');
+
 const jobSchema = z
   .strictObject({
     id: z
@@ -132,6 +134,9 @@ const jobSchema = z
     source: s3Url,
     format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
+    partitionHorizon: durationValue.optional().describe('Date partitions older than this are listed only by the full listing; default defaults.partitionHorizon'),
+    partitionKey: partitionKey.optional().describe('Name of the date partition folders (<name>=2024-01-31/); default defaults.partitionKey'),
+    fullListInterval: durationValue.optional().describe('How often the whole prefix is listed when partitionHorizon is set; default defaults.fullListInterval'),
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
     s3: jobS3Schema.optional(),
     model: modelSchema,
@@ -275,6 +280,11 @@ export const configSchema = z
     defaults: z
       .strictObject({
         pollInterval: duration('10s').describe('How often each prefix is listed'),
+        partitionHorizon: duration('0s').describe(
+          'Date partition folders (<partitionKey>=YYYY-MM-DD/) whose day ended longer ago than this are left out of polls and listed only by the full listing every fullListInterval, so a file landing in one is imported within that interval; 0 = every poll lists the whole prefix',
+        ),
+        partitionKey: partitionKey.default('dt').describe('Name of the date partition folders partitionHorizon looks for (<name>=2024-01-31/, also 20240131 or with a time after the date)'),
+        fullListInterval: duration('1h').describe('How often a job with a partitionHorizon lists its whole prefix, old partitions included'),
         maxFileBytes: size('1GiB').describe('Largest file imported; larger ones fail with IMP_ERR_SOURCE_TOO_LARGE'),
         emptyPolls: z.number().int().min(1).default(3).describe('Polls in a row that find no importable object before a job is flagged empty (job state, log line, importer_job_empty)'),
       })
@@ -322,6 +332,9 @@ export const resolvedConfigSchema = configSchema.transform((cfg) => ({
   jobs: cfg.jobs.map((job) => ({
     ...job,
     pollInterval: job.pollInterval ?? cfg.defaults.pollInterval,
+    partitionHorizon: job.partitionHorizon ?? cfg.defaults.partitionHorizon,
+    partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
+    fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,
     maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
   })),
 }));
