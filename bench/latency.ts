@@ -43,10 +43,11 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
   const putAt = new Map<string, number>();
   const seenAt = new Map<string, number>();
   const afterDiscovery: number[] = [];
+  let watching = true;
+  let watcher: Promise<void> = Promise.resolve();
   try {
     // Rows are visible once the import's transaction commits; look every 50 ms.
-    let watching = true;
-    const watcher = (async () => {
+    watcher = (async () => {
       while (watching) {
         const rows = await sql(d.store)<{ key: string; status: string }>(`SELECT key, status FROM import_files WHERE job_id = 'lat' AND status <> 'pending'`);
         const now = performance.now();
@@ -67,17 +68,22 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
       putAt.set(key, performance.now());
       putWall.set(key, Date.now());
     }));
-    await waitFor('every file visible', async () => seenAt.size >= files, (windowSeconds + 120) * 1000, 100);
+    let failure: unknown;
+    watcher = watcher.catch((err) => void (failure = err));
+    await waitFor('every file visible', async () => {
+      if (failure) throw failure;
+      return seenAt.size >= files;
+    }, (windowSeconds + 120) * 1000, 100);
     // The share after discovery: queue wait behind the other files of the same poll, download, load.
     listPerMinute = ((await listRequests()) - requestsBefore) / ((performance.now() - start) / 60_000);
     const ledger = await sql(d.store)<{ key: string; s: number; discovered: number }>(
-      `SELECT key, epoch(finished_at) - epoch(discovered_at) AS s, epoch_ms(discovered_at) AS discovered FROM import_files WHERE job_id = 'lat'`);
+      `SELECT key, epoch(finished_at) - epoch(discovered_at) AS s, epoch(discovered_at) * 1000 AS discovered FROM import_files WHERE job_id = 'lat'`);
     afterDiscovery.push(...ledger.map((r) => Number(r.s)));
     waits.push(...ledger.map((r) => (Number(r.discovered) - putWall.get(r.key)!) / 1000));
-    watching = false;
-    await watcher;
     console.error(`  latency: ${files} files over ${((performance.now() - start) / 1000).toFixed(0)} s`);
   } finally {
+    watching = false;
+    await watcher.catch(() => undefined);
     await d.stop();
   }
   const lat = [...putAt].map(([key, t]) => (seenAt.get(key)! - t) / 1000);
