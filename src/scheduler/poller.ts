@@ -65,6 +65,7 @@ export class Poller {
   private task?: ScheduledTask;
   private readonly lastStart = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Per job, its last full listing: split points for the next one, and the old partitions polls leave out until then. */
   private readonly fullListings = new Map<string, FullListing>();
   /**
    * Per job, the listed objects whose ledger version is settled (committed or failed for good), by
