@@ -315,8 +315,9 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
   const structs: StructColumns = {
     features, tags, shap, embeddings, raw_inputs: rawInputs, named_predictions: named, prediction_boxes: predictionBoxes ?? [], llm,
   };
-  const fixedBoxes = (fields: StructField[] | undefined) => fields
-    ? `struct_pack(${['coordinates', 'categories', 'scores'].map((f) => `${f} := ${fields.find((x) => x.name === f)?.sql ?? 'NULL'}::${BOX_FIELD_TYPES[f]}`).join(', ')})`
+  // No coordinates, no boxes (a NULL, not a struct of NULLs): the row then has no actual.
+  const fixedBoxes = (fields: StructField[] | undefined) => fields?.length
+    ? `CASE WHEN ${fields[0].sql} IS NOT NULL THEN struct_pack(${['coordinates', 'categories', 'scores'].map((f) => `${f} := ${fields.find((x) => x.name === f)?.sql ?? 'NULL'}::${BOX_FIELD_TYPES[f]}`).join(', ')}) END`
     : `NULL::${BOXES_TYPE}`;
   const mapped = `SELECT
       CAST(${ref(source.rowNumberColumn)} AS BIGINT) AS source_row,
