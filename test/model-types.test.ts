@@ -6,6 +6,8 @@ import { validateConfig } from '../src/config/index.ts';
 import type { Daemon } from '../src/daemon.ts';
 import { BUCKET, ledger, runDaemon, startStack, STORE_KINDS, waitFor, writeFixture, type Stack, type StoreKind } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
+import { createS3Client } from '../src/source/s3.ts';
+import { dryRun, formatDryRun } from '../src/worker/dry-run.ts';
 
 /**
  * The schema fields and model types of the hosted importers beyond the basics, against every store:
@@ -139,6 +141,24 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual(await q(`SELECT prediction_id AS id, ${json(kind, 'llm')} AS llm FROM predictions WHERE model_id = 'llm'`), [{
         id: 'g1', llm: { prompt: 'Why is the sky blue?', prompt_vector: [0.1, 0.2], response: 'Rayleigh scattering.', prompt_tokens: 6, response_tokens: 3 },
       }]);
+    });
+
+    // The dry run opens no store: once is enough.
+    it('reports the new fields and their row errors in the dry run', { skip: kind !== STORE_KINDS[0] }, async () => {
+      const config = stack.config(jobs);
+      const s3 = createS3Client(config.s3);
+      const check = (jobId: string, key: string) => dryRun(config, config.jobs.find((j) => j.id === jobId)!, s3, { key });
+      const od = await check('od', 'od/a.parquet');
+      assert.deepEqual([od.status, od.fields, od.errors.map((e) => [e.code, e.row, e.column])], ['invalid', { prediction_boxes: { coordinates: 'boxes', categories: 'cats', scores: 'conf' } }, [
+        ['IMP_ERR_ROW_BOUNDING_BOX', 2, 'boxes'], ['IMP_ERR_ROW_BOUNDING_BOX', 3, 'cats'], ['IMP_ERR_ROW_BOUNDING_BOX', 4, 'conf'], ['IMP_ERR_ROW_BOUNDING_BOX', 5, 'boxes'],
+        ['IMP_ERR_ROW_PREDICTION_MISSING', 6, 'boxes'],
+      ]]);
+      const ap = await check('ap', 'ap/a.parquet');
+      assert.deepEqual(ap.fields, { features: { amount: 'amount' }, raw_inputs: { raw_text: 'raw_text' }, named_predictions: { will_buy: 'will_buy', proba: 'proba' } });
+      assert.match(formatDryRun(ap), /\n {2}fields {3}raw_inputs: raw_text\n {2}fields {3}named_predictions: will_buy, proba\n/);
+      const shap = await check('sx-shap', 'sx-shap/late.parquet');
+      assert.deepEqual([shap.status, shap.shapOnly, shap.fields], ['ok', true, { shap: { age: 'shap/age' } }]);
+      assert.match(formatDryRun(shap), /fields {3}shap: age \(shap\/age\)\n {2}fields {3}SHAP values alone, matched to predictions by prediction ID/);
     });
   });
 }
