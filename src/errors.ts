@@ -17,7 +17,7 @@ export const ErrorCodes = {
   IMP_ERR_SCHEMA_FEATURE_CONFLICT: 'a feature changed type between files of the same model',
   IMP_ERR_ROW_PREDICTION_ID_MISSING: 'the prediction ID is null or empty',
   IMP_ERR_ROW_PREDICTION_ID_TOO_LONG: 'the prediction ID is longer than 128 characters',
-  IMP_ERR_ROW_TIMESTAMP_INVALID: 'the timestamp cannot be parsed',
+  IMP_ERR_ROW_TIMESTAMP_INVALID: 'the timestamp cannot be parsed, or is no representable time (an epoch beyond ±1e11 seconds)',
   IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE: 'the timestamp is outside the accepted window (timestamps.maxAge / maxAhead)',
   IMP_ERR_ROW_SCORE_NOT_FINITE: 'the score is NaN or infinite',
   IMP_ERR_ROW_PREDICTION_MISSING: 'the row has neither a prediction label nor a prediction score',
@@ -88,4 +88,11 @@ export function describeError(err: unknown): { code: ErrorCode; message: string;
   if (err instanceof ImporterError) return { code: err.code, message: err.message, location: err.location };
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'IMP_ERR_INTERNAL', message, location: {} };
+}
+
+/** An error as the ledger and the log show it for one file: its message names the file (once). */
+export function describeFileError(err: unknown, key: string): { code: ErrorCode; message: string; location: ErrorLocation } {
+  const e = describeError(err);
+  const location = { file: key, ...e.location };
+  return e.message.includes(key) ? { ...e, location } : { ...e, message: `${key}: ${e.message}`, location };
 }

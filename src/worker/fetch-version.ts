@@ -49,5 +49,5 @@ export async function fetchVersion(
   const file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
   const downloaded = await track(() => downloadObject(s3, version, file.path, maxBytes, downloadParts(config)));
   if (downloaded.kind !== 'downloaded') return { kind: downloaded.kind };
-  return { kind: 'fetched', file, source: await jobRelation(job, file), format, bytes: downloaded.bytes, alone: false };
+  return { kind: 'fetched', file, source: await jobRelation(job, file, run), format, bytes: downloaded.bytes, alone: false };
 }
