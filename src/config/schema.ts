@@ -133,6 +133,7 @@ const jobSchema = z
     format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
+    maxDecompressedBytes: sizeValue.optional().describe('Largest size a .gz file may expand to; default defaults.maxDecompressedBytes'),
     s3: jobS3Schema.optional(),
     model: modelSchema,
     schema: fieldMapping,
@@ -276,6 +277,7 @@ export const configSchema = z
       .strictObject({
         pollInterval: duration('10s').describe('How often each prefix is listed'),
         maxFileBytes: size('1GiB').describe('Largest file imported; larger ones fail with IMP_ERR_SOURCE_TOO_LARGE'),
+        maxDecompressedBytes: sizeValue.optional().describe('Largest size a .gz file may expand to (a gzip bomb fails with IMP_ERR_SOURCE_TOO_LARGE instead of filling the disk); default 10 × the job\'s maxFileBytes'),
         emptyPolls: z.number().int().min(1).default(3).describe('Polls in a row that find no importable object before a job is flagged empty (job state, log line, importer_job_empty)'),
       })
       .prefault({}),
@@ -287,6 +289,7 @@ export const configSchema = z
         lockDuration: duration('30s').describe('BullMQ lock; a crashed import is taken over after it'),
         shutdownTimeout: duration('30s').describe('How long SIGTERM waits for running imports'),
         tmpDir: z.string().optional().describe('Where downloads are written; default the OS temp dir'),
+        maxTempBytes: size('16GiB').describe("Most disk DuckDB may use for spilling (its max_temp_directory_size): an import that needs more fails (and is retried) instead of filling the disk"),
       })
       .prefault({}),
     log: z
@@ -323,6 +326,7 @@ export const resolvedConfigSchema = configSchema.transform((cfg) => ({
     ...job,
     pollInterval: job.pollInterval ?? cfg.defaults.pollInterval,
     maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
+    maxDecompressedBytes: job.maxDecompressedBytes ?? cfg.defaults.maxDecompressedBytes ?? 10 * (job.maxFileBytes ?? cfg.defaults.maxFileBytes),
   })),
 }));
 
