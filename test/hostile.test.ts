@@ -40,7 +40,7 @@ for (const kind of STORE_KINDS) {
     let base: string;
     before(async () => {
       stack = await startStack({ store: kind });
-      daemon = await runDaemon(stack.config([job, other]));
+      daemon = await runDaemon(stack.config([job, other], { worker: { concurrency: 4, attempts: 3, backoff: '200ms', lockDuration: '3s', shutdownTimeout: '10s' } }));
       base = `http://127.0.0.1:${(daemon.http!.server.address() as { port: number }).port}`;
     });
     after(async () => {
