@@ -70,7 +70,7 @@ async function headerDelimiter(file: LocalFile): Promise<string> {
   return DELIMITERS.map((d) => [d, header.split(d).length] as const).sort((a, b) => b[1] - a[1])[0][0];
 }
 
-/** The file's first line (decompressed for `.gz`), up to 64 KiB of it. */
+/** The file's first line (decompressed for `.gz`), up to 64 KiB of it, from the first MiB of the file. */
 async function firstLine(file: LocalFile): Promise<string> {
   const raw = createReadStream(file.path, { end: 1 << 20 });
   const stream = /\.gz$/i.test(file.path) ? raw.pipe(createGunzip()) : raw;

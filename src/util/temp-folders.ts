@@ -54,7 +54,8 @@ export async function removeAbandoned(parent: string): Promise<{ folders: string
   for (const name of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const dir = join(parent, name);
     const owner = await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => undefined);
-    if (owner !== undefined ? alive(owner.trim()) : Date.now() - (await stat(dir).catch(() => undefined))?.mtimeMs! < UNOWNED_GRACE_MS) continue;
+    const modified = (await stat(dir).catch(() => undefined))?.mtimeMs ?? 0;
+    if (owner !== undefined ? alive(owner.trim()) : Date.now() - modified < UNOWNED_GRACE_MS) continue;
     const bytes = await size(dir);
     await rm(dir, { recursive: true, force: true }).then(() => {
       removed.folders.push(dir);
