@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { startDaemon } from '../src/daemon.ts';
+import { openMemoryEngine } from '../src/engine/index.ts';
 import { ownedTempDir } from '../src/util/temp-folders.ts';
+import { sql } from './helpers/sql.ts';
 import { BUCKET, startStack, type Stack } from './helpers/stack.ts';
 
 /** A process that makes its temp folder, writes a download into it, says where, and waits to be killed. */
@@ -25,14 +27,14 @@ async function killedOwner(parent: string): Promise<string> {
   return dir;
 }
 
-describe('temp folders left by killed processes', () => {
+describe('temp folders and spill', () => {
   let stack: Stack;
   before(async () => (stack = await startStack()));
   after(async () => stack?.stop());
 
-  it('are removed at start; folders of running processes and other files stay', async () => {
+  it('folders left by killed processes are removed at start; folders of running processes and other files stay', async () => {
     const parent = join(stack.tmp.path, 'downloads');
-    await (await import('node:fs/promises')).mkdir(parent);
+    await mkdir(parent);
     const killed = [await killedOwner(parent), await killedOwner(parent)];
     const live = await ownedTempDir(parent); // this process: running
     await writeFile(join(parent, 'not-ours.txt'), 'x');
@@ -40,7 +42,7 @@ describe('temp folders left by killed processes', () => {
 
     const lines: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, new Writable({ write(chunk, _e, done) { lines.push(JSON.parse(String(chunk))); done(); } }));
-    const config = stack.config([{ id: 'j', source: `s3://${BUCKET}/nothing/`, model: { id: 'm' }, schema: { predictionId: 'id', predictionScore: 's' } }], { worker: { tmpDir: parent, shutdownTimeout: '5s' } });
+    const config = stack.config([{ id: 'j', source: `s3://${BUCKET}/nothing/`, model: { id: 'm' }, schema: { predictionId: 'id', predictionScore: 's' } }], { worker: { tmpDir: parent, shutdownTimeout: '5s', maxTempBytes: '64MiB' } });
     const daemon = await startDaemon(config, { log });
     try {
       const left = await readdir(parent);
@@ -52,8 +54,22 @@ describe('temp folders left by killed processes', () => {
       assert.equal(removed.length, 1);
       assert.equal(removed[0].folders, 2);
       assert.ok(Number(removed[0].bytes) >= 2 * (1 << 20), `bytes ${removed[0].bytes}`);
+      // DuckDB's spill is bounded by worker.maxTempBytes.
+      const [setting] = await sql(daemon.store)<{ m: string }>(`SELECT current_setting('max_temp_directory_size') AS m`);
+      assert.equal(setting.m, '64.0 MiB');
     } finally {
       await daemon.stop();
+    }
+  });
+
+  it('private engines spill into their own folder, within the budget', async () => {
+    const dir = await ownedTempDir(stack.tmp.path);
+    const engine = await openMemoryEngine({ readableDirectory: dir, memoryLimit: '64MB', threads: 1, maxTempBytes: 32 << 20 });
+    try {
+      const [s] = await engine.run(`SELECT current_setting('temp_directory') AS t, current_setting('max_temp_directory_size') AS m`);
+      assert.deepEqual(s, { t: join(dir, '.spill'), m: '32.0 MiB' });
+    } finally {
+      engine.close();
     }
   });
 });
