@@ -38,7 +38,8 @@ describe('temp folders and spill', () => {
     const killed = [await killedOwner(parent), await killedOwner(parent)];
     const live = await ownedTempDir(parent); // this process: running
     await writeFile(join(parent, 'not-ours.txt'), 'x');
-    assert.equal((await readdir(parent)).length, 4);
+    await mkdir(join(parent, 'inference-importer-unowned')); // an earlier version's folder: maybe still in use
+    assert.equal((await readdir(parent)).length, 5);
 
     const lines: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, new Writable({ write(chunk, _e, done) { lines.push(JSON.parse(String(chunk))); done(); } }));
@@ -49,7 +50,8 @@ describe('temp folders and spill', () => {
       for (const dir of killed) assert.ok(!left.includes(dir.split('/').pop()!), `${dir} removed`);
       assert.ok(left.includes(live.split('/').pop()!), 'the folder of a running process stays');
       assert.ok(left.includes('not-ours.txt'));
-      assert.equal(left.filter((n) => n.startsWith('inference-importer-')).length, 2, 'the live folder and the new daemon\'s');
+      assert.ok(left.includes('inference-importer-unowned'));
+      assert.equal(left.filter((n) => n.startsWith('inference-importer-')).length, 3, 'the live folder, the unowned one and the new daemon\'s');
       const removed = lines.filter((l) => String(l.msg).startsWith('removed temp folders'));
       assert.equal(removed.length, 1);
       assert.equal(removed[0].folders, 2);

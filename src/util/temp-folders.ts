@@ -6,8 +6,6 @@ import { join } from 'node:path';
 export const TEMP_PREFIX = 'inference-importer-';
 /** The file in each temp folder naming the process that owns it. */
 const OWNER_FILE = '.owner';
-/** A folder without an owner file is left alone this long: it may be a folder being created right now. */
-const UNOWNED_GRACE_MS = 60_000;
 
 /**
  * The identity of a process: its PID and, on Linux, its start time, because PIDs are reused
@@ -44,8 +42,9 @@ export async function ownedTempDir(parent: string, kind = ''): Promise<string> {
 
 /**
  * Removes the temp folders under `parent` left by processes that ended without cleaning up
- * (SIGKILL, OOM kill, power loss): those whose owner is not running, and those without an owner
- * file older than a minute. Folders of running processes (other daemons, dry runs) stay.
+ * (SIGKILL, OOM kill, power loss): those whose owner is not running. Folders of running processes
+ * (other daemons, dry runs) stay, and so do folders without an owner file (a folder being made
+ * right now, or one of a running process of an earlier version).
  * Returns what was removed and its size.
  */
 export async function removeAbandoned(parent: string): Promise<{ folders: string[]; bytes: number }> {
@@ -54,8 +53,8 @@ export async function removeAbandoned(parent: string): Promise<{ folders: string
   for (const name of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const dir = join(parent, name);
     const owner = await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => undefined);
-    const modified = (await stat(dir).catch(() => undefined))?.mtimeMs ?? 0;
-    if (owner !== undefined ? alive(owner.trim()) : Date.now() - modified < UNOWNED_GRACE_MS) continue;
+    // A folder without an owner file may belong to a running process of an earlier version: left alone.
+    if (!owner?.trim() || alive(owner.trim())) continue;
     const bytes = await size(dir);
     await rm(dir, { recursive: true, force: true }).then(() => {
       removed.folders.push(dir);
