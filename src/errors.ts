@@ -17,7 +17,7 @@ export const ErrorCodes = {
   IMP_ERR_SCHEMA_FEATURE_CONFLICT: 'a feature changed type between files of the same model',
   IMP_ERR_ROW_PREDICTION_ID_MISSING: 'the prediction ID is null or empty',
   IMP_ERR_ROW_PREDICTION_ID_TOO_LONG: 'the prediction ID is longer than 128 characters',
-  IMP_ERR_ROW_TIMESTAMP_INVALID: 'the timestamp cannot be parsed, or is no representable time (an epoch beyond ±1e11 seconds)',
+  IMP_ERR_ROW_TIMESTAMP_INVALID: 'the timestamp cannot be parsed',
   IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE: 'the timestamp is outside the accepted window (timestamps.maxAge / maxAhead)',
   IMP_ERR_ROW_SCORE_NOT_FINITE: 'the score is NaN or infinite',
   IMP_ERR_ROW_PREDICTION_MISSING: 'the row has neither a prediction label nor a prediction score',
