@@ -1,6 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -19,6 +18,7 @@ import { PollLock } from './scheduler/poll-lock.ts';
 import { Poller } from './scheduler/poller.ts';
 import { createS3Clients } from './source/index.ts';
 import { createStore, type Store } from './store/index.ts';
+import { ownedTempDir, removeAbandoned } from './util/temp-folders.ts';
 import { ImportWorkers } from './worker/workers.ts';
 
 /** Which parts run in this process. `run` is all of them. */
@@ -62,7 +62,11 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
   const log = options.log ?? createLogger(config.log.level, undefined, secretValues(config));
   const metrics = createMetrics();
   const live = new LiveConfig(config, options.configPath, log, { apply: (change) => apply(change), onReport: (r) => metrics.configReloaded(r) });
-  const tmpDir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-'));
+  const tmpParent = config.worker.tmpDir ?? tmpdir();
+  // Downloads of a process that was killed stay behind (nothing else would ever remove them).
+  const abandoned = await removeAbandoned(tmpParent);
+  if (abandoned.folders.length) log.info({ folders: abandoned.folders.length, bytes: abandoned.bytes, under: tmpParent }, 'removed temp folders left by processes that ended without cleaning up');
+  const tmpDir = await ownedTempDir(tmpParent);
   const store = createStore(config, tmpDir);
   log.debug({ config }, 'effective config (secrets redacted)');
 
@@ -94,7 +98,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
     await rm(tmpDir, { recursive: true, force: true });
     throw err;
   }
-  const readEngine = await openMemoryEngine({ readableDirectory: tmpDir, memoryLimit: '256MB', threads: 1 });
+  const readEngine = await openMemoryEngine({ readableDirectory: tmpDir, memoryLimit: '256MB', threads: 1, maxTempBytes: config.worker.maxTempBytes });
   log.info({ store: store.kind, jobs: config.jobs.map((j) => j.id) }, 'store open');
 
   let workers: ImportWorkers | undefined;

@@ -91,3 +91,10 @@ export function describeError(err: unknown): { code: ErrorCode; message: string;
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'IMP_ERR_INTERNAL', message, location: {} };
 }
+
+/** An error as the ledger and the log show it for one file: its message names the file (once). */
+export function describeFileError(err: unknown, key: string): { code: ErrorCode; message: string; location: ErrorLocation } {
+  const e = describeError(err);
+  const location = { file: key, ...e.location };
+  return e.message.includes(key) ? { ...e, location } : { ...e, message: `${key}: ${e.message}`, location };
+}

@@ -180,6 +180,7 @@ const jobSchema = z
     partitionKey: partitionKey.optional().describe('Name of the date partition folders (<name>=2024-01-31/); default defaults.partitionKey'),
     fullListInterval: durationValue.optional().describe('How often the whole prefix is listed when partitionHorizon is set; default defaults.fullListInterval'),
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
+    maxDecompressedBytes: sizeValue.optional().describe('Largest size a .gz file may expand to; default defaults.maxDecompressedBytes'),
     s3: jobS3Schema.optional(),
     model: modelSchema,
     schema: fieldMapping,
@@ -347,6 +348,7 @@ export const configSchema = z
         partitionKey: partitionKey.default('dt').describe('Name of the date partition folders partitionHorizon looks for (<name>=2024-01-31/, also 20240131 or with a time after the date)'),
         fullListInterval: duration('1h').describe('How often a job with a partitionHorizon lists its whole prefix, old partitions included'),
         maxFileBytes: size('1GiB').describe('Largest file imported; larger ones fail with IMP_ERR_SOURCE_TOO_LARGE'),
+        maxDecompressedBytes: sizeValue.optional().describe('Largest size a .gz file may expand to (a gzip bomb fails with IMP_ERR_SOURCE_TOO_LARGE instead of filling the disk); default 10 × the job\'s maxFileBytes'),
         emptyPolls: z.number().int().min(1).default(3).describe('Polls in a row that find no importable object before a job is flagged empty (job state, log line, importer_job_empty)'),
       })
       .prefault({}),
@@ -358,6 +360,7 @@ export const configSchema = z
         lockDuration: duration('30s').describe('BullMQ lock; a crashed import is taken over after it'),
         shutdownTimeout: duration('30s').describe('How long SIGTERM waits for running imports'),
         tmpDir: z.string().optional().describe('Where downloads are written; default the OS temp dir'),
+        maxTempBytes: size('16GiB').describe("Most disk DuckDB may use for spilling (its max_temp_directory_size): an import that needs more fails (and is retried) instead of filling the disk"),
       })
       .prefault({}),
     log: z
@@ -397,6 +400,7 @@ export const resolvedConfigSchema = configSchema.transform((cfg) => ({
     partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
     fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,
     maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
+    maxDecompressedBytes: job.maxDecompressedBytes ?? cfg.defaults.maxDecompressedBytes ?? 10 * (job.maxFileBytes ?? cfg.defaults.maxFileBytes),
   })),
 }));
 

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import { sqlString } from '../formats/index.ts';
 
@@ -45,12 +46,17 @@ export interface MemoryEngineOptions {
   memoryLimit: string;
   /** DuckDB `threads`; default the number of cores. */
   threads?: number;
+  /** DuckDB `max_temp_directory_size`; default DuckDB's own (90% of the free disk). */
+  maxTempBytes?: number;
 }
 
 /** A private in-memory engine, sandboxed to the downloads folder; `close` frees it. */
 export async function openMemoryEngine(options: MemoryEngineOptions): Promise<Engine & { close(): void }> {
-  const settings: Record<string, string> = { memory_limit: options.memoryLimit };
+  // An in-memory DuckDB spills to `.tmp` in the working directory unless told otherwise: into the
+  // process's own temp folder instead, which is removed with it (or, after a kill, at the next start).
+  const settings: Record<string, string> = { memory_limit: options.memoryLimit, temp_directory: join(options.readableDirectory, '.spill') };
   if (options.threads) settings.threads = String(options.threads);
+  if (options.maxTempBytes) settings.max_temp_directory_size = `${options.maxTempBytes} bytes`;
   const instance = await DuckDBInstance.create(':memory:', settings);
   const conn = await instance.connect();
   // Naive timestamps in files are read as UTC, whatever the host's zone.

@@ -1,4 +1,4 @@
-import { describeError, ImporterError } from '../errors.ts';
+import { ImporterError } from '../errors.ts';
 import type { SourceFormat } from '../config/index.ts';
 import { readArrow } from './arrow.ts';
 import { readAvro } from './avro.ts';
@@ -8,6 +8,7 @@ import { readParquet, readParquetFiles } from './parquet.ts';
 import { readSageMaker } from './sagemaker.ts';
 import type { FormatReader, GroupReader, LocalFile } from './types.ts';
 
+export { unreadableError } from './errors.ts';
 export type { FormatReader, GroupReader, LocalFile, ReaderContext, SourceRelation } from './types.ts';
 export { sqlIdent, sqlString, FILE_INDEX_COLUMN, ROW_NUMBER_COLUMN, type ReadOptions } from './types.ts';
 
@@ -67,22 +68,6 @@ const GROUP_READERS: Partial<Record<ConcreteFormat, GroupReader>> = { parquet: r
 /** The group reader of a format, if it has one. */
 export function groupReaderFor(format: ConcreteFormat): GroupReader | undefined {
   return GROUP_READERS[format];
-}
-
-/**
- * The error for a file DuckDB cannot read: DuckDB's first line, with the temp path replaced by the
- * object key (operators know the key, not our temp names), and the line when DuckDB names one.
- */
-export function unreadableError(file: LocalFile, err: unknown): ImporterError {
-  if (err instanceof ImporterError) return err;
-  const first = describeError(err).message.split('\n')[0].replaceAll(file.path, file.key);
-  const row = /line (\d+)/i.exec(first)?.[1];
-  return new ImporterError('IMP_ERR_FORMAT_UNREADABLE', `${file.key}: cannot be read: ${first}`, {
-    location: { file: file.key, row: row ? Number(row) : undefined },
-    // Running out of memory or disk says nothing about the file: those are retried.
-    permanent: !/Out of Memory|No space left|Could not write|INTERRUPT/i.test(first),
-    cause: err,
-  });
 }
 
 /** Ledger key of a Delta table: its root folder (ending in `/`); its "ETag" is the table version. */

@@ -32,6 +32,8 @@ export interface ReaderContext {
   readOptions?: ReadOptions;
   /** SageMaker captures: names of the features of CSV and list payloads, in payload order. */
   featureNames?: readonly string[];
+  /** A small private DuckDB (sandboxed to the downloads) for looking at a file before it is read (CSV's dialect). */
+  run?: (sql: string) => Promise<unknown[]>;
 }
 
 /**

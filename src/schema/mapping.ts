@@ -89,7 +89,12 @@ const ref = (c: FileColumn | string) => `src.${sqlIdent(typeof c === 'string' ? 
 function timestampSql(job: JobConfig, column: FileColumn): string {
   const c = ref(column);
   const tz = sqlString(job.timestamps.timeZone);
-  const epoch = (x: string) => (job.timestamps.unit === 'ms' ? `to_timestamp(${x} / 1000.0)` : `to_timestamp(${x})`);
+  // Epochs beyond ±1e11 s (years -1200..5100) are no timestamp anyone meant, and DuckDB's
+  // to_timestamp fails the whole statement on them: NULL makes them the row's IMP_ERR_ROW_TIMESTAMP_INVALID.
+  const epoch = (x: string) => {
+    const seconds = job.timestamps.unit === 'ms' ? `(${x}) / 1000.0` : `(${x})`;
+    return `(CASE WHEN abs(${seconds}) < 1e11 THEN to_timestamp(${seconds}) END)`;
+  };
   if (/WITH TIME ZONE/i.test(column.type)) return c;
   if (isTimestamp(column.type)) return `timezone(${tz}, CAST(${c} AS TIMESTAMP))`;
   if (isNumeric(column.type)) return epoch(`CAST(${c} AS DOUBLE)`);

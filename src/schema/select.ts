@@ -15,8 +15,8 @@ export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN,
  * The relation an import reads: the format's reader with the job's read options, then the job's
  * `select` expressions (like Aporia's select_expr) applied to it.
  */
-export async function jobRelation(job: JobConfig, file: LocalFile): Promise<SourceRelation> {
-  return applySelect(job, await readerFor(resolveFormat(job.format, file.key))(file, { readOptions: job.readOptions, featureNames: job.capture?.featureNames }));
+export async function jobRelation(job: JobConfig, file: LocalFile, run?: RunQuery): Promise<SourceRelation> {
+  return applySelect(job, await readerFor(resolveFormat(job.format, file.key))(file, { readOptions: job.readOptions, featureNames: job.capture?.featureNames, run }));
 }
 
 /**

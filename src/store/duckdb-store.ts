@@ -39,6 +39,8 @@ export interface DuckDbStoreOptions {
    * `select` expressions and read options can reach nothing but the file being imported.
    */
   readableDirectory?: string;
+  /** DuckDB `max_temp_directory_size`: the disk its spill may take. @defaultValue DuckDB's own (90% of the free disk) */
+  maxTempBytes?: number;
 }
 
 const MODEL_SCHEMA = 'model_predictions';
@@ -125,6 +127,7 @@ export class DuckDbStore implements Store {
     const settings: Record<string, string> = {};
     if (this.options.memoryLimit) settings.memory_limit = this.options.memoryLimit;
     if (this.options.threads) settings.threads = String(this.options.threads);
+    if (this.options.maxTempBytes) settings.max_temp_directory_size = `${this.options.maxTempBytes} bytes`;
     try {
       this.instance = await DuckDBInstance.create(this.options.path, settings);
     } catch (err) {

@@ -10,6 +10,7 @@ export { PostgresStore } from './postgres/postgres-store.ts';
 /** Opens the configured store; `readableDirectory` is the only folder its import engine may read files from. */
 export function createStore(config: Readonly<Config>, readableDirectory: string): Store {
   const s = config.store;
-  if (s.kind === 'duckdb') return new DuckDbStore({ path: s.path, memoryLimit: s.memoryLimit, threads: s.threads, readableDirectory });
-  return new PostgresStore({ ...s, readableDirectory });
+  const maxTempBytes = config.worker.maxTempBytes;
+  if (s.kind === 'duckdb') return new DuckDbStore({ path: s.path, memoryLimit: s.memoryLimit, threads: s.threads, readableDirectory, maxTempBytes });
+  return new PostgresStore({ ...s, readableDirectory, maxTempBytes });
 }

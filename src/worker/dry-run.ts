@@ -1,6 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config, JobConfig } from '../config/index.ts';
 import { openMemoryEngine } from '../engine/index.ts';
@@ -10,6 +9,7 @@ import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { describeTarget, eligibleObjects, listSource, objectUri, type ListedObject } from '../source/index.ts';
 import { resolveFormat, type SourceRelation } from '../formats/index.ts';
+import { ownedTempDir } from '../util/temp-folders.ts';
 import { fetchVersion } from './fetch-version.ts';
 
 /** The dry-run report, in the shape the hosted importers use: a status, the file, and located errors. */
@@ -90,9 +90,9 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     return report;
   }
   report.file = objectUri(object);
-  const dir = await mkdtemp(join(config.worker.tmpDir ?? tmpdir(), 'inference-importer-dry-run-'));
+  const dir = await ownedTempDir(config.worker.tmpDir ?? tmpdir(), 'dry-run-');
   // A private engine with the import's sandbox: it reads the downloaded files and nothing else.
-  const engine = await openMemoryEngine({ readableDirectory: dir, memoryLimit: config.store.memoryLimit });
+  const engine = await openMemoryEngine({ readableDirectory: dir, memoryLimit: config.store.memoryLimit, maxTempBytes: config.worker.maxTempBytes });
   try {
     const run = engine.run;
     const fetched = await fetchVersion(s3, config, job, object, dir, run);

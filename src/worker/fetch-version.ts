@@ -5,6 +5,7 @@ import type { RunQuery } from '../engine/index.ts';
 import { extensionOf, isDeltaKey, resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import { applySelect, jobRelation } from '../schema/select.ts';
 import { downloadObject, downloadParts, objectUri, tooLarge, type ListedObject } from '../source/index.ts';
+import { gunzipBounded } from './decompress.ts';
 import { deltaSource } from './delta-import.ts';
 
 /** A listed version, downloaded and opened as a relation of the engine. */
@@ -49,5 +50,10 @@ export async function fetchVersion(
   const file = { path: join(dir, `file${extensionOf(version.key)}`), key: version.key };
   const downloaded = await track(() => downloadObject(s3, version, file.path, maxBytes, downloadParts(config)));
   if (downloaded.kind !== 'downloaded') return { kind: downloaded.kind };
-  return { kind: 'fetched', file, source: await jobRelation(job, file), format, bytes: downloaded.bytes, alone: false };
+  if (/\.gz$/i.test(file.path) && (format === 'csv' || format === 'json')) {
+    const plain = file.path.slice(0, -'.gz'.length);
+    await gunzipBounded(file.path, plain, job.maxDecompressedBytes, objectUri(version));
+    file.path = plain;
+  }
+  return { kind: 'fetched', file, source: await jobRelation(job, file, run), format, bytes: downloaded.bytes, alone: false };
 }

@@ -1,7 +1,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { describeError, ImporterError, isPermanent } from '../errors.ts';
+import { describeError, describeFileError, ImporterError, isPermanent } from '../errors.ts';
 import { queueName, type ImportJobData } from '../queue/queues.ts';
 import { DownloadTracker } from './download-tracker.ts';
 import { importFileVersion, type ImportDeps } from './import-file.ts';
@@ -100,7 +100,7 @@ export class ImportWorkers {
       // A file that will never import as it is (corrupt, a mapped column missing) fails at once: retries only delay the verdict.
       const permanent = isPermanent(err);
       const final = permanent || attempts >= (bullJob.opts.attempts ?? 1);
-      const e = describeError(err);
+      const e = describeFileError(err, key);
       metrics.filesImported.inc({ job: jobId, outcome: final ? 'failed' : 'retried' });
       await store.recordFailure(fileId, attempts, e, final).catch((storeErr) => log.error({ err: describeError(storeErr) }, 'cannot record failure'));
       log[final ? 'error' : 'warn']({ job: jobId, key, fileId, code: e.code, attempts, final, permanent, ...e.location }, e.message);

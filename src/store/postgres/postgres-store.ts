@@ -47,6 +47,8 @@ export interface PostgresStoreOptions {
   threads?: number;
   /** The downloads folder: the only one the private DuckDB may read and write. */
   readableDirectory: string;
+  /** The disk that DuckDB's spill may take. */
+  maxTempBytes?: number;
 }
 
 type Row = Record<string, unknown>;
@@ -122,7 +124,7 @@ export class PostgresStore implements Store {
     // Called again while the database is unreachable at start (see openStore in daemon.ts): one pool.
     if (!this.pool) this.pool = this.createPool(ssl);
     await this.migrate();
-    this.engine ??= await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads });
+    this.engine ??= await openMemoryEngine({ readableDirectory: this.options.readableDirectory, memoryLimit: this.options.memoryLimit, threads: this.options.threads, maxTempBytes: this.options.maxTempBytes });
   }
 
   private createPool(ssl: pg.PoolConfig['ssl']): pg.Pool {
