@@ -3,10 +3,13 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { validateConfig } from '../src/config/index.ts';
 import type { Daemon } from '../src/daemon.ts';
 import { dryRun } from '../src/worker/dry-run.ts';
 import { createS3Client } from '../src/source/index.ts';
+import { spawnCli } from './helpers/child.ts';
+import { freePort } from './helpers/ports.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { BUCKET, counts, ledger, runDaemon, startStack, STORE_KINDS, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
@@ -175,3 +178,80 @@ describe('dry run of a query source', () => {
     s3.destroy();
   });
 });
+
+// The embedded store only: a child daemon takes ~10 s to start on 2 busy cores, and the PostgreSQL
+// store's ledger path is the same for windows as for files (covered by scale-out.test.ts).
+for (const kind of STORE_KINDS.filter((k) => k === 'duckdb')) {
+  describe(`query source killed between two windows: ${kind}`, () => {
+    let stack: Stack;
+    before(async () => (stack = await startStack({ store: kind })));
+    after(async () => stack?.stop());
+
+    it('neither skips nor doubles a window after SIGKILL and restart: exact counts', async () => {
+      const ns = `crash_${kind}`;
+      const t0 = Date.now();
+      // 2000 rows over 48 hours, pulled in 12 windows of 4 hours, no lookback: every row is read by exactly one window.
+      await whClient.query(`CREATE SCHEMA ${ns}`);
+      await whClient.query(`CREATE TABLE ${ns}.p AS SELECT 'c' || i AS pid, $1::timestamptz + i * interval '86.4 seconds' AS at, (i % 10) / 10.0 AS s FROM generate_series(0, 1999) i`, [new Date(t0 - 48 * HOUR).toISOString()]);
+      const port = await freePort();
+      const storePath = join(stack.tmp.path, 'crash.duckdb');
+      const body = {
+        redis: { url: stack.redis.url, prefix: `crash-${kind}` },
+        store: kind === 'duckdb' ? { kind, path: storePath, memoryLimit: '512MB', threads: 2 } : { kind, url: stack.db!.url, schema: 'crash' },
+        http: { port },
+        worker: { concurrency: 2, attempts: 3, backoff: '200ms', lockDuration: '2s', shutdownTimeout: '10s' },
+        jobs: [{ id: 'crash', source: { sql: { url: wh.url, query: `SELECT * FROM ${ns}.p`, cursor: { column: 'at' }, windowSize: '4h', refreshInterval: '1s' } }, model: { id: 'crash' }, schema: { predictionId: 'pid', predictionScore: 's', timestamp: 'at' } }],
+      };
+      const configPath = join(stack.tmp.path, 'crash.yaml');
+      const first = await spawnCli(['run'], { path: configPath, body });
+      const committed = () => first.output().split('\n').filter((l) => l.includes('"msg":"import succeeded"')).length;
+      await waitFor('three windows committed', async () => committed() >= 3, 60_000, 20);
+      first.proc.kill('SIGKILL');
+      await first.exited;
+
+      const query = async <T>(text: string): Promise<T[]> => {
+        if (kind === 'postgres') {
+          const c = new pg.Client({ connectionString: stack.db!.url });
+          await c.connect();
+          try {
+            await c.query('SET search_path = crash');
+            return (await c.query(text)).rows as T[];
+          } finally {
+            await c.end();
+          }
+        }
+        const db = await DuckDBInstance.create(storePath);
+        const conn = await db.connect();
+        try {
+          return (await conn.runAndReadAll(text)).getRowObjectsJson() as T[];
+        } finally {
+          conn.closeSync();
+          db.closeSync();
+        }
+      };
+      const [mid] = await query<{ done: number; waiting: number }>(`SELECT count(*) FILTER (WHERE status = 'succeeded')::INT AS done, count(*) FILTER (WHERE status = 'pending')::INT AS waiting FROM import_files`);
+      assert.ok(mid.done >= 3 && mid.waiting > 0, `the kill must land between windows: ${JSON.stringify(mid)}`);
+
+      const second = await spawnCli(['run', '--config', configPath]);
+      const api = async <T>(text: string) => ((await (await fetch(`http://127.0.0.1:${port}/api/sql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: text, limit: 1000 }) })).json()) as { rows?: T[] }).rows ?? [];
+      await waitFor('every row after restart', async () => {
+        const [r] = await api<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions`).catch(() => [{ n: 0 }]);
+        return r?.n === 2000;
+      }, 60_000);
+      second.proc.kill('SIGTERM');
+      assert.deepEqual(await second.exited, { code: 0, signal: null }, second.output().slice(-2000));
+
+      const windows = await query<{ key: string; status: string; n: number }>(`SELECT key, status, predictions_loaded::INT AS n FROM import_files ORDER BY key`);
+      const ranges = windows.map((w) => w.key.split('/').slice(1).map((t) => Date.parse(t)));
+      for (let i = 1; i < ranges.length; i++) assert.equal(ranges[i][0], ranges[i - 1][1], `window ${i} follows window ${i - 1}`);
+      const backfill = windows.slice(0, 12);
+      assert.ok(backfill.every((w) => w.status === 'succeeded'));
+      // Each backfill window loaded exactly the rows of its range, and the store holds each row once.
+      const perWindow = (await whClient.query(`SELECT count(*)::INT AS n FROM ${ns}.p, (SELECT $1::timestamptz + k * interval '4 hours' - interval '1 millisecond' AS lo FROM generate_series(0, 11) k) w
+        WHERE at > lo AND at <= lo + interval '4 hours' GROUP BY lo ORDER BY lo`, [new Date(t0 - 48 * HOUR).toISOString()])).rows.map((r) => r.n);
+      assert.deepEqual(backfill.map((w) => w.n), perWindow.length === 12 ? perWindow : assert.fail(`${perWindow.length} ranges`));
+      const [total] = await query<{ rows: number; loaded: number }>(`SELECT (SELECT count(*) FROM predictions)::INT AS rows, (SELECT sum(predictions_loaded) FROM import_files)::INT AS loaded`);
+      assert.deepEqual(total, { rows: 2000, loaded: 2000 });
+    });
+  });
+}

@@ -64,7 +64,9 @@ export async function refreshSqlJob(deps: SqlPlanDeps, job: SqlJob, now = new Da
       }
       if (end) fresh = nextWindows(end, now, source.windowSize, MAX_WINDOWS_PER_REFRESH).map(windowEntry);
     }
-    const recorded = await store.recordDiscovered(job.id, fresh);
+    // One window at a time: ledger IDs then follow the cursor, and the newest window's copy of a row read twice is the current one.
+    const recorded: FileVersion[] = [];
+    for (const entry of fresh) recorded.push(...(await store.recordDiscovered(job.id, [entry])));
     if (recorded.length) metrics.filesDiscovered.inc({ job: job.id, kind: 'new' }, recorded.length);
     await queues.enqueue([...recorded, ...requeue]);
     if (recorded.length || requeue.length) deps.log.info({ job: job.id, planned: recorded.length, requeued: requeue.length, first: recorded[0]?.key }, 'refresh queued windows');
