@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -8,10 +9,13 @@ import { validateConfig } from '../src/config/index.ts';
 import type { Daemon } from '../src/daemon.ts';
 import { dryRun } from '../src/worker/dry-run.ts';
 import { createS3Client } from '../src/source/index.ts';
+import { connectWarehouse, describeQuery, queryToCsv, windowRelation, windowSelect, type SqlJob } from '../src/source/sql/index.ts';
+import { openMemoryEngine } from '../src/engine/index.ts';
+import { tmpDir } from './helpers/tmp.ts';
 import { spawnCli } from './helpers/child.ts';
 import { freePort } from './helpers/ports.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
-import { BUCKET, counts, ledger, runDaemon, startStack, STORE_KINDS, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
+import { BUCKET, counts, ledger, runDaemon, startStack, STORE_KINDS, waitFor, writeFixture, type Stack, type StoreKind } from './helpers/stack.ts';
 import { sql } from './helpers/sql.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 
@@ -181,7 +185,7 @@ describe('dry run of a query source', () => {
 
 // The embedded store only: a child daemon takes ~10 s to start on 2 busy cores, and the PostgreSQL
 // store's ledger path is the same for windows as for files (covered by scale-out.test.ts).
-for (const kind of STORE_KINDS.filter((k) => k === 'duckdb')) {
+for (const kind of STORE_KINDS.filter((k) => k === 'duckdb') as StoreKind[]) {
   describe(`query source killed between two windows: ${kind}`, () => {
     let stack: Stack;
     before(async () => (stack = await startStack({ store: kind })));
@@ -255,3 +259,89 @@ for (const kind of STORE_KINDS.filter((k) => k === 'duckdb')) {
     });
   });
 }
+
+describe('Redshift: IAM logins and the cursor transfer', () => {
+  const role = `IAM:importer_${Math.random().toString(36).slice(2, 8)}`;
+  let server: Server;
+  let endpoint: string;
+  const calls: Array<{ target: string; body: string }> = [];
+  let expiresIn = HOUR;
+  before(async () => {
+    await whClient.query(`CREATE ROLE "${role}" LOGIN; CREATE TABLE rs (id text, at timestamptz, s float8, note text);
+      INSERT INTO rs VALUES ('a', '2026-11-01T00:00:00Z', 0.5, 'say "hi", ok'), ('b', '2026-11-01T01:00:00Z', NULL, ''), ('c', '2026-11-01T02:00:00Z', 0.25, NULL);
+      GRANT SELECT ON rs TO "${role}"`);
+    // A stand-in for the Redshift APIs (there is none here): the real SDK clients talk to it over HTTP.
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d)).on('end', () => {
+        const target = String(req.headers['x-amz-target'] ?? new URLSearchParams(body).get('Action'));
+        calls.push({ target, body });
+        const expires = new Date(Date.now() + expiresIn);
+        if (target === 'RedshiftServerless.GetCredentials') {
+          res.writeHead(200, { 'content-type': 'application/x-amz-json-1.1' }).end(JSON.stringify({ dbUser: role, dbPassword: 'serverless-password-123', expiration: expires.getTime() / 1000 }));
+        } else {
+          res.writeHead(200, { 'content-type': 'text/xml' }).end(`<GetClusterCredentialsResponse xmlns="http://redshift.amazonaws.com/doc/2012-12-01/"><GetClusterCredentialsResult>
+            <DbUser>${role}</DbUser><DbPassword>cluster-password-123</DbPassword><Expiration>${expires.toISOString()}</Expiration></GetClusterCredentialsResult>
+            <ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></GetClusterCredentialsResponse>`);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    server?.close();
+    await whClient.query(`REVOKE ALL ON rs FROM "${role}"; DROP ROLE IF EXISTS "${role}"`).catch(() => undefined);
+  });
+
+  const job = (iam: Record<string, unknown>, url = `redshift://importer@127.0.0.1:${new URL(wh.url).port || 5432}/${wh.name}?sslmode=disable&iam=true`) =>
+    validateConfig({ jobs: [{ id: 'rs', source: { sql: { url, query: 'SELECT * FROM rs ORDER BY id', iam } }, model: { id: 'rs' }, schema: { predictionId: 'id', predictionScore: 's' } }] }).jobs[0] as SqlJob;
+
+  it('logs in with GetClusterCredentials, renews the password before it expires, and streams rows through a cursor', async () => {
+    const j = job({ clusterIdentifier: 'ctr-cluster', endpoint, region: 'eu-west-1', autoCreate: true });
+    const wh1 = await connectWarehouse(j, 'us-east-1');
+    const who = (await wh1.client.query('SELECT current_user AS u')).rows[0].u;
+    assert.equal(who, role);
+    assert.equal(wh1.dialect, 'redshift');
+    const dir = await tmpDir('importer-rs-');
+    const engine = await openMemoryEngine({ readableDirectory: dir.path, memoryLimit: '256MB' });
+    try {
+      const columns = await describeQuery(wh1, j);
+      const file = { path: join(dir.path, 'w.csv'), key: 'window' };
+      assert.equal(await queryToCsv(wh1, j, windowSelect(j, columns), file.path, 'test'), 3);
+      await wh1.close();
+      const rel = await windowRelation(file, columns);
+      const rows = await engine.run(`SELECT id, CAST("at" AS VARCHAR) AS "at", s, note FROM ${rel.sql} ORDER BY id`);
+      assert.deepEqual(rows, [
+        { id: 'a', at: '2026-11-01 00:00:00+00', s: 0.5, note: 'say "hi", ok' },
+        { id: 'b', at: '2026-11-01 01:00:00+00', s: null, note: '' },
+        { id: 'c', at: '2026-11-01 02:00:00+00', s: 0.25, note: null },
+      ]);
+    } finally {
+      engine.close();
+      await dir.cleanup();
+    }
+    assert.equal(calls.length, 1);
+    const sent = new URLSearchParams(calls[0].body);
+    assert.deepEqual(Object.fromEntries(['Action', 'ClusterIdentifier', 'DbUser', 'DbName', 'DurationSeconds', 'AutoCreate'].map((k) => [k, sent.get(k)])),
+      { Action: 'GetClusterCredentials', ClusterIdentifier: 'ctr-cluster', DbUser: 'importer', DbName: wh.name, DurationSeconds: '900', AutoCreate: 'true' });
+    // Valid for an hour: the next session reuses it; one that expires within 5 minutes is renewed first.
+    await (await connectWarehouse(j, 'us-east-1')).close();
+    assert.equal(calls.length, 1);
+    calls.length = 0;
+    expiresIn = 60_000;
+    const j2 = job({ clusterIdentifier: 'other-cluster', endpoint, region: 'eu-west-1' });
+    await (await connectWarehouse(j2, 'us-east-1')).close();
+    await (await connectWarehouse(j2, 'us-east-1')).close();
+    assert.deepEqual(calls.map((c) => new URLSearchParams(c.body).get('ClusterIdentifier')), ['other-cluster', 'other-cluster']);
+    expiresIn = HOUR;
+  });
+
+  it('logs in to a Redshift Serverless workgroup with GetCredentials', async () => {
+    calls.length = 0;
+    const wh2 = await connectWarehouse(job({ workgroupName: 'ml-wg', endpoint, region: 'eu-west-1', durationSeconds: 1800 }), 'us-east-1');
+    assert.equal((await wh2.client.query('SELECT current_user AS u')).rows[0].u, role);
+    await wh2.close();
+    assert.deepEqual(calls.map((c) => [c.target, JSON.parse(c.body)]), [['RedshiftServerless.GetCredentials', { workgroupName: 'ml-wg', dbName: wh.name, durationSeconds: 1800 }]]);
+  });
+});

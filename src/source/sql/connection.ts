@@ -93,10 +93,12 @@ export async function connectWarehouse(job: SqlJob, defaultRegion: string): Prom
     const ssl = source.ssl
       ? { ca: source.ssl.ca ? readFileSync(source.ssl.ca, 'utf8') : undefined, rejectUnauthorized: source.ssl.rejectUnauthorized }
       : p.sslDefault ? { rejectUnauthorized: true } : undefined;
+    // pg takes the URL's user and password over separate ones: the IAM login goes into the URL.
+    const url = new URL(p.pgUrl);
+    if (login) [url.username, url.password] = [encodeURIComponent(login.user), encodeURIComponent(login.password)];
     client = new pg.Client({
-      connectionString: p.pgUrl,
+      connectionString: url.toString(),
       ...(ssl ? { ssl } : {}),
-      ...(login ? { user: login.user, password: login.password } : {}),
       connectionTimeoutMillis: 15_000,
       application_name: `inference-importer ${job.id}`,
     });
