@@ -50,6 +50,12 @@ const s3Url = z
   .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'must be s3://bucket/prefix/')
   .describe('The S3 location to watch, recursively: s3://bucket/prefix/');
 
+/** TLS settings of a PostgreSQL-protocol connection (the store's, a query source's). */
+const tls = z.strictObject({
+  ca: z.string().optional().describe('File with the CA certificate(s) to trust'),
+  rejectUnauthorized: z.boolean().default(true).describe('Refuse servers whose certificate does not verify'),
+});
+
 /** A query as a job's source (see docs/sql-source.md); the rest of the job is the same as for files. */
 const sqlSource = z
   .strictObject({
@@ -71,13 +77,7 @@ const sqlSource = z
         refreshInterval: duration('5m').describe('How often the query runs (a new window is planned)'),
         windowSize: duration('24h').describe('Most cursor range one window reads: a backfill goes in windows of this size'),
         statementTimeout: duration('10m').describe('statement_timeout of the query on the warehouse'),
-        ssl: z
-          .strictObject({
-            ca: z.string().optional().describe('File with the CA certificate(s) to trust'),
-            rejectUnauthorized: z.boolean().default(true).describe('Refuse servers whose certificate does not verify'),
-          })
-          .optional()
-          .describe('TLS to the warehouse (also sslmode= in the URL; redshift:// URLs use TLS by default)'),
+        ssl: tls.optional().describe('TLS to the warehouse (also sslmode= in the URL; redshift:// URLs use TLS by default)'),
         iam: z
           .strictObject({
             clusterIdentifier: z.string().min(1).optional().describe('Provisioned cluster: GetClusterCredentials; default: the first label of the URL\'s host'),
@@ -285,13 +285,7 @@ export const configSchema = z
             .describe('Schema that holds the tables and views (created when missing)'),
           poolSize: z.number().int().min(1).max(100).default(4).describe('Connections per process'),
           statementTimeout: duration('5m').describe('statement_timeout of import and ledger statements; operators\' SQL has its own 10 s'),
-          ssl: z
-            .strictObject({
-              ca: z.string().optional().describe('File with the CA certificate(s) to trust'),
-              rejectUnauthorized: z.boolean().default(true).describe('Refuse servers whose certificate does not verify'),
-            })
-            .optional()
-            .describe('TLS to the server (also sslmode= in the URL)'),
+          ssl: tls.optional().describe('TLS to the server (also sslmode= in the URL)'),
           memoryLimit: z.string().default('768MB').describe("memory_limit of the worker's private in-memory DuckDB that reads, maps and validates files"),
           threads: z.number().int().min(1).optional().describe('threads of that DuckDB; default the number of cores'),
         }),
