@@ -142,7 +142,10 @@ for (const kind of STORE_KINDS) {
     });
 
     it('fails a window whose query the database refuses, once, with its message and the job; an unreachable database is the job\'s status until it answers', async () => {
-      const [broken] = await waitFor('the broken window failed', async () => (await ledger(daemon, 'broken')).filter((r) => r.status === 'failed'));
+      const [broken] = await waitFor('the broken window failed', async () => {
+        const failed = (await ledger(daemon, 'broken')).filter((r) => r.status === 'failed');
+        return failed.length > 0 && failed;
+      });
       assert.equal(broken.error_code, 'IMP_ERR_SOURCE_QUERY');
       assert.equal(broken.attempts, 1);
       assert.match(broken.error_message!, /^job broken: .*column "nope" does not exist \(SQLSTATE 42703\)/);
