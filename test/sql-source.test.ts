@@ -245,6 +245,8 @@ for (const kind of STORE_KINDS.filter((k) => k === 'duckdb') as StoreKind[]) {
         const [r] = await api<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions`).catch(() => [{ n: 0 }]);
         return r?.n === 2000;
       }, 60_000);
+      // The rows may all be in before the restart (the kill can land on an empty window): SIGTERM only once it runs.
+      await waitFor('the restarted daemon running', async () => second.output().includes('"msg":"inference-importer started"'), 60_000);
       second.proc.kill('SIGTERM');
       assert.deepEqual(await second.exited, { code: 0, signal: null }, second.output().slice(-2000));
 
