@@ -350,3 +350,27 @@ describe('Redshift: IAM logins and the cursor transfer', () => {
     assert.deepEqual(calls.map((c) => [c.target, JSON.parse(c.body)]), [['RedshiftServerless.GetCredentials', { workgroupName: 'ml-wg', dbName: wh.name, durationSeconds: 1800 }]]);
   });
 });
+
+describe('query source config', () => {
+  it('names every bad key of a query source, and what a source may be', () => {
+    const check = (source: unknown) => {
+      try {
+        validateConfig({ jobs: [{ id: 'j', source, model: { id: 'm' }, schema: { predictionId: 'id', predictionScore: 's' } }] });
+        return 'valid';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    assert.equal(check({ sql: { url: 'mysql://h/db', query: '', cursor: { lookback: 'soon' }, extra: 1 } }), [
+      'config has 5 errors:',
+      '  jobs[0].source.sql.url: must be a postgres://, postgresql:// or redshift:// URL',
+      '  jobs[0].source.sql.query: Too small: expected string to have >=1 characters',
+      '  jobs[0].source.sql.cursor.column: required',
+      '  jobs[0].source.sql.cursor.lookback: not a duration: "soon" (use e.g. 500ms, 10s, 5m, 1h)',
+      '  jobs[0].source.sql: unknown key "extra"',
+    ].join('\n'));
+    assert.equal(check(42), 'config has 1 error:\n  jobs[0].source: must be s3://bucket/prefix/ or { sql: { url, query, ... } }');
+    assert.equal(check('http://x/'), 'config has 1 error:\n  jobs[0].source: must be s3://bucket/prefix/');
+    assert.equal(check({ sql: { url: 'redshift://u@c.abc.eu-west-1.redshift.amazonaws.com/dev?iam=true', query: 'SELECT 1' } }), 'valid');
+  });
+});
