@@ -1,5 +1,3 @@
-import { GetClusterCredentialsCommand, RedshiftClient } from '@aws-sdk/client-redshift';
-import { GetCredentialsCommand, RedshiftServerlessClient } from '@aws-sdk/client-redshift-serverless';
 import type { SqlSource } from '../../config/index.ts';
 import { ImporterError } from '../../errors.ts';
 
@@ -54,7 +52,9 @@ async function fetchLogin(t: IamTarget): Promise<IamLogin> {
   const durationSeconds = iam.durationSeconds ?? 900;
   const what = iam.workgroupName ? `Redshift Serverless GetCredentials for workgroup ${iam.workgroupName}` : `Redshift GetClusterCredentials for cluster ${iam.clusterIdentifier ?? t.host.split('.')[0]}`;
   try {
+    // Loaded only by jobs that use IAM: every process imports this module, few need the Redshift SDKs.
     if (iam.workgroupName) {
+      const { GetCredentialsCommand, RedshiftServerlessClient } = await import('@aws-sdk/client-redshift-serverless');
       const client = new RedshiftServerlessClient({ region, endpoint: iam.endpoint });
       try {
         const out = await client.send(new GetCredentialsCommand({ workgroupName: iam.workgroupName, dbName: t.database, durationSeconds }));
@@ -63,6 +63,7 @@ async function fetchLogin(t: IamTarget): Promise<IamLogin> {
         client.destroy();
       }
     }
+    const { GetClusterCredentialsCommand, RedshiftClient } = await import('@aws-sdk/client-redshift');
     const client = new RedshiftClient({ region, endpoint: iam.endpoint });
     try {
       const out = await client.send(new GetClusterCredentialsCommand({
