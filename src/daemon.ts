@@ -52,6 +52,8 @@ export interface DaemonOptions {
   configPath?: string;
   /** Watch the config file for changes. @defaultValue true when configPath is given */
   watchConfig?: boolean;
+  /** The poller's clock for partition ages and full listings (tests move it). @defaultValue Date.now */
+  clock?: () => number;
 }
 
 /** Starts the configured roles. With the embedded DuckDB store the scheduler and the workers share this one process. */
@@ -108,6 +110,7 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
       get config() { return live.current; }, store, s3, queues, metrics, log, lock, redisHealth,
       isPaused: (jobId) => isJobPaused(queues, jobId),
       onPolled: (jobId, status) => recordPoll(redis, live.current, jobId, { at: new Date().toISOString(), ...status }),
+      clock: options.clock,
     });
     poller.start();
   }

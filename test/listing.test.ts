@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createS3Client, listObjects } from '../src/source/index.ts';
+import { createS3Client, listObjects, oldPartitionRanges, partitionDay } from '../src/source/index.ts';
 import { BUCKET, ledger, runDaemon, startStack, waitFor, type Stack } from './helpers/stack.ts';
 
 /** Date-partitioned keys, the layout producers write: 3 days × 10 hours × 80 files = 2400 objects. */
@@ -78,6 +78,73 @@ describe('listing a large prefix in parallel key ranges', () => {
       ]);
     } finally {
       await daemon.stop();
+    }
+  });
+});
+
+describe('old date partitions (partitionHorizon)', () => {
+  it('finds the ranges of old day partitions per parent folder, never a recent, undated or small one', () => {
+    const DAY = 86_400_000;
+    const cutoff = Date.UTC(2026, 0, 10);
+    const keys = [
+      'p/a.csv',
+      ...Array.from({ length: 1200 }, (_, i) => `p/m=1/dt=2026-01-0${1 + Math.floor(i / 200)}/f${String(i).padStart(4, '0')}.csv`),
+      ...Array.from({ length: 10 }, (_, i) => `p/m=1/dt=2026-01-10/f${i}.csv`),
+      ...Array.from({ length: 1000 }, (_, i) => `p/m=2/dt=20260101/f${String(i).padStart(4, '0')}.csv`),
+      ...Array.from({ length: 999 }, (_, i) => `p/m=3/dt=2026-01-01/f${String(i).padStart(4, '0')}.csv`),
+      ...Array.from({ length: 1500 }, (_, i) => `p/m=4/dt=2026-01-0${1 + Math.floor(i / 500)}/f${String(i).padStart(4, '0')}.csv`),
+      'p/m=4/dt=2026-01-05x/f.csv',
+      ...Array.from({ length: 1000 }, (_, i) => `p/m=4/dt=2026-01-0${7 + Math.floor(i / 500)}/f${String(i).padStart(4, '0')}.csv`),
+    ];
+    assert.deepEqual(oldPartitionRanges(keys, 'p/', 'dt', cutoff).map((r) => [r.first, r.last, r.keys]), [
+      ['p/m=1/dt=2026-01-01/f0000.csv', 'p/m=1/dt=2026-01-06/f1199.csv', 1200],
+      ['p/m=2/dt=20260101/f0000.csv', 'p/m=2/dt=20260101/f0999.csv', 1000],
+      ['p/m=4/dt=2026-01-01/f0000.csv', 'p/m=4/dt=2026-01-03/f1499.csv', 1500],
+      ['p/m=4/dt=2026-01-07/f0000.csv', 'p/m=4/dt=2026-01-08/f0999.csv', 1000],
+    ]);
+    // A day is old once it has ended by the cutoff: 2026-01-07 has, 2026-01-08 ends 1 ms after this one (leaving 500 keys, too few).
+    assert.equal(oldPartitionRanges(keys.filter((k) => k.includes('m=4/dt=2026-01-0')), 'p/', 'dt', Date.UTC(2026, 0, 8) + DAY - 1).length, 1);
+    assert.deepEqual([partitionDay('2026-02-30'), partitionDay('2026-02-28T05'), partitionDay('x2026-02-28')], [undefined, Date.UTC(2026, 1, 28), undefined]);
+  });
+
+  it('polls leave old partitions out, find new keys after them and before them, and the full listing imports a late file in an old partition once', async () => {
+    const stack = await startStack();
+    const today = new Date().toISOString().slice(0, 10);
+    let now = Date.now();
+    const csv = (id: string) => `pid,score\n${id},0.5\n`;
+    const job = { id: 'parts', source: `s3://${BUCKET}/parts/`, model: { id: 'parts' }, schema: { predictionId: 'pid', predictionScore: 'score' }, pollInterval: '1h', partitionHorizon: '2d', fullListInterval: '1h' };
+    const config = stack.config([job], { s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 2, listConcurrency: 3 } });
+    const old = seedKeys('parts/').map((k) => k.replace('dt=2026-11-0', 'dt=2020-01-0'));
+    await putAll(stack, old);
+    await stack.s3.put(BUCKET, `parts/dt=${today}/a.csv`, csv('a'));
+    const daemon = await runDaemon(config, { clock: () => now });
+    const poll = async () => (await daemon.poller!.pollJob(config.jobs[0]))!;
+    try {
+      await waitFor('the first (full) poll imported a.csv', async () => (await ledger(daemon, 'parts')).some((r) => r.status === 'succeeded'));
+      await stack.s3.put(BUCKET, 'parts/dt=2020-01-02/hour=05/late.csv', csv('late'));
+      await stack.s3.put(BUCKET, `parts/dt=${today}/b.csv`, csv('b'));
+      await stack.s3.put(BUCKET, 'parts/0-before.csv', csv('before'));
+      stack.s3.clearLog();
+      const partial = await poll();
+      assert.deepEqual([partial.full, partial.listed, partial.discoveredNew], [false, 3, 2]);
+      // One request before the 2400 old keys (stopping at the first), one after the last.
+      assert.deepEqual(listRequests(stack).map((r) => r.query['start-after'] ?? null).sort(), [null, old[old.length - 1]].sort());
+      const again = await poll();
+      assert.deepEqual([again.full, again.discoveredNew], [false, 0]);
+      now += 3_600_000;
+      const fullPass = await poll();
+      assert.deepEqual([fullPass.full, fullPass.listed, fullPass.discoveredNew], [true, 2404, 1]);
+      assert.deepEqual([(await poll()).full, (await poll()).discoveredNew], [false, 0]);
+      const rows = await waitFor('every file imported', async () => {
+        const l = await ledger(daemon, 'parts');
+        return l.length === 4 && l.every((r) => r.status === 'succeeded') && l;
+      });
+      assert.deepEqual(rows.map((r) => [r.key, r.predictions_loaded]), [
+        ['parts/0-before.csv', 1], ['parts/dt=2020-01-02/hour=05/late.csv', 1], [`parts/dt=${today}/a.csv`, 1], [`parts/dt=${today}/b.csv`, 1],
+      ]);
+    } finally {
+      await daemon.stop();
+      await stack.stop();
     }
   });
 });

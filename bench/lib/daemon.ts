@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { validateConfig, type Config } from '../../src/config/index.ts';
-import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon.ts';
 import { createLogger } from '../../src/log.ts';
 import { waitFor } from '../../test/helpers/stack.ts';
 import { BUCKET, type BenchEnv } from './endpoint.ts';
@@ -32,7 +32,7 @@ export function benchConfig(env: BenchEnv, jobs: unknown[], overrides: Record<st
   });
 }
 
-export const startBenchDaemon = (config: Readonly<Config>): Promise<Daemon> => startDaemon(config, { log: createLogger(config.log.level) });
+export const startBenchDaemon = (config: Readonly<Config>, options: Omit<DaemonOptions, 'log'> = {}): Promise<Daemon> => startDaemon(config, { ...options, log: createLogger(config.log.level) });
 
 /** Seconds from discovery to commit of a job's succeeded files. */
 export async function importSeconds(daemon: Daemon, jobId: string): Promise<number[]> {

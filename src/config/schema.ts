@@ -126,11 +126,31 @@ const modelSchema = z
   .strictObject({
     id: z.string().min(1).max(128).describe('Model ID the rows belong to'),
     version: z.string().min(1).max(128).default('no_version').describe("Constant model version; schema.version names a column instead (its empty cells also get this). Arize's default: no_version"),
-    type: z.enum(['binary', 'multiclass', 'regression', 'ranking']).optional().describe('Model type'),
+    type: z
+      .enum(['binary', 'multiclass', 'regression', 'ranking', 'object_detection', 'generative'])
+      .optional()
+      .describe('Model type; object_detection and generative have required fields of their own (schema.predictionBoxes, schema.prompt/response)'),
     environment: z.enum(['production', 'training', 'validation']).default('production').describe('Environment of the rows; training and validation sets are baselines'),
     batchId: z.string().min(1).max(128).optional().describe('Constant batch ID (training/validation only); schema.batchId names a column instead'),
   })
   .describe('The model the rows of this job belong to');
+
+/** Bounding boxes of an object-detection model, one list entry per box (Arize's object detection columns). */
+const boundingBoxes = (side: string) => z
+  .strictObject({
+    coordinates: columnName.describe('Column with the boxes\' coordinates: a list of [x_min, y_min, x_max, y_max] lists'),
+    categories: columnName.describe('Column with the boxes\' categories: a list of labels, one per box'),
+    scores: columnName.optional().describe('Column with the boxes\' confidence scores: a list of numbers, one per box'),
+  })
+  .describe(`Object detection: the ${side} bounding boxes`);
+
+/** A prompt or response of a generative model: its text and, optionally, its embedding vector. */
+const generativeText = (what: string) => z
+  .strictObject({
+    text: columnName.describe(`Column with the ${what} text`),
+    vector: columnName.optional().describe(`Column with the ${what}'s embedding vector (a list of numbers)`),
+  })
+  .describe(`Generative models: the ${what}`);
 
 const fieldMapping = z
   .strictObject({
@@ -140,7 +160,25 @@ const fieldMapping = z
     predictionLabel: columnName.optional().describe('Column with the predicted label'),
     predictionScore: columnName.optional().describe('Column with the predicted score'),
     actualLabel: columnName.optional().describe('Column with the actual (ground truth) label'),
-    actualScore: columnName.optional().describe('Column with the actual (ground truth) score'),
+    actualScore: columnName.optional().describe('Column with the actual (ground truth) score; multiclass: may be a map of class to score (kept as actual_scores)'),
+    thresholdScores: columnName.optional().describe('Multiclass: column with a map of class to decision threshold (Arize\'s multi-class threshold scores)'),
+    rawInputs: columnSelection.optional().describe('Raw input columns kept with the prediction but not treated as features (Aporia\'s raw_inputs): a name prefix (stripped) or a list'),
+    predictions: z
+      .union([z.array(columnName).min(1), z.record(columnName, featureType)])
+      .optional()
+      .describe('Named predictions beside predictionLabel/predictionScore (Aporia\'s predictions dict): a list of columns, or column → type (numeric, string, boolean, categorical, datetime)'),
+    predictionBoxes: boundingBoxes('predicted').optional(),
+    actualBoxes: boundingBoxes('actual (ground truth)').optional(),
+    prompt: generativeText('prompt').optional(),
+    response: generativeText('response').optional(),
+    tokenCounts: z
+      .strictObject({
+        prompt: columnName.optional().describe('Column with the prompt\'s token count'),
+        response: columnName.optional().describe('Column with the response\'s token count'),
+        total: columnName.optional().describe('Column with the total token count'),
+      })
+      .optional()
+      .describe('Generative models: token counts, where given'),
     features: columnSelection.optional().describe('Feature columns: a name prefix (stripped from the feature name) or a list; omitted = every unmapped column'),
     tags: columnSelection.optional().describe('Tag columns: a name prefix (stripped) or a list; omitted = none'),
     exclude: z.array(columnName).optional().describe('Columns never taken as features when features are inferred (features omitted)'),
@@ -148,7 +186,11 @@ const fieldMapping = z
       .record(z.string().min(1), featureType)
       .optional()
       .describe('Declared types of features by feature name (Aporia vocabulary); values are checked and cast'),
-    shapValues: z.string().min(1).optional().describe('Prefix of SHAP value columns (stripped from the feature name)'),
+    shapValues: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Prefix of SHAP value columns (stripped from the feature name); mapped without predictions or actuals, the files hold SHAP values alone, matched to predictions by predictionId in any order'),
     embeddings: z
       .array(
         z.strictObject({
@@ -169,6 +211,8 @@ const fieldMapping = z
   })
   .describe('How the columns of the files map to model fields');
 
+const partitionKey = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, _, . or -');
+
 const jobSchema = z
   .strictObject({
     id: z
@@ -180,6 +224,9 @@ const jobSchema = z
       .describe('Where the rows come from: an S3 location (s3://bucket/prefix/, watched recursively) or a query ({ sql: ... })'),
     format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
+    partitionHorizon: durationValue.optional().describe('Date partitions older than this are listed only by the full listing; default defaults.partitionHorizon'),
+    partitionKey: partitionKey.optional().describe('Name of the date partition folders (<name>=2024-01-31/); default defaults.partitionKey'),
+    fullListInterval: durationValue.optional().describe('How often the whole prefix is listed when partitionHorizon is set; default defaults.fullListInterval'),
     maxFileBytes: sizeValue.optional().describe('Largest file to import; default defaults.maxFileBytes'),
     s3: jobS3Schema.optional(),
     model: modelSchema,
@@ -215,16 +262,35 @@ const jobSchema = z
   })
   .superRefine((job, ctx) => {
     const s = job.schema;
-    const predicts = s.predictionLabel ?? s.predictionScore ?? s.rank;
-    const actual = s.actualLabel ?? s.actualScore ?? s.relevanceLabel ?? s.relevanceScore;
-    if (!predicts && !actual) {
+    const predicts = s.predictionLabel ?? s.predictionScore ?? s.rank ?? s.predictions ?? s.predictionBoxes ?? s.prompt ?? s.response;
+    const actual = s.actualLabel ?? s.actualScore ?? s.relevanceLabel ?? s.relevanceScore ?? s.actualBoxes;
+    if (!predicts && !actual && !s.shapValues) {
       ctx.addIssue({
         code: 'custom',
         path: ['schema'],
-        message: 'maps neither predictions (predictionLabel/predictionScore) nor actuals (actualLabel/actualScore)',
+        message: 'maps neither predictions (predictionLabel/predictionScore) nor actuals (actualLabel/actualScore) nor SHAP values (shapValues)',
       });
     }
     const type = job.model.type;
+    const need = (field: keyof typeof s, why: string) => {
+      if (!s[field]) ctx.addIssue({ code: 'custom', path: ['schema', field], message: why });
+    };
+    const only = (fields: Array<keyof typeof s>, t: string, why: string) => {
+      for (const f of fields) if (s[f] && type !== t) ctx.addIssue({ code: 'custom', path: ['schema', f], message: `${why}; set model.type: ${t}` });
+    };
+    only(['predictionBoxes', 'actualBoxes'], 'object_detection', 'bounding boxes belong to object-detection models');
+    only(['prompt', 'response', 'tokenCounts'], 'generative', 'prompts, responses and token counts belong to generative models');
+    only(['thresholdScores'], 'multiclass', 'threshold scores belong to multiclass models');
+    if (type === 'object_detection') {
+      if (s.predictionLabel || s.predictionScore || s.actualLabel || s.actualScore) {
+        ctx.addIssue({ code: 'custom', path: ['schema'], message: 'an object-detection model maps its predictions and actuals as predictionBoxes and actualBoxes, not labels or scores' });
+      }
+    }
+    if (type === 'generative' && predicts) {
+      need('prompt', 'required for a generative model (the prompt text, optionally its vector)');
+      need('response', 'required for a generative model (the response text, optionally its vector)');
+    }
+    if (s.thresholdScores && !s.predictionScore) need('predictionScore', 'thresholdScores needs the class scores they apply to');
     if (type === 'regression') {
       if (predicts && !s.predictionScore) ctx.addIssue({ code: 'custom', path: ['schema', 'predictionScore'], message: 'required for a regression model (the predicted value)' });
       if (actual && !s.actualScore) ctx.addIssue({ code: 'custom', path: ['schema', 'actualScore'], message: 'required for a regression model (the actual value)' });
@@ -317,6 +383,11 @@ export const configSchema = z
     defaults: z
       .strictObject({
         pollInterval: duration('10s').describe('How often each prefix is listed'),
+        partitionHorizon: duration('0s').describe(
+          'Date partition folders (<partitionKey>=YYYY-MM-DD/) whose day ended longer ago than this are left out of polls and listed only by the full listing every fullListInterval, so a file landing in one is imported within that interval; 0 = every poll lists the whole prefix',
+        ),
+        partitionKey: partitionKey.default('dt').describe('Name of the date partition folders partitionHorizon looks for (<name>=2024-01-31/, also 20240131 or with a time after the date)'),
+        fullListInterval: duration('1h').describe('How often a job with a partitionHorizon lists its whole prefix, old partitions included'),
         maxFileBytes: size('1GiB').describe('Largest file imported; larger ones fail with IMP_ERR_SOURCE_TOO_LARGE'),
         emptyPolls: z.number().int().min(1).default(3).describe('Polls in a row that find no importable object before a job is flagged empty (job state, log line, importer_job_empty)'),
       })
@@ -364,6 +435,9 @@ export const resolvedConfigSchema = configSchema.transform((cfg) => ({
   jobs: cfg.jobs.map((job) => ({
     ...job,
     pollInterval: job.pollInterval ?? (typeof job.source === 'string' ? cfg.defaults.pollInterval : job.source.sql.refreshInterval),
+    partitionHorizon: job.partitionHorizon ?? cfg.defaults.partitionHorizon,
+    partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
+    fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,
     maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
   })),
 }));

@@ -6,7 +6,7 @@ import { describeError } from '../errors.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { ImportQueues } from '../queue/queues.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
-import { describeTarget, eligibleObjects, listSource } from '../source/index.ts';
+import { describeTarget, eligibleObjects, listSource, oldPartitionRanges, type SkippedRange } from '../source/index.ts';
 import type { FileVersion, ListedObject, Store } from '../store/store.ts';
 import { isSqlJob, s3Location, sourceLabel, type SqlJob } from '../source/sql/index.ts';
 import type { PollLock } from './poll-lock.ts';
@@ -21,6 +21,8 @@ const signature = (o: ListedObject) => `${o.etag}|${o.size}`;
 
 /** What one poll of a job found. */
 export interface PollResult {
+  /** Whether the poll listed the whole prefix, or left out old date partitions (`partitionHorizon`). */
+  full: boolean;
   listed: number;
   eligible: number;
   discoveredNew: number;
@@ -42,6 +44,17 @@ export interface PollerDeps {
   isPaused?: (jobId: string) => Promise<boolean>;
   /** Told how every poll ended (for status displays); failures to record are ignored. */
   onPolled?: (jobId: string, status: { outcome: 'ok' | 'empty' | 'error'; listed?: number; queued?: number; error?: string }) => Promise<void>;
+  /** The clock of partition ages and full listings (tests move it). @defaultValue Date.now */
+  clock?: () => number;
+}
+
+/** A job's last full listing: its keys (split points of the next one), when it ran, and the old partitions later polls leave out. */
+interface FullListing {
+  at: number;
+  keys: string[];
+  skip: SkippedRange[];
+  /** Objects the full listing found in the skipped ranges. */
+  skippedObjects: number;
 }
 
 /**
@@ -54,16 +67,17 @@ export class Poller {
   private task?: ScheduledTask;
   private readonly lastStart = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<unknown>>();
-  /** Each job's keys at its last poll, in listing order: the split points of the next, parallel listing. */
-  private readonly lastKeys = new Map<string, string[]>();
+  /** Per job, its last full listing: split points for the next one, and the old partitions polls leave out until then. */
+  private readonly fullListings = new Map<string, FullListing>();
   /**
    * Per job, the listed objects whose ledger version is settled (committed or failed for good), by
    * key → ETag and size, and when it was last rebuilt from the ledger. A poll asks the ledger only
    * about objects not in it (new, changed, or still pending), so an unchanged prefix of 100 000
    * objects costs no ledger read; like NiFi's listing state. Rebuilt every few minutes, so a
-   * version reset in the ledger whose queue entry was lost is still re-queued.
+   * version reset in the ledger whose queue entry was lost is still re-queued (objects in skipped
+   * old partitions at the next full listing that is due for it; listed ones every few minutes).
    */
-  private readonly settled = new Map<string, { at: number; objects: Map<string, string> }>();
+  private readonly settled = new Map<string, { at: number; listedAt: number; objects: Map<string, string> }>();
   private stopped = false;
   /** Per job, polls in a row that found no importable object. */
   private readonly emptyPolls = new Map<string, number>();
@@ -115,31 +129,45 @@ export class Poller {
     const { store, s3, queues, metrics, log, isPaused, onPolled } = this.deps;
     if (isPaused && (await isPaused(job.id))) return undefined;
     const started = process.hrtime.bigint();
+    const now = (this.deps.clock ?? Date.now)();
     try {
       if (isSqlJob(job)) return await this.refreshSql(job, started);
+      const last = this.fullListings.get(job.id);
+      const full = !last || last.skip.length === 0 || now - last.at >= job.fullListInterval || !this.settled.has(job.id);
       const { target, objects: listed } = await listSource(s3, s3Location(job), {
-        previousKeys: this.lastKeys.get(job.id),
+        previousKeys: last?.keys,
+        skip: full ? undefined : last.skip,
         concurrency: this.deps.config.s3.listConcurrency,
         onRequest: () => metrics.listRequests.inc({ job: job.id }),
       });
       const prefix = target.prefix;
-      this.lastKeys.set(job.id, listed.map((o) => o.key));
       const eligible = eligibleObjects(job, prefix, listed);
+      let listing = last;
+      if (full) {
+        const keys = listed.map((o) => o.key);
+        const skip = job.partitionHorizon > 0 && target.kind === 'folder' ? oldPartitionRanges(keys, prefix, job.partitionKey, now - job.partitionHorizon) : [];
+        listing = { at: now, keys, skip, skippedObjects: skip.reduce((n, r) => n + r.keys, 0) };
+        this.fullListings.set(job.id, listing);
+      }
       const cached = this.settled.get(job.id);
-      const rebuild = !cached || Date.now() - cached.at > SETTLED_REBUILD_MS;
+      // A full listing rebuilds the whole memory from the ledger every few minutes; a partial one re-checks what it listed.
+      const rebuild = !cached || Date.now() - (full ? cached.at : cached.listedAt) > SETTLED_REBUILD_MS;
       // Objects unchanged since they settled need no ledger read; the rest are looked up.
-      const settled = new Map<string, string>();
+      const settled = full ? new Map<string, string>() : cached!.objects;
       const unsettled: ListedObject[] = [];
       for (const o of eligible) {
         if (!rebuild && cached.objects.get(o.key) === signature(o)) settled.set(o.key, signature(o));
         else unsettled.push(o);
       }
-      const latest = await store.latestVersions(job.id, rebuild ? undefined : unsettled.map((o) => o.key));
+      const latest = await store.latestVersions(job.id, rebuild && full ? undefined : unsettled.map((o) => o.key));
       for (const o of unsettled) {
         const known = latest.get(o.key);
         if (known && known.etag === o.etag && known.size === o.size && SETTLED.has(known.status)) settled.set(o.key, signature(o));
+        // A partial listing keeps the memory of the skipped ranges: drop what changed.
+        else settled.delete(o.key);
       }
-      this.settled.set(job.id, { at: rebuild ? Date.now() : cached.at, objects: settled });
+      const rebuiltAt = rebuild ? Date.now() : undefined;
+      this.settled.set(job.id, { at: (full && rebuiltAt) || cached?.at || Date.now(), listedAt: rebuiltAt ?? cached!.listedAt, objects: settled });
       const fresh: ListedObject[] = [];
       let changed = 0;
       const requeue: FileVersion[] = [];
@@ -163,13 +191,15 @@ export class Poller {
       for (const v of recorded) if (latest.has(v.key)) await queues.forgetFinished(v);
       await queues.enqueue([...recorded, ...requeue]);
 
-      const result: PollResult = { listed: listed.length, eligible: eligible.length, discoveredNew: fresh.length - changed, discoveredChanged: changed, requeued: requeue.length };
+      const result: PollResult = { full, listed: listed.length, eligible: eligible.length, discoveredNew: fresh.length - changed, discoveredChanged: changed, requeued: requeue.length };
       metrics.pollDuration.observe({ job: job.id }, Number(process.hrtime.bigint() - started) / 1e9);
-      metrics.objectsListed.set({ job: job.id }, listed.length);
+      metrics.objectsListed.set({ job: job.id }, listed.length + (full ? 0 : listing!.skippedObjects));
       metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
       if (result.discoveredNew || changed || requeue.length) log.info({ job: job.id, ...result }, 'poll queued files');
       else log.debug({ job: job.id, ...result }, 'poll found nothing new');
-      const empty = this.countEmpty(job, eligible.length, listed.length, describeTarget(target));
+      // Objects in skipped old partitions count as there: a job whose new data pauses is not empty.
+      const present = full ? 0 : listing!.skippedObjects;
+      const empty = this.countEmpty(job, eligible.length + present, listed.length + present, describeTarget(target));
       await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
       return result;
     } catch (err) {
@@ -189,7 +219,7 @@ export class Poller {
     metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
     const empty = this.countEmpty(job, plan.windows, plan.windows, sourceLabel(job));
     await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: plan.windows, queued: plan.planned + plan.requeued }).catch(() => undefined);
-    return { listed: plan.windows, eligible: plan.windows, discoveredNew: plan.planned, discoveredChanged: 0, requeued: plan.requeued };
+    return { listed: plan.windows, eligible: plan.windows, discoveredNew: plan.planned, discoveredChanged: 0, requeued: plan.requeued, full: true };
   }
 
   /**
@@ -198,7 +228,7 @@ export class Poller {
    */
   async forget(jobId: string): Promise<void> {
     await this.inFlight.get(jobId);
-    this.lastKeys.delete(jobId);
+    this.fullListings.delete(jobId);
     this.settled.delete(jobId);
   }
 

@@ -2,3 +2,4 @@ export { createS3Client, parseS3Url, isSideFile, listObjects, listSource, descri
 export { eligibleObjects } from './eligible.ts';
 export type { ListedObject } from './types.ts';
 export { createS3Clients, jobAccess, type S3Access } from './s3-access.ts';
+export { oldPartitionRanges, partitionDay, type SkippedRange } from './partitions.ts';

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Config } from '../config/index.ts';
 import { ImporterError } from '../errors.ts';
+import type { SkippedRange } from './partitions.ts';
 import type { ListedObject } from './types.ts';
 
 /**
@@ -89,6 +90,11 @@ export interface ListOptions {
   concurrency?: number;
   /** Called once per LIST request sent (for metrics and benchmarks). */
   onRequest?: () => void;
+  /**
+   * Key ranges (in S3's order, from an earlier full listing) to leave out: only the keys before,
+   * between and after them are listed, those stretches in parallel. Keys inside them are not returned.
+   */
+  skip?: readonly SkippedRange[];
 }
 
 /** Keys per ListObjectsV2 page (S3's maximum). */
@@ -101,22 +107,35 @@ const PAGE_SIZE = 1000;
  * of the layout, works on stores whose delimiter listings are incomplete, and keeps the ranges even.
  */
 export async function listObjects(client: S3Client, bucket: string, prefix: string, options: ListOptions = {}): Promise<ListedObject[]> {
+  if (options.skip?.length) return listAround(client, bucket, prefix, options.skip, options);
   const known = options.previousKeys ?? [];
   const parts = Math.min(options.concurrency ?? 1, Math.floor(known.length / PAGE_SIZE));
   if (parts < 2) return listRange(client, bucket, prefix, undefined, undefined, options.onRequest);
   const splits = [...new Set(Array.from({ length: parts - 1 }, (_, i) => known[Math.floor(((i + 1) * known.length) / parts)]))];
   const ranges = await Promise.all(
-    [undefined, ...splits].map((after, i) => listRange(client, bucket, prefix, after, splits[i], options.onRequest)),
+    [undefined, ...splits].map((after, i) => listRange(client, bucket, prefix, after, splits[i] === undefined ? undefined : { key: splits[i], inclusive: true }, options.onRequest)),
   );
   return ranges.flat();
+}
+
+/** The stretches of the key space outside `skip`, listed `options.concurrency` at a time, in order. */
+async function listAround(client: S3Client, bucket: string, prefix: string, skip: readonly SkippedRange[], options: ListOptions): Promise<ListedObject[]> {
+  const stretches = [undefined, ...skip].map((s, i) => ({ after: s?.last, until: skip[i] ? { key: skip[i].first, inclusive: false } : undefined }));
+  const out: ListedObject[][] = [];
+  let next = 0;
+  const lister = async () => {
+    for (let i = next++; i < stretches.length; i = next++) out[i] = await listRange(client, bucket, prefix, stretches[i].after, stretches[i].until, options.onRequest);
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 1, stretches.length) }, lister));
+  return out.flat();
 }
 
 /** S3 orders keys by their UTF-8 bytes, which JavaScript's string comparison does not always match. */
 const utf8Compare = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
-/** Lists the keys after `after` (exclusive) up to `until` (inclusive); either end may be open. */
+/** Lists the keys after `after` (exclusive) up to `until`; either end may be open. */
 async function listRange(
-  client: S3Client, bucket: string, prefix: string, after: string | undefined, until: string | undefined, onRequest?: () => void,
+  client: S3Client, bucket: string, prefix: string, after: string | undefined, until: { key: string; inclusive: boolean } | undefined, onRequest?: () => void,
 ): Promise<ListedObject[]> {
   const out: ListedObject[] = [];
   let token: string | undefined;
@@ -130,7 +149,7 @@ async function listRange(
     }
     for (const o of page.Contents ?? []) {
       if (!o.Key) continue;
-      if (until !== undefined && utf8Compare(o.Key, until) > 0) return out;
+      if (until && utf8Compare(o.Key, until.key) >= (until.inclusive ? 1 : 0)) return out;
       out.push({ bucket, key: o.Key, etag: unquote(o.ETag), size: Number(o.Size ?? 0), lastModified: o.LastModified ?? new Date(0) });
     }
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
@@ -166,7 +185,8 @@ export async function listSource(client: S3Client, url: string, options: ListOpt
   if (prefix === '' || prefix.endsWith('/')) return { target: { bucket, prefix, kind: 'folder' }, objects: await listObjects(client, bucket, prefix, options) };
   const folder: SourceTarget = { bucket, prefix: `${prefix}/`, kind: 'folder' };
   const objects = await listObjects(client, bucket, folder.prefix, options);
-  if (objects.length > 0) return { target: folder, objects };
+  // Skipped ranges come from a listing of the folder that held objects.
+  if (objects.length > 0 || options.skip?.length) return { target: folder, objects };
   let head: { ETag?: string; ContentLength?: number; LastModified?: Date };
   try {
     head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: prefix }));

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { validateConfig, type Config } from '../../src/config/index.ts';
-import { startDaemon, type Daemon } from '../../src/daemon.ts';
+import { startDaemon, type Daemon, type DaemonOptions } from '../../src/daemon.ts';
 import { createLogger, secretValues } from '../../src/log.ts';
 import { createTestDatabase, type TestDatabase } from './postgres.ts';
 import { startRedis, type RedisHarness } from './redis.ts';
@@ -69,8 +69,8 @@ export async function startStack(options: { store?: StoreKind } = {}): Promise<S
 }
 
 /** Starts the whole daemon in this process. */
-export function runDaemon(config: Readonly<Config>): Promise<Daemon> {
-  return startDaemon(config, { log: createLogger(config.log.level, undefined, secretValues(config)) });
+export function runDaemon(config: Readonly<Config>, options: Omit<DaemonOptions, 'log'> = {}): Promise<Daemon> {
+  return startDaemon(config, { ...options, log: createLogger(config.log.level, undefined, secretValues(config)) });
 }
 
 /** Polls `fn` until it returns a truthy value; fails with the last value after `timeoutMs`. */
