@@ -8,12 +8,14 @@
  *   npm run bench -- --parts=1 --rows=5000000   part 1 at some sizes only
  *   npm run bench -- --parts=1 --formats=parquet  part 1 for some formats only
  *   npm run bench -- --parts=6         the PostgreSQL store (needs the PostgreSQL of the machine)
+ *   npm run bench -- --parts=7         a query source (the machine's PostgreSQL as the warehouse)
  */
 import { actualsJoin } from './actuals-join.ts';
 import { discovery } from './discovery.ts';
 import { latency } from './latency.ts';
 import { memory } from './memory.ts';
 import { postgres } from './postgres.ts';
+import { sqlSource } from './sql-source.ts';
 import { throughput } from './throughput.ts';
 import type { Format } from './lib/data.ts';
 import { startBenchEnv } from './lib/endpoint.ts';
@@ -24,7 +26,7 @@ const rowsArg = process.argv.find((a) => a.startsWith('--rows='));
 const formatsArg = process.argv.find((a) => a.startsWith('--formats='));
 const formats = (formatsArg?.slice('--formats='.length).split(',') ?? ['parquet', 'csv', 'ndjson']) as Format[];
 const sizes = rowsArg ? rowsArg.slice('--rows='.length).split(',').map(Number) : [1_000_000, 5_000_000];
-const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5,6').split(',').map(Number));
+const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5,6,7').split(',').map(Number));
 
 const env = await startBenchEnv();
 const report: string[] = [];
@@ -47,6 +49,7 @@ try {
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 1_000_000, 3)));
   await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '512MB'])));
   await section(6, 'PostgreSQL store', () => (quick ? postgres(env, 50_000, 1) : postgres(env, 1_000_000, 3)));
+  await section(7, 'Query source', () => (quick ? sqlSource(env, 50_000, 1) : sqlSource(env, 1_000_000, 3)));
   console.log(`# inference-importer benchmarks${quick ? ' (--quick: smoke sizes, not figures to report)' : ''}`);
   console.log(report.join('\n'));
 } finally {

@@ -7,6 +7,8 @@ export const ErrorCodes = {
   IMP_ERR_CONFIG_READ: 'the configuration file cannot be read',
   IMP_ERR_SOURCE_ACCESS: 'the bucket or prefix cannot be listed or read',
   IMP_ERR_SOURCE_EMPTY: 'the source was listed fine but holds no object this job imports',
+  IMP_ERR_SOURCE_QUERY: 'the source query failed on the database (syntax, permission, a missing column or table)',
+  IMP_ERR_SOURCE_UNREACHABLE: 'the source database cannot be reached or refused the login; retried',
   IMP_ERR_SOURCE_TOO_LARGE: 'the file is larger than maxFileBytes',
   IMP_ERR_SOURCE_SUPERSEDED: 'the file changed after it was listed',
   IMP_ERR_SOURCE_VANISHED: 'the file was deleted after it was listed',

@@ -48,7 +48,7 @@ export function redactLine(line: string, secrets: readonly string[] = []): strin
  * The secret values of a config and of the AWS credential environment, so the log can censor
  * them wherever they turn up (in an error message from a library, say), not only under known keys.
  */
-export function secretValues(config: Pick<Config, 'redis' | 'store' | 'http'>, env: NodeJS.ProcessEnv = process.env): string[] {
+export function secretValues(config: Pick<Config, 'redis' | 'store' | 'http'> & { jobs?: Config['jobs'] }, env: NodeJS.ProcessEnv = process.env): string[] {
   const fromUrl = (url: string | undefined) => {
     if (!url) return [];
     try {
@@ -62,6 +62,8 @@ export function secretValues(config: Pick<Config, 'redis' | 'store' | 'http'>, e
     config.http.token,
     ...fromUrl(config.redis.url),
     ...(config.store.kind === 'postgres' ? fromUrl(config.store.url) : []),
+    // Query sources' warehouse passwords (their URLs are postgres:// or redshift://, which URL parses alike).
+    ...(config.jobs ?? []).flatMap((j) => (typeof j.source === 'string' ? [] : fromUrl(j.source.sql.url))),
     env.AWS_SECRET_ACCESS_KEY,
     env.AWS_SESSION_TOKEN,
   ];

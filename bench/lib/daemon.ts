@@ -26,7 +26,7 @@ export function benchConfig(env: BenchEnv, jobs: unknown[], overrides: Record<st
     store: { kind: 'duckdb', path: join(env.tmp.path, `store-${n}.duckdb`) },
     s3: { endpoint: env.endpoint, forcePathStyle: true },
     http: { port: 0 },
-    log: { level: 'error' },
+    log: { level: process.env.BENCH_LOG ?? 'error' },
     jobs,
     ...overrides,
   });

@@ -10,6 +10,7 @@ import type { ImportQueues } from '../queue/queues.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
 import type { FileStatus, Store } from '../store/store.ts';
 import { dryRun } from '../worker/dry-run.ts';
+import { sourceLabel } from '../source/sql/index.ts';
 
 /** What the API reads and acts on. */
 export interface ApiContext {
@@ -109,7 +110,7 @@ export function registerApi(app: FastifyInstance, ctx: ApiContext): void {
         return {
           id: job.id,
           state: jobState(q.state, poll, files),
-          source: job.source,
+          source: sourceLabel(job),
           format: job.format,
           model: job.model,
           lastPoll: poll ?? null,

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/index.ts';
 import type { LiveConfig } from '../config/live.ts';
 import type { ImportQueues } from '../queue/queues.ts';
+import { sourceLabel } from '../source/sql/index.ts';
 
 /** Where the queue dashboard is served. */
 export const DASHBOARD_PATH = '/admin/queues';
@@ -17,7 +18,7 @@ export const DASHBOARD_PATH = '/admin/queues';
 export async function registerDashboard(app: FastifyInstance, config: Readonly<Config>, queues: ImportQueues, live?: LiveConfig): Promise<void> {
   const adapter = new FastifyAdapter();
   adapter.setBasePath(DASHBOARD_PATH);
-  const adapters = (c: Readonly<Config>) => c.jobs.map((j) => new BullMQAdapter(queues.get(j.id), { description: `${j.source} → model ${j.model.id}` }));
+  const adapters = (c: Readonly<Config>) => c.jobs.map((j) => new BullMQAdapter(queues.get(j.id), { description: `${sourceLabel(j)} → model ${j.model.id}` }));
   const board = createBullBoard({
     queues: adapters(config),
     serverAdapter: adapter,

@@ -71,11 +71,23 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
+/**
+ * A union none of whose branches fit (a job's source: an s3:// string or a { sql } object) is
+ * reported by the branch of the value's kind, with that branch's own keys, when only one branch
+ * took the value's type; otherwise as it is.
+ */
+function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union') return [issue];
+  const fitting = issue.errors.filter((branch) => !branch.every((i) => i.code === 'invalid_type' && i.path.length === 0));
+  if (fitting.length !== 1) return issue.errors.length && fitting.length === 0 ? [{ ...issue, message: 'must be s3://bucket/prefix/ or { sql: { url, query, ... } }' }] : [issue];
+  return fitting[0].map((i) => ({ ...i, path: [...issue.path, ...i.path] }));
+}
+
 /** Validates an already-parsed object; throws one error listing every problem with its key path. */
 export function validateConfig(raw: unknown, source = 'config'): Readonly<Config> {
   const result = resolvedConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
-    const lines = result.error.issues.map((issue) => `${formatPath(issue.path)}: ${describeIssue(issue)}`);
+    const lines = result.error.issues.flatMap(unionBranch).map((issue) => `${formatPath(issue.path)}: ${describeIssue(issue)}`);
     // zod skips cross-field refinements once a field fails, so duplicate IDs are checked on the raw input too.
     for (const dup of duplicateJobIds(raw)) if (!lines.includes(dup)) lines.push(dup);
     throw new ImporterError('IMP_ERR_CONFIG_INVALID', `${source} has ${lines.length} error${lines.length > 1 ? 's' : ''}:\n  ${lines.join('\n  ')}`, {

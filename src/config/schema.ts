@@ -50,6 +50,52 @@ const s3Url = z
   .regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'must be s3://bucket/prefix/')
   .describe('The S3 location to watch, recursively: s3://bucket/prefix/');
 
+/** TLS settings of a PostgreSQL-protocol connection (the store's, a query source's). */
+const tls = z.strictObject({
+  ca: z.string().optional().describe('File with the CA certificate(s) to trust'),
+  rejectUnauthorized: z.boolean().default(true).describe('Refuse servers whose certificate does not verify'),
+});
+
+/** A query as a job's source (see docs/sql-source.md); the rest of the job is the same as for files. */
+const sqlSource = z
+  .strictObject({
+    sql: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^(postgres(ql)?|redshift):\/\//, 'must be a postgres://, postgresql:// or redshift:// URL')
+          .describe('Warehouse connection URL (PostgreSQL wire protocol: PostgreSQL, Redshift, Aurora); take it from a secret: url: ${WAREHOUSE_URL}. redshift:// is postgres:// on port 5439 with TLS; ?iam=true takes the password from Redshift IAM'),
+        query: z.string().min(1).describe('One SELECT; its rows are mapped like a file\'s (the cursor condition is added around it)'),
+        cursor: z
+          .strictObject({
+            column: columnName.describe('A timestamp column of the query that grows when a row is inserted or updated (updated_at)'),
+            lookback: duration('0s').describe('Each window also re-reads this much before the last committed cursor: rows committed late, or updated, come again and replace their earlier copy'),
+            start: z.iso.datetime({ offset: true }).optional().describe('Cursor value to start from (RFC 3339); default: the smallest value the query returns'),
+          })
+          .optional()
+          .describe('Incremental pulls: each window reads the rows whose cursor is in (last committed cursor − lookback, window end]; omitted = the whole query each refresh, replacing the previous refresh'),
+        refreshInterval: duration('5m').describe('How often the query runs (a new window is planned)'),
+        windowSize: duration('24h').describe('Most cursor range one window reads: a backfill goes in windows of this size'),
+        statementTimeout: duration('10m').describe('statement_timeout of the query on the warehouse'),
+        ssl: tls.optional().describe('TLS to the warehouse (also sslmode= in the URL; redshift:// URLs use TLS by default)'),
+        iam: z
+          .strictObject({
+            clusterIdentifier: z.string().min(1).optional().describe('Provisioned cluster: GetClusterCredentials; default: the first label of the URL\'s host'),
+            workgroupName: z.string().min(1).optional().describe('Redshift Serverless workgroup: GetCredentials instead of GetClusterCredentials'),
+            dbUser: z.string().min(1).optional().describe('Database user (provisioned clusters); default: the URL\'s user'),
+            autoCreate: z.boolean().default(false).describe('Create the database user when it does not exist (provisioned clusters)'),
+            region: z.string().min(1).optional().describe('AWS region of the cluster; default: from the URL\'s host, else s3.region'),
+            endpoint: z.string().url().optional().describe('Custom Redshift API endpoint (a VPC endpoint)'),
+            durationSeconds: z.number().int().min(900).max(3600).default(900).describe('Lifetime of the temporary password; it is renewed 5 minutes before it expires'),
+          })
+          .optional()
+          .describe('Redshift IAM authentication with the AWS credential chain (IRSA on Kubernetes); ?iam=true in the URL is the same with every default'),
+      })
+      .describe('Pull rows from a warehouse by query instead of files'),
+  })
+  .describe('A SQL query source');
+export type SqlSource = z.output<typeof sqlSource>['sql'];
+
 /** The AWS access settings a job may set for itself (the rest comes from the top-level `s3`). */
 const roleArn = z
   .string()
@@ -173,7 +219,9 @@ const jobSchema = z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'must be 1-63 letters, digits, - or _, starting with a letter or digit')
       .describe('Stable job ID; names its queue and its ledger rows'),
-    source: s3Url,
+    source: z
+      .union([s3Url, sqlSource])
+      .describe('Where the rows come from: an S3 location (s3://bucket/prefix/, watched recursively) or a query ({ sql: ... })'),
     format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
     partitionHorizon: durationValue.optional().describe('Date partitions older than this are listed only by the full listing; default defaults.partitionHorizon'),
@@ -304,13 +352,7 @@ export const configSchema = z
             .describe('Schema that holds the tables and views (created when missing)'),
           poolSize: z.number().int().min(1).max(100).default(4).describe('Connections per process'),
           statementTimeout: duration('5m').describe('statement_timeout of import and ledger statements; operators\' SQL has its own 10 s'),
-          ssl: z
-            .strictObject({
-              ca: z.string().optional().describe('File with the CA certificate(s) to trust'),
-              rejectUnauthorized: z.boolean().default(true).describe('Refuse servers whose certificate does not verify'),
-            })
-            .optional()
-            .describe('TLS to the server (also sslmode= in the URL)'),
+          ssl: tls.optional().describe('TLS to the server (also sslmode= in the URL)'),
           memoryLimit: z.string().default('768MB').describe("memory_limit of the worker's private in-memory DuckDB that reads, maps and validates files"),
           threads: z.number().int().min(1).optional().describe('threads of that DuckDB; default the number of cores'),
         }),
@@ -395,7 +437,7 @@ export const resolvedConfigSchema = configSchema.transform((cfg) => ({
   ...cfg,
   jobs: cfg.jobs.map((job) => ({
     ...job,
-    pollInterval: job.pollInterval ?? cfg.defaults.pollInterval,
+    pollInterval: job.pollInterval ?? (typeof job.source === 'string' ? cfg.defaults.pollInterval : job.source.sql.refreshInterval),
     partitionHorizon: job.partitionHorizon ?? cfg.defaults.partitionHorizon,
     partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
     fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,

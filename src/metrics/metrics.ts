@@ -50,6 +50,8 @@ export function createMetrics() {
   const configReloadFailed = new Gauge({ name: 'importer_config_reload_failed', help: '1 while the last config reload failed (the running config is the one before it)', registers });
   configReloadFailed.set(0);
   for (const outcome of ['applied', 'unchanged', 'failed']) configReloads.inc({ outcome }, 0);
+  /** Per query-source job, the end of its last committed window (this process's knowledge: the scheduler's from the ledger, a worker's from its commits). */
+  const cursors = new Map<string, number>();
   const rowCodes = Object.keys(ErrorCodes).filter((c) => c.startsWith('IMP_ERR_ROW_'));
   // A scrape answers within a second whatever Redis does: Redis-backed gauges are bounded and skipped while it is away.
   const queueStates = () => sources!.redisHealth.call('the queue gauges', () => jobQueueStates(sources!.config, sources!.queues), 400).catch(() => undefined);
@@ -66,6 +68,10 @@ export function createMetrics() {
         this.pollErrors.inc({ job }, 0);
         for (const reason of rowCodes) this.rowsRejected.inc({ job, reason }, 0);
       }
+    },
+    /** A query source's window up to `end` is committed (or the ledger says so): its lag counts from there. */
+    sqlWindowCommitted(job: string, end: Date) {
+      if (end.getTime() > (cursors.get(job) ?? 0)) cursors.set(job, end.getTime());
     },
     /** Connects the scrape-time gauges to the running parts. */
     attach(s: MetricSources) {
@@ -112,6 +118,13 @@ export function createMetrics() {
       name: 'importer_store_up', help: '1 when the store answers a query', registers,
       async collect() {
         if (sources) this.set(await probe(() => sources!.store.ping(), 800));
+      },
+    }),
+    sqlCursorLag: new Gauge({
+      name: 'importer_sql_cursor_lag_seconds', help: 'Query sources: now minus the end of the last committed window (how far behind the rows in the store are)', labelNames: ['job'], registers,
+      collect() {
+        this.reset();
+        for (const [job, end] of cursors) this.set({ job }, Math.max(0, (Date.now() - end) / 1000));
       },
     }),
     actualsMatched: new Counter({ name: 'importer_actuals_matched_total', help: 'Actuals joined to their prediction (by the import of either)', labelNames: ['job'], registers }),

@@ -8,7 +8,9 @@ import type { ImportQueues } from '../queue/queues.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
 import { describeTarget, eligibleObjects, listSource, oldPartitionRanges, type SkippedRange } from '../source/index.ts';
 import type { FileVersion, ListedObject, Store } from '../store/store.ts';
+import { isSqlJob, s3Location, sourceLabel, type SqlJob } from '../source/sql/index.ts';
 import type { PollLock } from './poll-lock.ts';
+import { refreshSqlJob } from './sql-windows.ts';
 
 /** Ledger states that change only when the object changes (or an operator retries through the API, which queues it itself). */
 const SETTLED: ReadonlySet<string> = new Set(['succeeded', 'partially_succeeded', 'failed']);
@@ -129,9 +131,10 @@ export class Poller {
     const started = process.hrtime.bigint();
     const now = (this.deps.clock ?? Date.now)();
     try {
+      if (isSqlJob(job)) return await this.refreshSql(job, started);
       const last = this.fullListings.get(job.id);
       const full = !last || last.skip.length === 0 || now - last.at >= job.fullListInterval || !this.settled.has(job.id);
-      const { target, objects: listed } = await listSource(s3, job.source, {
+      const { target, objects: listed } = await listSource(s3, s3Location(job), {
         previousKeys: last?.keys,
         skip: full ? undefined : last.skip,
         concurrency: this.deps.config.s3.listConcurrency,
@@ -202,10 +205,21 @@ export class Poller {
     } catch (err) {
       metrics.pollErrors.inc({ job: job.id });
       const e = describeError(err);
-      log.error({ job: job.id, source: job.source, code: e.code }, `poll failed: ${e.message}`);
+      log.error({ job: job.id, source: sourceLabel(job), code: e.code }, `poll failed: ${e.message}`);
       await onPolled?.(job.id, { outcome: 'error', error: `${e.code}: ${e.message}` }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** A query source's poll: its refresh plans and queues windows (see refreshSqlJob). */
+  private async refreshSql(job: SqlJob, started: bigint): Promise<PollResult> {
+    const { store, queues, metrics, log, onPolled, config } = this.deps;
+    const plan = await refreshSqlJob({ store, queues, metrics, log, region: config.s3.region }, job);
+    metrics.pollDuration.observe({ job: job.id }, Number(process.hrtime.bigint() - started) / 1e9);
+    metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
+    const empty = this.countEmpty(job, plan.windows, plan.windows, sourceLabel(job));
+    await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: plan.windows, queued: plan.planned + plan.requeued }).catch(() => undefined);
+    return { listed: plan.windows, eligible: plan.windows, discoveredNew: plan.planned, discoveredChanged: 0, requeued: plan.requeued, full: true };
   }
 
   /**
@@ -232,7 +246,7 @@ export class Poller {
     if (n < config.defaults.emptyPolls) return false;
     metrics.jobEmpty.set({ job: job.id }, 1);
     if (n === config.defaults.emptyPolls) {
-      log.warn({ job: job.id, source: job.source, polls: n, listed }, `job ${job.id}: no importable object under ${target} for ${n} polls (${listed} object${listed === 1 ? '' : 's'} listed); check jobs[].source and jobs[].format`);
+      log.warn({ job: job.id, source: sourceLabel(job), polls: n, listed }, `job ${job.id}: no importable object under ${target} for ${n} polls (${listed} object${listed === 1 ? '' : 's'} listed); check jobs[].source and jobs[].format`);
     }
     return true;
   }

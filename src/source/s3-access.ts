@@ -104,7 +104,7 @@ export function createS3Clients(config: Pick<Config, 's3' | 'jobs'>): S3Client {
   const byAccess = new Map<string, S3Client>();
   const routes: { bucket: string; prefix: string; client: S3Client }[] = [];
   for (const job of config.jobs) {
-    if (!job.s3) continue;
+    if (!job.s3 || typeof job.source !== 'string') continue;
     const access = jobAccess(config, job);
     const id = JSON.stringify(access);
     if (id === JSON.stringify(top)) continue;

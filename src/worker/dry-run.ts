@@ -1,14 +1,17 @@
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config, JobConfig } from '../config/index.ts';
 import { openMemoryEngine } from '../engine/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
 import { planMapping, type StructField } from '../schema/mapping.ts';
-import { INTERNAL_COLUMNS } from '../schema/select.ts';
+import { applySelect, INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { describeTarget, eligibleObjects, listSource, objectUri, type ListedObject } from '../source/index.ts';
-import { resolveFormat, type SourceRelation } from '../formats/index.ts';
+import { resolveFormat, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import type { RunQuery } from '../engine/index.ts';
+import { connectWarehouse, describeQuery, isSqlJob, queryToCsv, s3Location, sourceLabel, windowRelation, windowSelect, type SqlJob } from '../source/sql/index.ts';
 import { ownedTempDir } from '../util/temp-folders.ts';
 import { fetchVersion } from './fetch-version.ts';
 
@@ -50,6 +53,52 @@ export interface DryRunOptions {
   key?: string;
   /** How many row errors to list. @defaultValue 20 */
   maxErrors?: number;
+  /** Rows of a query source checked (the query runs with this LIMIT). @defaultValue 1000 */
+  limit?: number;
+}
+
+/** Rows of a query source a dry run checks unless told otherwise. */
+const QUERY_SAMPLE_ROWS = 1000;
+
+/** Appends a failure's details to the report's errors. */
+function failed(report: DryRunReport, err: unknown): DryRunReport {
+  report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
+  return report;
+}
+
+/**
+ * The dry run of a query source: the query runs with a LIMIT on the warehouse (the whole query,
+ * no window), and its rows go through the same reading, mapping and row checks as a window's.
+ */
+async function dryRunQuery(config: Readonly<Config>, job: SqlJob, report: DryRunReport, options: DryRunOptions): Promise<DryRunReport> {
+  const limit = options.limit ?? QUERY_SAMPLE_ROWS;
+  report.source = sourceLabel(job);
+  report.format = 'sql';
+  report.file = `the query's first ${limit} rows`;
+  const dir = await ownedTempDir(config.worker.tmpDir ?? tmpdir(), 'dry-run-');
+  const engine = await openMemoryEngine({ readableDirectory: dir, memoryLimit: config.store.memoryLimit, maxTempBytes: config.worker.maxTempBytes });
+  try {
+    const wh = await connectWarehouse(job, config.s3.region).catch((err) => {
+      report.checks.access = 'failed';
+      throw err;
+    });
+    const file = { path: join(dir, 'sample.csv'), key: 'query' };
+    let columns;
+    try {
+      report.checks.access = 'ok';
+      report.checks.schema = 'failed';
+      columns = await describeQuery(wh, job);
+      await queryToCsv(wh, job, windowSelect(job, columns, undefined, limit), file.path, 'running the query');
+    } finally {
+      await wh.close();
+    }
+    return await checkRows(engine.run, job, report, file, applySelect(job, await windowRelation(file, columns)), options);
+  } catch (err) {
+    return failed(report, err);
+  } finally {
+    engine.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -63,15 +112,13 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     checks: { access: 'skipped', schema: 'skipped', records: 'skipped' },
     columns: [], fields: {}, rows: null, rejectedByCode: {}, errors: [], warnings: [],
   };
-  const fail = (err: unknown) => {
-    report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
-    return report;
-  };
+  if (isSqlJob(job)) return dryRunQuery(config, job, report, options);
+  const fail = (err: unknown) => failed(report, err);
   let object: ListedObject | undefined;
   let where: string;
   let listedCount = 0;
   try {
-    const { target, objects: listed } = await listSource(s3, job.source);
+    const { target, objects: listed } = await listSource(s3, s3Location(job));
     report.source = describeTarget(target);
     where = `s3://${target.bucket}/${target.prefix}`;
     listedCount = listed.length;
@@ -101,32 +148,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     const { file, source } = fetched;
     report.checks.access = 'ok';
 
-    report.checks.schema = 'failed';
-    const columns = await describeFile(run, job, source, file);
-    report.columns = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
-    const importTime = new Date();
-    const plan = planMapping(job, source, columns, object.key, importTime);
-    report.fields = Object.fromEntries(Object.entries(plan.structs).filter(([, fields]) => fields.length)
-      .map(([group, fields]) => [group, Object.fromEntries((fields as StructField[]).map((f) => [f.name, f.column]))]));
-    if (plan.shapOnly) report.shapOnly = true;
-    report.checks.schema = 'ok';
-
-    report.checks.records = 'failed';
-    const stats = await stageFile(run, 'stage', plan, file);
-    report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
-    report.rejectedByCode = stats.rejectedByCode;
-    const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
-    report.errors = rejected.map((r) => {
-      const row = Number(r.row_number);
-      const column = String(r.column_name);
-      const code = r.code as ErrorDetail['code'];
-      const message = code === 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE' ? outOfWindow(job, importTime, row, column, r.raw) : String(r.message);
-      return { code, message, row, column };
-    });
-    report.warnings = await suspiciousColumns(run, job, source);
-    report.checks.records = stats.rowsRejected ? 'failed' : 'ok';
-    report.status = stats.rowsRejected ? 'invalid' : 'ok';
-    return report;
+    return await checkRows(run, job, report, file, source, options);
   } catch (err) {
     // Readers that convert a file while opening it (Arrow, Avro, SageMaker) fail inside fetchVersion:
     // the file was read, its contents are what is wrong.
@@ -141,6 +163,36 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     engine.close();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** The schema and record checks of a file (or a query's rows) opened as `source`; fills the report. */
+async function checkRows(run: RunQuery, job: JobConfig, report: DryRunReport, file: LocalFile, source: SourceRelation, options: DryRunOptions): Promise<DryRunReport> {
+  report.checks.schema = 'failed';
+  const columns = await describeFile(run, job, source, file);
+  report.columns = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
+  const importTime = new Date();
+  const plan = planMapping(job, source, columns, file.key, importTime);
+  report.fields = Object.fromEntries(Object.entries(plan.structs).filter(([, fields]) => fields.length)
+    .map(([group, fields]) => [group, Object.fromEntries((fields as StructField[]).map((f) => [f.name, f.column]))]));
+  if (plan.shapOnly) report.shapOnly = true;
+  report.checks.schema = 'ok';
+
+  report.checks.records = 'failed';
+  const stats = await stageFile(run, 'stage', plan, file);
+  report.rows = { read: stats.rowsRead, valid: stats.rowsValid, rejected: stats.rowsRejected };
+  report.rejectedByCode = stats.rejectedByCode;
+  const rejected = await run(rejectedRowsSql('stage', source, options.maxErrors ?? 20));
+  report.errors = rejected.map((r) => {
+    const row = Number(r.row_number);
+    const column = String(r.column_name);
+    const code = r.code as ErrorDetail['code'];
+    const message = code === 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE' ? outOfWindow(job, importTime, row, column, r.raw) : String(r.message);
+    return { code, message, row, column };
+  });
+  report.warnings = await suspiciousColumns(run, job, source);
+  report.checks.records = stats.rowsRejected ? 'failed' : 'ok';
+  report.status = stats.rowsRejected ? 'invalid' : 'ok';
+  return report;
 }
 
 /**

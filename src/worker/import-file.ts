@@ -8,9 +8,12 @@ import type { Engine } from '../engine/index.ts';
 import type { Importer, ImportResult } from '../import/index.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { objectUri, tooLarge } from '../source/index.ts';
+import { isSqlJob } from '../source/sql/index.ts';
 import type { Store } from '../store/store.ts';
 import type { DownloadTracker } from './download-tracker.ts';
 import { fetchVersion } from './fetch-version.ts';
+import { countImport } from './count-import.ts';
+import { importWindow } from './import-window.ts';
 
 export interface ImportDeps {
   config: Readonly<Config>;
@@ -37,6 +40,7 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
   const { config, store, s3, metrics, log } = deps;
   const version = await store.getVersion(fileId);
   if (!version || version.status !== 'pending') return { status: 'skipped' };
+  if (isSqlJob(job)) return importWindow(deps, job, version);
   const uri = objectUri(version);
   if (version.size > job.maxFileBytes) throw tooLarge(uri, version.size, job.maxFileBytes);
 
@@ -61,20 +65,10 @@ export async function importFileVersion(deps: ImportDeps, job: JobConfig, fileId
     const imported = await deps.importer.importFile({ job, version, file, source, importTime: new Date(), alone: fetched.alone });
     // Where the time went, for the log line: download, waiting for sibling downloads, the import (its turn included).
     const result = { ...imported, ms: { download: Math.round(downloadedAt - started), wait: Math.round(waitedAt - downloadedAt), import: Math.round(performance.now() - waitedAt) } };
-    if (result.status === 'succeeded' || result.status === 'partially_succeeded') {
-      metrics.storeChanged();
-      metrics.importLag.observe({ job: job.id }, Math.max(0, (Date.now() - version.lastModified.getTime()) / 1000));
-      metrics.rowsLoaded.inc({ job: job.id, kind: 'prediction' }, result.predictionsLoaded);
-      metrics.rowsLoaded.inc({ job: job.id, kind: 'actual' }, result.actualsLoaded);
-    }
-    for (const [reason, n] of Object.entries(result.rejectedByCode)) metrics.rowsRejected.inc({ job: job.id, reason }, n);
-    if (result.matched?.count) {
-      metrics.actualsMatched.inc({ job: job.id }, result.matched.count);
-      // Observing each bucket's mean delay once per row keeps both the bucket counts and the sum exact.
-      for (const g of result.matched.groups) for (let i = 0; i < g.count; i++) metrics.actualDelay.observe({ job: job.id }, g.meanSeconds);
-    }
+    countImport(metrics, job, result, version.lastModified);
     return result;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
+
