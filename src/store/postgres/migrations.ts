@@ -74,4 +74,15 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
           ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id;
     `,
   },
+  {
+    version: 2,
+    name: 'rows COPY straight into the tables',
+    sql: `
+      -- Rows are COPYed straight into the row tables (no staging table): their load time is the column's default.
+      ALTER TABLE prediction_rows ALTER COLUMN loaded_at SET DEFAULT now();
+      ALTER TABLE actual_rows ALTER COLUMN loaded_at SET DEFAULT now();
+      -- Whether a model holds any current actual yet is asked on every load of actuals.
+      CREATE INDEX actual_rows_time ON actual_rows (model_id, environment, actual_ts) WHERE is_current;
+    `,
+  },
 ];
