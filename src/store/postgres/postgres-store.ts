@@ -23,7 +23,7 @@ import {
   type RowsToLoad,
   type Store,
 } from '../store.ts';
-import { pipeCsv } from './copy-pipe.ts';
+import { CsvPipe } from './copy-pipe.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from '../rows.ts';
 
@@ -95,8 +95,11 @@ export class PostgresStore implements Store {
   private engine!: Engine & { close(): void };
   /** One import at a time per process: the engine is one DuckDB connection. Other processes import in parallel. */
   private readonly importLock = new Mutex();
+  private readonly csvPipe: CsvPipe;
 
-  constructor(private readonly options: PostgresStoreOptions) {}
+  constructor(private readonly options: PostgresStoreOptions) {
+    this.csvPipe = new CsvPipe(options.readableDirectory);
+  }
 
   /** Where the URL points, without credentials, for messages. */
   private where(): string {
@@ -460,7 +463,7 @@ export class PostgresStore implements Store {
     const cols = Object.keys(columns).filter((c) => have.has(c));
     const select = cols.map((c) => (columns[c] === 'JSONB' ? `CAST(to_json(${c}) AS VARCHAR) AS ${c}` : c));
     let copied = 0;
-    const written = await pipeCsv(this.options.readableDirectory, (path) => rows.engine.writeCsv(`SELECT ${select.join(', ')} FROM (${rows.sql})`, path), () => {
+    const written = await this.csvPipe.pipe((path) => rows.engine.writeCsv(`SELECT ${select.join(', ')} FROM (${rows.sql})`, path), () => {
       const stream = client.query(copyFrom(`COPY ${table} (${cols.join(', ')}) FROM STDIN (FORMAT csv)`));
       stream.on('finish', () => { copied = stream.rowCount; });
       return stream;
@@ -605,6 +608,7 @@ export class PostgresStore implements Store {
     await this.importLock.run(async () => {
       this.engine?.close();
       await this.pool?.end();
+      await this.csvPipe.close();
     });
   }
 }
