@@ -207,7 +207,7 @@ describe('admin API and dashboard', () => {
     for (const [query, name] of [[`SELECT * FROM '/etc/passwd'`, '/etc/passwd'], ['SELECT * FROM prediction', 'prediction']]) {
       assert.deepEqual(await call('POST', '/api/sql', { sql: query }), { status: 400, body: {
         code: 'IMP_ERR_SQL_UNKNOWN_TABLE',
-        message: `there is no table or view "${name}"; views: actuals, inferences, predictions; tables: actual_rows, import_files, model_predictions.ctr, rejected_rows`,
+        message: `there is no table or view "${name}"; views: actuals, inferences, predictions, shap_values; tables: actual_rows, import_files, model_predictions.ctr, rejected_rows, shap_rows`,
       } });
     }
         const [{ n }] = await sql(daemon.store)<{ n: number }>(`SELECT count(*)::INT AS n FROM actuals`);

@@ -55,7 +55,7 @@ describe('HTTP: health, readiness, metrics, token', () => {
     assert.doesNotMatch(text, /w\.parquet/);
     const rejected = await sql(daemon.store)(`SELECT row_number::INT AS row_number, column_name, code, message, raw::VARCHAR AS raw FROM rejected_rows ORDER BY row_number`);
     assert.deepEqual(rejected, [
-      { row_number: 4, column_name: 'score', code: 'IMP_ERR_ROW_PREDICTION_MISSING', message: 'row 4, column "score": the row has neither a prediction label nor a prediction score', raw: '{"pid":"w3","score":null}' },
+      { row_number: 4, column_name: 'score', code: 'IMP_ERR_ROW_PREDICTION_MISSING', message: 'row 4, column "score": the row has no prediction (label, score, named prediction, bounding boxes or response)', raw: '{"pid":"w3","score":null}' },
       { row_number: 13, column_name: 'pid', code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', message: 'row 13, column "pid": the prediction ID is null or empty', raw: '{"pid":null,"score":0.1}' },
     ]);
   });

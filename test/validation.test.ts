@@ -87,7 +87,7 @@ describe('validation and dry run', () => {
     assert.deepEqual(nan.errors.map((e) => [e.code, e.row, e.column]), [['IMP_ERR_ROW_SCORE_NOT_FINITE', 1, 'score']]);
     await put('acts/a.csv', `SELECT 'a' AS pid, 'yes' AS label UNION ALL SELECT 'b', NULL`);
     const acts = await check({ id: 'acts', source: `s3://${BUCKET}/acts/`, model: { id: 'm' }, schema: { predictionId: 'pid', actualLabel: 'label' } }, 'acts/a.csv');
-    assert.deepEqual(acts.errors.map((e) => [e.code, e.row, e.column, e.message]), [['IMP_ERR_ROW_ACTUAL_MISSING', 2, 'label', 'row 2, column "label": the row has neither an actual label nor an actual score']]);
+    assert.deepEqual(acts.errors.map((e) => [e.code, e.row, e.column, e.message]), [['IMP_ERR_ROW_ACTUAL_MISSING', 2, 'label', 'row 2, column "label": the row has no actual (label, score, relevance or bounding boxes)']]);
   });
 
   it('lists every file-level problem at once and checks no row', async () => {

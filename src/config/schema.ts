@@ -80,11 +80,31 @@ const modelSchema = z
   .strictObject({
     id: z.string().min(1).max(128).describe('Model ID the rows belong to'),
     version: z.string().min(1).max(128).default('no_version').describe("Constant model version; schema.version names a column instead (its empty cells also get this). Arize's default: no_version"),
-    type: z.enum(['binary', 'multiclass', 'regression', 'ranking']).optional().describe('Model type'),
+    type: z
+      .enum(['binary', 'multiclass', 'regression', 'ranking', 'object_detection', 'generative'])
+      .optional()
+      .describe('Model type; object_detection and generative have required fields of their own (schema.predictionBoxes, schema.prompt/response)'),
     environment: z.enum(['production', 'training', 'validation']).default('production').describe('Environment of the rows; training and validation sets are baselines'),
     batchId: z.string().min(1).max(128).optional().describe('Constant batch ID (training/validation only); schema.batchId names a column instead'),
   })
   .describe('The model the rows of this job belong to');
+
+/** Bounding boxes of an object-detection model, one list entry per box (Arize's object detection columns). */
+const boundingBoxes = (side: string) => z
+  .strictObject({
+    coordinates: columnName.describe('Column with the boxes\' coordinates: a list of [x_min, y_min, x_max, y_max] lists'),
+    categories: columnName.describe('Column with the boxes\' categories: a list of labels, one per box'),
+    scores: columnName.optional().describe('Column with the boxes\' confidence scores: a list of numbers, one per box'),
+  })
+  .describe(`Object detection: the ${side} bounding boxes`);
+
+/** A prompt or response of a generative model: its text and, optionally, its embedding vector. */
+const generativeText = (what: string) => z
+  .strictObject({
+    text: columnName.describe(`Column with the ${what} text`),
+    vector: columnName.optional().describe(`Column with the ${what}'s embedding vector (a list of numbers)`),
+  })
+  .describe(`Generative models: the ${what}`);
 
 const fieldMapping = z
   .strictObject({
@@ -94,7 +114,25 @@ const fieldMapping = z
     predictionLabel: columnName.optional().describe('Column with the predicted label'),
     predictionScore: columnName.optional().describe('Column with the predicted score'),
     actualLabel: columnName.optional().describe('Column with the actual (ground truth) label'),
-    actualScore: columnName.optional().describe('Column with the actual (ground truth) score'),
+    actualScore: columnName.optional().describe('Column with the actual (ground truth) score; multiclass: may be a map of class to score (kept as actual_scores)'),
+    thresholdScores: columnName.optional().describe('Multiclass: column with a map of class to decision threshold (Arize\'s multi-class threshold scores)'),
+    rawInputs: columnSelection.optional().describe('Raw input columns kept with the prediction but not treated as features (Aporia\'s raw_inputs): a name prefix (stripped) or a list'),
+    predictions: z
+      .union([z.array(columnName).min(1), z.record(columnName, featureType)])
+      .optional()
+      .describe('Named predictions beside predictionLabel/predictionScore (Aporia\'s predictions dict): a list of columns, or column → type (numeric, string, boolean, categorical, datetime)'),
+    predictionBoxes: boundingBoxes('predicted').optional(),
+    actualBoxes: boundingBoxes('actual (ground truth)').optional(),
+    prompt: generativeText('prompt').optional(),
+    response: generativeText('response').optional(),
+    tokenCounts: z
+      .strictObject({
+        prompt: columnName.optional().describe('Column with the prompt\'s token count'),
+        response: columnName.optional().describe('Column with the response\'s token count'),
+        total: columnName.optional().describe('Column with the total token count'),
+      })
+      .optional()
+      .describe('Generative models: token counts, where given'),
     features: columnSelection.optional().describe('Feature columns: a name prefix (stripped from the feature name) or a list; omitted = every unmapped column'),
     tags: columnSelection.optional().describe('Tag columns: a name prefix (stripped) or a list; omitted = none'),
     exclude: z.array(columnName).optional().describe('Columns never taken as features when features are inferred (features omitted)'),
@@ -102,7 +140,11 @@ const fieldMapping = z
       .record(z.string().min(1), featureType)
       .optional()
       .describe('Declared types of features by feature name (Aporia vocabulary); values are checked and cast'),
-    shapValues: z.string().min(1).optional().describe('Prefix of SHAP value columns (stripped from the feature name)'),
+    shapValues: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Prefix of SHAP value columns (stripped from the feature name); mapped without predictions or actuals, the files hold SHAP values alone, matched to predictions by predictionId in any order'),
     embeddings: z
       .array(
         z.strictObject({
@@ -167,16 +209,35 @@ const jobSchema = z
   })
   .superRefine((job, ctx) => {
     const s = job.schema;
-    const predicts = s.predictionLabel ?? s.predictionScore ?? s.rank;
-    const actual = s.actualLabel ?? s.actualScore ?? s.relevanceLabel ?? s.relevanceScore;
-    if (!predicts && !actual) {
+    const predicts = s.predictionLabel ?? s.predictionScore ?? s.rank ?? s.predictions ?? s.predictionBoxes ?? s.prompt ?? s.response;
+    const actual = s.actualLabel ?? s.actualScore ?? s.relevanceLabel ?? s.relevanceScore ?? s.actualBoxes;
+    if (!predicts && !actual && !s.shapValues) {
       ctx.addIssue({
         code: 'custom',
         path: ['schema'],
-        message: 'maps neither predictions (predictionLabel/predictionScore) nor actuals (actualLabel/actualScore)',
+        message: 'maps neither predictions (predictionLabel/predictionScore) nor actuals (actualLabel/actualScore) nor SHAP values (shapValues)',
       });
     }
     const type = job.model.type;
+    const need = (field: keyof typeof s, why: string) => {
+      if (!s[field]) ctx.addIssue({ code: 'custom', path: ['schema', field], message: why });
+    };
+    const only = (fields: Array<keyof typeof s>, t: string, why: string) => {
+      for (const f of fields) if (s[f] && type !== t) ctx.addIssue({ code: 'custom', path: ['schema', f], message: `${why}; set model.type: ${t}` });
+    };
+    only(['predictionBoxes', 'actualBoxes'], 'object_detection', 'bounding boxes belong to object-detection models');
+    only(['prompt', 'response', 'tokenCounts'], 'generative', 'prompts, responses and token counts belong to generative models');
+    only(['thresholdScores'], 'multiclass', 'threshold scores belong to multiclass models');
+    if (type === 'object_detection') {
+      if (s.predictionLabel || s.predictionScore || s.actualLabel || s.actualScore) {
+        ctx.addIssue({ code: 'custom', path: ['schema'], message: 'an object-detection model maps its predictions and actuals as predictionBoxes and actualBoxes, not labels or scores' });
+      }
+    }
+    if (type === 'generative' && predicts) {
+      need('prompt', 'required for a generative model (the prompt text, optionally its vector)');
+      need('response', 'required for a generative model (the response text, optionally its vector)');
+    }
+    if (s.thresholdScores && !s.predictionScore) need('predictionScore', 'thresholdScores needs the class scores they apply to');
     if (type === 'regression') {
       if (predicts && !s.predictionScore) ctx.addIssue({ code: 'custom', path: ['schema', 'predictionScore'], message: 'required for a regression model (the predicted value)' });
       if (actual && !s.actualScore) ctx.addIssue({ code: 'custom', path: ['schema', 'actualScore'], message: 'required for a regression model (the actual value)' });

@@ -6,7 +6,7 @@ import { jobRelationOfFiles } from '../schema/select.ts';
 import { describeFile, firstRejectedSql, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
 import type { EngineRows, ImportTransaction, MatchedActuals, Store } from '../store/store.ts';
 import { fileOutcome, type FirstRejected } from './outcome.ts';
-import type { ImportRequest, ImportResult } from './types.ts';
+import { ACTUAL_ROW_COLUMNS, PREDICTION_ROW_COLUMNS, SHAP_ROW_COLUMNS, type ImportRequest, type ImportResult } from './types.ts';
 
 /**
  * A group loaded first turned out to hold a row that needs its verdict (a rejected row or a
@@ -27,6 +27,7 @@ interface GroupMember {
   refuse?: boolean;
   predictionsLoaded?: number;
   actualsLoaded?: number;
+  shapLoaded?: number;
 }
 
 let stageSeq = 0;
@@ -52,12 +53,14 @@ function checkLoaded(inserted: number, perFile: number[], what: string): void {
   if (inserted !== expected) throw new ImporterError('IMP_ERR_INTERNAL', `inserted ${inserted} ${what} where the staged files hold ${expected}`);
 }
 
-/** Prediction rows of a relation, in the columns stores take (see PREDICTION_ROW_COLUMNS). */
+/** A row list of the columns stores take, from staged rows: the file's ID as source_file_id, the rest by name. */
+const rowColumns = (columns: readonly string[], sourceFileId: string, computed: Record<string, string> = {}) =>
+  columns.map((c) => (c === 'source_file_id' ? `CAST(${sourceFileId} AS BIGINT) AS source_file_id` : computed[c] ? `${computed[c]} AS ${c}` : c)).join(', ');
+
+/** Prediction rows of a relation, in the columns stores take (PREDICTION_ROW_COLUMNS and the STRUCT columns the file brings). */
 function predictionRows(structs: StructColumns, sourceFileId: string, from: string): string {
   const structCols = Object.entries(structs).filter(([, fields]) => fields.length).map(([name]) => name);
-  return `SELECT model_version, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
-            prediction_scores, prediction_group_id, rank, ${structCols.map((c) => `${c}, `).join('')}CAST(${sourceFileId} AS BIGINT) AS source_file_id, source_row
-          FROM ${from}`;
+  return `SELECT ${rowColumns(PREDICTION_ROW_COLUMNS, sourceFileId)}${structCols.map((c) => `, ${c}`).join('')} FROM ${from}`;
 }
 
 /**
@@ -164,9 +167,7 @@ async function importIn(
       // A file of predictions and actuals may hold one ID under several versions: its last actual wins.
       const actualRows = `SELECT * FROM ${rowsOf(m)} WHERE ${validOf(m)} AND has_actual
                           ${m.plan.hasPredictions ? 'QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY source_row DESC) = 1' : ''}`;
-      return `SELECT prediction_id, actual_label, actual_score, relevance_label, relevance_score, prediction_ts AS actual_ts,
-              CAST(${m.request.version.fileId} AS BIGINT) AS source_file_id, source_row
-       FROM (${actualRows})`;
+      return `SELECT ${rowColumns(ACTUAL_ROW_COLUMNS, String(m.request.version.fileId), { actual_ts: 'prediction_ts' })} FROM (${actualRows})`;
     });
     const loaded = await tx.loadActuals({
       fileIds: withActuals.map((m) => m.request.version.fileId),
@@ -179,6 +180,18 @@ async function importIn(
       m.actualsLoaded = Number(n);
     }
     checkLoaded(loaded, withActuals.map((m) => m.actualsLoaded!), 'actuals');
+  }
+  // Files of SHAP values alone: rows keyed by prediction ID like actuals, matched to predictions whichever arrives first.
+  const withShap = loading.filter((m) => m.plan.shapOnly);
+  if (withShap.length) {
+    const loaded = await tx.loadShap({
+      fileIds: withShap.map((m) => m.request.version.fileId),
+      keys: keysOf(withShap),
+      batches: [rows(withShap.map((m) => `SELECT ${rowColumns(SHAP_ROW_COLUMNS, String(m.request.version.fileId), { shap: 'to_json(shap)' })} FROM ${rowsOf(m)} WHERE ${validOf(m)}`).join(' UNION ALL '))],
+      newKeys: rows(withShap.map((m) => `SELECT prediction_id FROM ${m.stage} WHERE reject_code IS NULL`).join(' UNION ALL ')),
+    });
+    for (const m of withShap) m.shapLoaded = m.stats!.rowsValid;
+    checkLoaded(loaded, withShap.map((m) => m.shapLoaded!), 'SHAP rows');
   }
   const ids = (ms: GroupMember[]) => ms.map((m) => m.request.version.fileId);
   const matched = loading.length
@@ -197,7 +210,7 @@ async function importIn(
       const [r] = await run(firstRejectedSql(m.stage));
       first = { row: Number(r.row_number), column: (r.column_name as string | null) ?? null, code: String(r.code), message: String(r.message) };
     }
-    const outcome = fileOutcome(file.key, stats, { predictions: m.predictionsLoaded ?? 0, actuals: m.actualsLoaded ?? 0 }, m.refuse === true, first);
+    const outcome = fileOutcome(file.key, stats, { predictions: (m.predictionsLoaded ?? 0) + (m.shapLoaded ?? 0), actuals: m.actualsLoaded ?? 0 }, m.refuse === true, first);
     await tx.finish(version.fileId, outcome);
     m.result = {
       status: outcome.status, rowsRead: stats.rowsRead, predictionsLoaded: outcome.predictionsLoaded, actualsLoaded: outcome.actualsLoaded,

@@ -33,14 +33,19 @@ export interface ImportResult {
   loadedFirst?: boolean;
 }
 
-/** Columns of the prediction rows the import hands a store (struct columns follow the file: features, tags, shap, embeddings). */
+/** Columns of the prediction rows the import hands a store (STRUCT columns follow the file: see `StructColumns`). */
 export const PREDICTION_ROW_COLUMNS = [
   'model_version', 'batch_id', 'prediction_id', 'prediction_ts', 'prediction_label', 'prediction_score',
-  'prediction_scores', 'prediction_group_id', 'rank', 'source_file_id', 'source_row',
+  'prediction_scores', 'threshold_scores', 'prediction_group_id', 'rank', 'source_file_id', 'source_row',
 ] as const;
 
 /** Columns of the actual rows the import hands a store. */
-export const ACTUAL_ROW_COLUMNS = ['prediction_id', 'actual_label', 'actual_score', 'relevance_label', 'relevance_score', 'actual_ts', 'source_file_id', 'source_row'] as const;
+export const ACTUAL_ROW_COLUMNS = [
+  'prediction_id', 'actual_label', 'actual_score', 'actual_scores', 'actual_boxes', 'relevance_label', 'relevance_score', 'actual_ts', 'source_file_id', 'source_row',
+] as const;
+
+/** Columns of the rows of a file of SHAP values alone the import hands a store (`shap` as JSON: field → value). */
+export const SHAP_ROW_COLUMNS = ['prediction_id', 'shap', 'source_file_id', 'source_row'] as const;
 
 /** Columns of the rejected rows the import hands a store (`raw` is the source row as JSON). */
 export const REJECTED_ROW_COLUMNS = ['row_number', 'column_name', 'code', 'message', 'raw'] as const;

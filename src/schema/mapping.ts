@@ -17,20 +17,34 @@ export interface StructField {
   sql: string;
 }
 
-/** The STRUCT columns of a model table, each holding the fields one file brings. */
+/**
+ * The STRUCT columns of a model table, each holding the fields one file brings: features, tags,
+ * SHAP values, embeddings, raw inputs (kept, not features), named predictions, an object-detection
+ * model's predicted boxes and a generative model's prompt, response and token counts.
+ */
 export interface StructColumns {
   features: StructField[];
   tags: StructField[];
   shap: StructField[];
   embeddings: StructField[];
+  raw_inputs: StructField[];
+  named_predictions: StructField[];
+  prediction_boxes: StructField[];
+  llm: StructField[];
 }
+
+/** What each STRUCT column holds, as messages name it. */
+export const STRUCT_FIELD_KINDS: Record<keyof StructColumns, string> = {
+  features: 'feature', tags: 'tag', shap: 'SHAP value', embeddings: 'embedding', raw_inputs: 'raw input',
+  named_predictions: 'prediction', prediction_boxes: 'bounding box field', llm: 'generative field',
+};
 
 /**
  * The per-file transformation, as SQL, plus what it produces. `rowsSql` yields the columns
  * source_row, prediction_id, model_version, batch_id, prediction_ts, prediction_label,
- * prediction_score, prediction_scores, prediction_group_id, rank, actual_label, actual_score,
- * relevance_label, relevance_score, features, tags, shap, embeddings, has_actual, reject_code,
- * reject_column. A row's reject code is its first failed rule; duplicates of `uniqueKey` are
+ * prediction_score, prediction_scores, threshold_scores, prediction_group_id, rank, actual_label,
+ * actual_score, actual_scores, actual_boxes, relevance_label, relevance_score, the STRUCT columns
+ * (see `StructColumns`), has_actual, reject_code, reject_column. A row's reject code is its first failed rule; duplicates of `uniqueKey` are
  * marked after staging (see `stageFile`), since finding them needs the whole file.
  */
 export interface MappingPlan {
@@ -41,6 +55,8 @@ export interface MappingPlan {
   idColumn: string;
   hasPredictions: boolean;
   hasActuals: boolean;
+  /** A file of SHAP values alone (no predictions, no actuals): its rows are matched to predictions by ID. */
+  shapOnly: boolean;
   structs: StructColumns;
 }
 
@@ -131,21 +147,29 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
   const rank = col(m.rank);
   const relLabel = col(m.relevanceLabel);
   const relScore = col(m.relevanceScore);
+  const thresholds = col(m.thresholdScores);
   const scalar = (t: string) => !isNested(t);
   const numberLike = (t: string) => isNumeric(t) || isText(t);
-  const scoreMap = job.model.type === 'multiclass' && predScore !== undefined && /^(MAP|STRUCT)/i.test(predScore.type);
+  const isMap = (t: string) => /^(MAP|STRUCT)/i.test(t);
+  const multiclass = job.model.type === 'multiclass';
+  const scoreMap = multiclass && predScore !== undefined && isMap(predScore.type);
+  const actualScoreMap = multiclass && actScore !== undefined && isMap(actScore.type);
   expect('predictionId', pid, (t) => scalar(t) && !/^(FLOAT|DOUBLE|REAL|BOOLEAN)/i.test(t), 'text or an integer');
   expect('timestamp', ts, (t) => isTimestamp(t) || isNumeric(t) || isText(t), 'a timestamp, epoch number or RFC 3339 text');
-  if (!scoreMap) expect('predictionScore', predScore, numberLike, job.model.type === 'multiclass' ? 'a number or a map of class to score' : 'a number');
-  for (const [field, c] of [['actualScore', actScore], ['rank', rank], ['relevanceScore', relScore]] as const) expect(field, c, numberLike, 'a number');
+  if (!scoreMap) expect('predictionScore', predScore, numberLike, multiclass ? 'a number or a map of class to score' : 'a number');
+  if (!actualScoreMap) expect('actualScore', actScore, numberLike, multiclass ? 'a number or a map of class to score' : 'a number');
+  expect('thresholdScores', thresholds, isMap, 'a map (or struct) of class to threshold');
+  for (const [field, c] of [['rank', rank], ['relevanceScore', relScore]] as const) expect(field, c, numberLike, 'a number');
   for (const [field, c] of [['predictionLabel', predLabel], ['actualLabel', actLabel], ['version', version], ['batchId', batch], ['predictionGroupId', groupId], ['relevanceLabel', relLabel]] as const) {
     expect(field, c, scalar, 'a scalar (text, number or boolean)');
   }
 
-  const hasPredictions = !!(m.predictionLabel ?? m.predictionScore ?? m.rank);
-  const hasActuals = !!(m.actualLabel ?? m.actualScore ?? m.relevanceLabel ?? m.relevanceScore);
+  const hasPredictions = !!(m.predictionLabel ?? m.predictionScore ?? m.rank ?? m.predictions ?? m.predictionBoxes ?? m.prompt ?? m.response);
+  const hasActuals = !!(m.actualLabel ?? m.actualScore ?? m.relevanceLabel ?? m.relevanceScore ?? m.actualBoxes);
   const taken = new Set(
-    [m.predictionId, m.timestamp, m.version, m.batchId, m.predictionLabel, m.predictionScore, m.actualLabel, m.actualScore, m.predictionGroupId, m.rank, m.relevanceLabel, m.relevanceScore]
+    [m.predictionId, m.timestamp, m.version, m.batchId, m.predictionLabel, m.predictionScore, m.actualLabel, m.actualScore, m.predictionGroupId, m.rank, m.relevanceLabel, m.relevanceScore,
+      m.thresholdScores, m.predictionBoxes?.coordinates, m.predictionBoxes?.categories, m.predictionBoxes?.scores, m.actualBoxes?.coordinates, m.actualBoxes?.categories, m.actualBoxes?.scores,
+      m.prompt?.text, m.prompt?.vector, m.response?.text, m.response?.vector, m.tokenCounts?.prompt, m.tokenCounts?.response, m.tokenCounts?.total]
       .filter((x): x is string => !!x),
   );
 
@@ -200,8 +224,20 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
   for (const s of shap) taken.add(s.column);
   const tags = pick(m.tags, false).map(plain);
   for (const t of tags) taken.add(t.column);
+  const rawInputs = pick(m.rawInputs, false).map(plain);
+  for (const r of rawInputs) taken.add(r.column);
+  // Aporia's predictions dict: a list of columns (types as in the file), or column → declared type (checked and cast like a feature's).
+  const named = m.predictions === undefined ? []
+    : Array.isArray(m.predictions) ? pick(m.predictions, false).map(plain)
+      : pick(Object.keys(m.predictions), false).map((p) => typedFeature(job, p, (m.predictions as Record<string, FeatureType>)[p.name], helpers, checks, badType));
+  for (const n of named) taken.add(n.column);
   for (const x of m.exclude ?? []) taken.add(x);
   const features = hasPredictions ? pick(m.features, true).map((p) => typedFeature(job, p, m.featureTypes?.[p.name], helpers, checks, badType)) : [];
+  const boxes = (side: 'prediction' | 'actual', spec: FieldMapping['predictionBoxes']) =>
+    spec && planBoxes(`${side}Boxes`, col(spec.coordinates), col(spec.categories), col(spec.scores), helpers, checks, badType);
+  const predictionBoxes = boxes('prediction', m.predictionBoxes);
+  const actualBoxes = boxes('actual', m.actualBoxes);
+  const llm = planGenerative(m, col, helpers, checks, badType);
 
   if (missing.length) {
     const names = [...new Set(missing)];
@@ -230,12 +266,13 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
     }
   };
 
-  // Multiclass: a map (or struct) of class → score; the scalar score is the predicted class's, else the highest.
-  const scoresSql = !scoreMap || !predScore
+  // Multiclass: a map (or struct) of class → score; the scalar score is the predicted (actual) class's, else the highest.
+  const mapSql = (c: FileColumn | undefined) => !c
     ? 'NULL::MAP(VARCHAR, DOUBLE)'
-    : /^MAP/i.test(predScore.type)
-      ? `map_from_entries(list_transform(map_entries(${ref(predScore)}), e -> {'key': CAST(e.key AS VARCHAR), 'value': CAST(e.value AS DOUBLE)}))`
-      : `map_from_entries(list_transform(json_keys(to_json(${ref(predScore)})), k -> {'key': k, 'value': CAST(json_extract(to_json(${ref(predScore)}), '$."' || k || '"') AS DOUBLE)}))`;
+    : /^MAP/i.test(c.type)
+      ? `map_from_entries(list_transform(map_entries(${ref(c)}), e -> {'key': CAST(e.key AS VARCHAR), 'value': CAST(e.value AS DOUBLE)}))`
+      : `map_from_entries(list_transform(json_keys(to_json(${ref(c)})), k -> {'key': k, 'value': CAST(json_extract(to_json(${ref(c)}), '$."' || k || '"') AS DOUBLE)}))`;
+  const scoresSql = scoreMap ? mapSql(predScore) : mapSql(undefined);
 
   const earliest = sqlString(new Date(importTime.getTime() - job.timestamps.maxAge).toISOString());
   const latest = sqlString(new Date(importTime.getTime() + job.timestamps.maxAhead).toISOString());
@@ -250,23 +287,38 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
     rowChecks.push([`prediction_ts < TIMESTAMPTZ ${earliest} OR prediction_ts > TIMESTAMPTZ ${latest}`, 'IMP_ERR_ROW_TIMESTAMP_OUT_OF_RANGE', ts.name]);
   }
   if (!scoreMap) notANumber(predScore, 'prediction_score');
-  notANumber(actScore, 'actual_score');
+  if (!actualScoreMap) notANumber(actScore, 'actual_score');
   notANumber(relScore, 'relevance_score');
   notANumber(rank, 'rank');
   rowChecks.push(...checks.splice(0));
   if (predScore) rowChecks.push([scoreMap ? `list_bool_or(list_transform(map_values(prediction_scores), v -> isnan(v) OR isinf(v)))` : `isnan(prediction_score) OR isinf(prediction_score)`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', predScore.name]);
-  if (actScore) rowChecks.push([`isnan(actual_score) OR isinf(actual_score)`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', actScore.name]);
+  if (actScore) rowChecks.push([actualScoreMap ? `list_bool_or(list_transform(map_values(actual_scores), v -> isnan(v) OR isinf(v)))` : `isnan(actual_score) OR isinf(actual_score)`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', actScore.name]);
   if (groupId) rowChecks.push([`prediction_group_id IS NULL OR trim(prediction_group_id) = ''`, 'IMP_ERR_ROW_GROUP_ID_MISSING', groupId.name]);
   if (rank) rowChecks.push([`rank IS NULL OR rank <> floor(rank) OR rank < 1 OR rank > ${MAX_RANK}`, 'IMP_ERR_ROW_RANK_OUT_OF_RANGE', rank.name]);
+  if (thresholds) rowChecks.push([`list_bool_or(list_transform(map_values(threshold_scores), v -> isnan(v) OR isinf(v)))`, 'IMP_ERR_ROW_SCORE_NOT_FINITE', thresholds.name]);
+  const shapOnly = !hasPredictions && !hasActuals;
   if (hasPredictions && !rank) {
-    rowChecks.push([`prediction_label IS NULL AND prediction_score IS NULL`, 'IMP_ERR_ROW_PREDICTION_MISSING', (m.predictionLabel ?? m.predictionScore)!]);
-  } else if (!hasPredictions) {
-    rowChecks.push([`actual_label IS NULL AND actual_score IS NULL AND relevance_label IS NULL AND relevance_score IS NULL`, 'IMP_ERR_ROW_ACTUAL_MISSING', (m.actualLabel ?? m.actualScore ?? m.relevanceLabel ?? m.relevanceScore)!]);
+    // Values beyond label and score that make a row a prediction: named predictions, boxes, a response.
+    const others = [...named.map((n) => n.column), m.predictionBoxes?.coordinates, m.response?.text].filter((c): c is string => !!c && byName.has(c));
+    if (others.length) helpers.push(`(${others.map((c) => `${ref(c)} IS NOT NULL`).join(' OR ')}) AS __prediction_given`);
+    rowChecks.push([`prediction_label IS NULL AND prediction_score IS NULL${others.length ? ' AND NOT __prediction_given' : ''}`, 'IMP_ERR_ROW_PREDICTION_MISSING',
+      (m.predictionLabel ?? m.predictionScore ?? m.response?.text ?? m.predictionBoxes?.coordinates ?? named[0]?.column)!]);
+  } else if (hasActuals && !hasPredictions) {
+    rowChecks.push([`actual_label IS NULL AND actual_score IS NULL AND relevance_label IS NULL AND relevance_score IS NULL AND actual_boxes IS NULL`, 'IMP_ERR_ROW_ACTUAL_MISSING',
+      (m.actualLabel ?? m.actualScore ?? m.relevanceLabel ?? m.relevanceScore ?? m.actualBoxes?.coordinates)!]);
+  } else if (shapOnly) {
+    rowChecks.push([shap.length ? shap.map((f) => `shap.${sqlIdent(f.name)} IS NULL`).join(' AND ') : 'true', 'IMP_ERR_ROW_SHAP_MISSING', shap[0]?.column ?? m.shapValues!]);
   }
   const firstProblem = (part: 'code' | 'column') =>
     `CASE ${rowChecks.map(([cond, code, column]) => `WHEN ${cond} THEN ${sqlString(part === 'code' ? code : column)}`).join(' ')} END`;
 
-  const structs: StructColumns = { features, tags, shap, embeddings };
+  const structs: StructColumns = {
+    features, tags, shap, embeddings, raw_inputs: rawInputs, named_predictions: named, prediction_boxes: predictionBoxes ?? [], llm,
+  };
+  // No coordinates, no boxes (a NULL, not a struct of NULLs): the row then has no actual.
+  const fixedBoxes = (fields: StructField[] | undefined) => fields?.length
+    ? `CASE WHEN ${fields[0].sql} IS NOT NULL THEN struct_pack(${['coordinates', 'categories', 'scores'].map((f) => `${f} := ${fields.find((x) => x.name === f)?.sql ?? 'NULL'}::${BOX_FIELD_TYPES[f]}`).join(', ')}) END`
+    : `NULL::${BOXES_TYPE}`;
   const mapped = `SELECT
       CAST(${ref(source.rowNumberColumn)} AS BIGINT) AS source_row,
       ${textSql(pid)} AS prediction_id,
@@ -276,29 +328,35 @@ export function planMapping(job: JobConfig, source: SourceRelation, columns: Fil
       ${textSql(predLabel)} AS prediction_label,
       ${scoreMap ? 'NULL::DOUBLE' : numberSql(predScore)} AS prediction_score,
       ${scoresSql} AS prediction_scores,
+      ${mapSql(thresholds)} AS threshold_scores,
       ${textSql(groupId)} AS prediction_group_id,
       ${numberSql(rank)} AS rank,
       ${textSql(actLabel)} AS actual_label,
-      ${numberSql(actScore)} AS actual_score,
+      ${actualScoreMap ? 'NULL::DOUBLE' : numberSql(actScore)} AS actual_score,
+      ${actualScoreMap ? mapSql(actScore) : mapSql(undefined)} AS actual_scores,
+      ${fixedBoxes(actualBoxes)} AS actual_boxes,
       ${textSql(relLabel)} AS relevance_label,
       ${numberSql(relScore)} AS relevance_score,
       ${Object.entries(structs).map(([name, fields]) => `${structSql(fields)} AS ${name}`).join(',\n      ')}
       ${helpers.map((h) => `, ${h}`).join('\n      ')}
       ${source.fileIndexColumn ? `, CAST(${ref(source.fileIndexColumn)} AS BIGINT) AS file_index` : ''}
     FROM ${source.sql} AS src`;
-  const scored = scoreMap
-    ? `SELECT * REPLACE (COALESCE(element_at(prediction_scores, prediction_label)[1], list_max(map_values(prediction_scores))) AS prediction_score) FROM (${mapped})`
-    : mapped;
+  const fromMap = (scalar: string, map: string, label: string) => `COALESCE(element_at(${map}, ${label})[1], list_max(map_values(${map}))) AS ${scalar}`;
+  const replaced = [
+    ...(scoreMap ? [fromMap('prediction_score', 'prediction_scores', 'prediction_label')] : []),
+    ...(actualScoreMap ? [fromMap('actual_score', 'actual_scores', 'actual_label')] : []),
+  ];
+  const scored = replaced.length ? `SELECT * REPLACE (${replaced.join(', ')}) FROM (${mapped})` : mapped;
   const checked = `SELECT *, ${firstProblem('code')} AS __code, ${firstProblem('column')} AS __column FROM (${scored})`;
   const helperNames = helpers.map((h) => h.slice(h.lastIndexOf(' AS ') + 4));
   const rowsSql = `SELECT * EXCLUDE (rank, __code, __column${helperNames.map((h) => `, ${h}`).join('')}),
       CAST(rank AS INTEGER) AS rank,
-      (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL) AS has_actual,
+      (actual_label IS NOT NULL OR actual_score IS NOT NULL OR relevance_label IS NOT NULL OR relevance_score IS NOT NULL OR actual_boxes IS NOT NULL) AS has_actual,
       __code AS reject_code, __column AS reject_column
     FROM (${checked})`;
   // A prediction is one (version, ID); a file of actuals only knows IDs.
   const uniqueKey = hasPredictions ? ['model_version', 'prediction_id'] : ['prediction_id'];
-  return { rowsSql, uniqueKey, idColumn: m.predictionId, hasPredictions, hasActuals, structs };
+  return { rowsSql, uniqueKey, idColumn: m.predictionId, hasPredictions, hasActuals, shapOnly, structs };
 }
 
 /**
@@ -382,7 +440,7 @@ export function mergeStructFields(modelId: string, column: string, stored: Array
         merged.set(f.name, 'DOUBLE');
         changed = true;
       } else if (!(old === 'DOUBLE' && f.type === 'BIGINT')) {
-        const what = { features: 'feature', tags: 'tag', shap: 'SHAP value', embeddings: 'embedding' }[column] ?? column;
+        const what = STRUCT_FIELD_KINDS[column as keyof StructColumns] ?? column;
         throw new ImporterError(
           'IMP_ERR_SCHEMA_FEATURE_CONFLICT',
           `${what} "${f.name}" (column "${f.column}") is ${f.type} in this file but ${old} in model "${modelId}"; cast it in the producer or rename it`,
@@ -392,4 +450,89 @@ export function mergeStructFields(modelId: string, column: string, stored: Array
     }
   }
   return { merged, changed };
+}
+
+/** Stored types of the bounding-box fields: one entry per box. */
+const BOX_FIELD_TYPES: Record<string, string> = { coordinates: 'DOUBLE[][]', categories: 'VARCHAR[]', scores: 'DOUBLE[]' };
+/** The type of a row's bounding boxes where they have a column of their own (actuals). */
+export const BOXES_TYPE = `STRUCT(${Object.entries(BOX_FIELD_TYPES).map(([f, t]) => `${f} ${t}`).join(', ')})`;
+
+/**
+ * An object-detection model's bounding boxes: coordinates (a list of 4-number lists), categories
+ * (one per box) and scores (one per box, optional), as fields. Each row is checked: every box
+ * has 4 finite coordinates with min <= max, and as many categories (and scores) as boxes.
+ */
+function planBoxes(
+  field: string,
+  coordinates: FileColumn | undefined,
+  categories: FileColumn | undefined,
+  scores: FileColumn | undefined,
+  helpers: string[],
+  checks: Check[],
+  badType: (field: string, c: FileColumn, want: string) => void,
+): StructField[] {
+  const listOf = (t: string, depth: number) => (/(\[\d*\])+$/.exec(t)?.[0].split('[').length ?? 1) - 1 === depth;
+  const numbers = (t: string, depth: number) => listOf(t, depth) && isNumeric(t.replace(/(\[\d*\])+$/, ''));
+  if (coordinates && !numbers(coordinates.type, 2)) badType(`${field}.coordinates`, coordinates, 'a list of [x_min, y_min, x_max, y_max] lists of numbers');
+  if (categories && !listOf(categories.type, 1)) badType(`${field}.categories`, categories, 'a list of labels, one per box');
+  if (scores && !numbers(scores.type, 1)) badType(`${field}.scores`, scores, 'a list of numbers, one per box');
+  if (!coordinates || !categories) return [];
+  const c = ref(coordinates);
+  const n = helpers.length;
+  const badBox = `b IS NULL OR len(b) <> 4 OR list_bool_or(list_transform(b, x -> x IS NULL OR isnan(x) OR isinf(x))) OR b[1] > b[3] OR b[2] > b[4]`;
+  helpers.push(`${c} IS NOT NULL AND coalesce(list_bool_or(list_transform(CAST(${c} AS DOUBLE[][]), b -> ${badBox})), false) AS __box_${n}`);
+  checks.push([`__box_${n}`, 'IMP_ERR_ROW_BOUNDING_BOX', coordinates.name]);
+  helpers.push(`len(${c}) IS DISTINCT FROM len(${ref(categories)}) AS __box_categories_${n}`);
+  checks.push([`__box_categories_${n}`, 'IMP_ERR_ROW_BOUNDING_BOX', categories.name]);
+  if (scores) {
+    helpers.push(`${ref(scores)} IS NOT NULL AND len(${c}) IS DISTINCT FROM len(${ref(scores)}) AS __box_scores_${n}`);
+    checks.push([`__box_scores_${n}`, 'IMP_ERR_ROW_BOUNDING_BOX', scores.name]);
+  }
+  const fields: StructField[] = [
+    { name: 'coordinates', column: coordinates.name, type: BOX_FIELD_TYPES.coordinates, sql: `CAST(${c} AS DOUBLE[][])` },
+    { name: 'categories', column: categories.name, type: BOX_FIELD_TYPES.categories, sql: `CAST(${ref(categories)} AS VARCHAR[])` },
+  ];
+  if (scores) fields.push({ name: 'scores', column: scores.name, type: BOX_FIELD_TYPES.scores, sql: `CAST(${ref(scores)} AS DOUBLE[])` });
+  return fields;
+}
+
+/**
+ * A generative model's prompt and response (text, optional embedding vector) and token counts, as
+ * fields of its `llm` column. Token counts must be whole numbers from 0; others are row errors.
+ */
+function planGenerative(
+  m: FieldMapping,
+  col: (name: string | undefined) => FileColumn | undefined,
+  helpers: string[],
+  checks: Check[],
+  badType: (field: string, c: FileColumn, want: string) => void,
+): StructField[] {
+  const fields: StructField[] = [];
+  for (const [name, spec] of [['prompt', m.prompt], ['response', m.response]] as const) {
+    if (!spec) continue;
+    const text = col(spec.text);
+    const vector = col(spec.vector);
+    if (text) {
+      if (isNested(text.type)) badType(`${name}.text`, text, 'text');
+      else fields.push({ name, column: text.name, type: 'VARCHAR', sql: `CAST(${ref(text)} AS VARCHAR)` });
+    }
+    if (vector) {
+      if (!isList(vector.type) || !isNumeric(vector.type.replace(/\[\d*\]$/, ''))) badType(`${name}.vector`, vector, 'a list of numbers');
+      else fields.push({ name: `${name}_vector`, column: vector.name, type: 'DOUBLE[]', sql: `CAST(${ref(vector)} AS DOUBLE[])` });
+    }
+  }
+  for (const [name, column] of Object.entries(m.tokenCounts ?? {})) {
+    const c = col(column);
+    if (!c) continue;
+    if (!isNumeric(c.type) && !isText(c.type)) {
+      badType(`tokenCounts.${name}`, c, 'a whole number');
+      continue;
+    }
+    const value = `TRY_CAST(${ref(c)} AS DOUBLE)`;
+    const flag = `__tokens_${name}`;
+    helpers.push(`${ref(c)} IS NOT NULL AND (${value} IS NULL OR ${value} < 0 OR ${value} <> floor(${value})) AS ${flag}`);
+    checks.push([flag, 'IMP_ERR_ROW_VALUE_INVALID', c.name]);
+    fields.push({ name: `${name}_tokens`, column: c.name, type: 'BIGINT', sql: `TRY_CAST(${value} AS BIGINT)` });
+  }
+  return fields;
 }

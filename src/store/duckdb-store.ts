@@ -4,7 +4,7 @@ import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
 import { engineOn, sandbox, type Engine } from '../engine/index.ts';
 import { sqlIdent, sqlString } from '../formats/index.ts';
-import { mergeStructFields, type StructColumns, type StructField } from '../schema/mapping.ts';
+import { BOXES_TYPE, mergeStructFields, STRUCT_FIELD_KINDS, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { repeatedKeysSql } from '../schema/staged.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
@@ -59,7 +59,16 @@ const SCHEMA_SQL = `
     actual_label VARCHAR, actual_score DOUBLE, relevance_label VARCHAR, relevance_score DOUBLE, actual_ts TIMESTAMPTZ,
     source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true
   );
+  -- Added after the first release: stores made before get them here.
+  ALTER TABLE actual_rows ADD COLUMN IF NOT EXISTS actual_scores MAP(VARCHAR, DOUBLE);
+  ALTER TABLE actual_rows ADD COLUMN IF NOT EXISTS actual_boxes ${BOXES_TYPE};
   CREATE OR REPLACE VIEW actuals AS SELECT * EXCLUDE (is_current) FROM actual_rows WHERE is_current;
+  -- Files of SHAP values alone, keyed by prediction ID like actuals. JSON: the values of every model in one table.
+  CREATE TABLE IF NOT EXISTS shap_rows (
+    model_id VARCHAR NOT NULL, environment VARCHAR NOT NULL, prediction_id VARCHAR NOT NULL, shap JSON,
+    source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true
+  );
+  CREATE OR REPLACE VIEW shap_values AS SELECT * EXCLUDE (is_current) FROM shap_rows WHERE is_current;
   CREATE TABLE IF NOT EXISTS rejected_rows (
     file_id BIGINT NOT NULL, job_id VARCHAR NOT NULL, key VARCHAR NOT NULL, etag VARCHAR NOT NULL,
     row_number BIGINT, column_name VARCHAR, code VARCHAR NOT NULL, message VARCHAR NOT NULL, raw JSON
@@ -69,11 +78,14 @@ const SCHEMA_SQL = `
 
 const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL, batch_id VARCHAR,
   prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
-  prediction_scores MAP(VARCHAR, DOUBLE), prediction_group_id VARCHAR, rank INTEGER,
+  prediction_scores MAP(VARCHAR, DOUBLE), threshold_scores MAP(VARCHAR, DOUBLE), prediction_group_id VARCHAR, rank INTEGER,
   source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true`;
 
 /** STRUCT columns of model tables, shown as JSON in the shared `predictions` view. */
-const STRUCT_COLUMNS = ['features', 'tags', 'shap', 'embeddings'];
+const STRUCT_COLUMNS = Object.keys(STRUCT_FIELD_KINDS);
+
+/** Columns of PREDICTION_COLUMNS added after the first release: model tables made before get them when next written. */
+const ADDED_PREDICTION_COLUMNS: Record<string, string> = { threshold_scores: 'MAP(VARCHAR, DOUBLE)' };
 
 /**
  * The current-version rule, as a filter over ledger rows: a key's current version is its newest
@@ -291,6 +303,7 @@ export class DuckDbStore implements Store {
         return load(modelTable, ['model_version', 'prediction_id'], r);
       },
       loadActuals: (r) => load('actual_rows', ['prediction_id'], r),
+      loadShap: (r) => load('shap_rows', ['prediction_id'], r),
       matchedActuals: (withActuals, withPredictions) => this.matchedByImport(conn, modelId, env, withActuals, withPredictions),
       replaceRejected: async (keys, files) => {
         await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previousOf(keys)})`);
@@ -470,10 +483,10 @@ export class DuckDbStore implements Store {
       const out = { files: 0, predictions: 0, actuals: 0 };
       await conn.run('BEGIN TRANSACTION');
       try {
-        for (const { table, keys } of [...tables, { table: 'actual_rows', keys: ['prediction_id'] }]) {
+        for (const { table, keys } of [...tables, { table: 'actual_rows', keys: ['prediction_id'] }, { table: 'shap_rows', keys: ['prediction_id'] }]) {
           const deleted = Number((await this.all(conn, `DELETE FROM ${table} WHERE source_file_id IN (${ids})`))[0]?.Count ?? 0);
           if (table === 'actual_rows') out.actuals += deleted;
-          else out.predictions += deleted;
+          else if (table !== 'shap_rows') out.predictions += deleted;
           if (!deleted) continue;
           // A key whose current row went away: the newest remaining row (another job's file) becomes current.
           const k = ['model_id', 'environment', ...keys];
@@ -543,6 +556,12 @@ export class DuckDbStore implements Store {
     );
     let viewsStale = existing.length === 0;
     if (existing.length === 0) await conn.run(`CREATE TABLE ${table} (${PREDICTION_COLUMNS})`);
+    for (const [column, type] of Object.entries(ADDED_PREDICTION_COLUMNS)) {
+      if (existing.length && !existing.some((c) => c.column_name === column)) {
+        await conn.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+        viewsStale = true;
+      }
+    }
     for (const [column, fields] of Object.entries(structs) as Array<[string, StructField[]]>) {
       if (fields.length === 0) continue;
       if (!existing.some((c) => c.column_name === column)) {
@@ -575,18 +594,23 @@ export class DuckDbStore implements Store {
       const cols = t.cols as string[];
       const json = (c: string) => (cols.includes(c) ? `to_json(${c})` : 'NULL::JSON');
       return `SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
-                prediction_scores, prediction_group_id, rank, ${STRUCT_COLUMNS.map((c) => `${json(c)} AS ${c}`).join(', ')}
+                prediction_scores, ${cols.includes('threshold_scores') ? 'threshold_scores' : 'NULL::MAP(VARCHAR, DOUBLE)'} AS threshold_scores,
+                prediction_group_id, rank, ${STRUCT_COLUMNS.map((c) => `${json(c)} AS ${c}`).join(', ')}
               FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))} WHERE is_current`;
     });
     const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS batch_id, NULL::VARCHAR AS prediction_id,
       NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score,
-      NULL::MAP(VARCHAR, DOUBLE) AS prediction_scores, NULL::VARCHAR AS prediction_group_id, NULL::INTEGER AS rank,
+      NULL::MAP(VARCHAR, DOUBLE) AS prediction_scores, NULL::MAP(VARCHAR, DOUBLE) AS threshold_scores, NULL::VARCHAR AS prediction_group_id, NULL::INTEGER AS rank,
       ${STRUCT_COLUMNS.map((c) => `NULL::JSON AS ${c}`).join(', ')} WHERE false`;
     await conn.run(`CREATE OR REPLACE VIEW predictions AS ${parts.length ? parts.join(' UNION ALL ') : empty}`);
+    // SHAP values sent in a file of their own take the place of those sent with the prediction.
     await conn.run(`CREATE OR REPLACE VIEW inferences AS
-      SELECT p.*, a.actual_label, a.actual_score, a.relevance_label, a.relevance_score, a.actual_ts
+      SELECT p.* REPLACE (COALESCE(s.shap, p.shap) AS shap),
+             a.actual_label, a.actual_score, a.actual_scores, a.actual_boxes, a.relevance_label, a.relevance_score, a.actual_ts
       FROM predictions p LEFT JOIN actuals a
-        ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id`);
+        ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
+      LEFT JOIN shap_values s
+        ON s.model_id = p.model_id AND s.environment = p.environment AND s.prediction_id = p.prediction_id`);
   }
 
   async close(): Promise<void> {

@@ -145,6 +145,8 @@ export interface ImportTransaction {
   loadPredictions(rows: RowsToLoad): Promise<number>;
   /** Loads actual rows; returns how many were inserted. */
   loadActuals(rows: RowsToLoad): Promise<number>;
+  /** Loads rows of SHAP files (columns of `SHAP_ROW_COLUMNS`), keyed by prediction ID like actuals; returns how many were inserted. */
+  loadShap(rows: RowsToLoad): Promise<number>;
   /**
    * Actuals joined to a prediction by this import, per file: a file's actuals that found their
    * prediction, or the waiting actuals its predictions found (a pair whose both sides arrived in

@@ -5,7 +5,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { Config, JobConfig } from '../config/index.ts';
 import { openMemoryEngine } from '../engine/index.ts';
 import { describeError, ImporterError, type ErrorDetail } from '../errors.ts';
-import { planMapping } from '../schema/mapping.ts';
+import { planMapping, type StructField } from '../schema/mapping.ts';
 import { INTERNAL_COLUMNS } from '../schema/select.ts';
 import { describeFile, rejectedRowsSql, stageFile } from '../schema/staged.ts';
 import { describeTarget, eligibleObjects, listSource, objectUri, type ListedObject } from '../source/index.ts';
@@ -26,6 +26,14 @@ export interface DryRunReport {
   format: string | null;
   checks: { access: CheckState; schema: CheckState; records: CheckState };
   columns: Array<{ name: string; type: string }>;
+  /**
+   * What the file brings to each field group the job maps, by stored column (features, tags, shap,
+   * embeddings, raw_inputs, named_predictions, prediction_boxes, llm): field → source column.
+   * Groups the file brings nothing to are left out.
+   */
+  fields: Record<string, Record<string, string>>;
+  /** The file holds SHAP values alone, matched to predictions by ID (set when its schema was checked). */
+  shapOnly?: boolean;
   rows: { read: number; valid: number; rejected: number } | null;
   rejectedByCode: Record<string, number>;
   errors: ErrorDetail[];
@@ -53,7 +61,7 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
   const report: DryRunReport = {
     status: 'failed', job: job.id, source: null, file: null, format: null,
     checks: { access: 'skipped', schema: 'skipped', records: 'skipped' },
-    columns: [], rows: null, rejectedByCode: {}, errors: [], warnings: [],
+    columns: [], fields: {}, rows: null, rejectedByCode: {}, errors: [], warnings: [],
   };
   const fail = (err: unknown) => {
     report.errors.push(...(err instanceof ImporterError ? err.details : [{ code: describeError(err).code, message: describeError(err).message }]));
@@ -98,6 +106,9 @@ export async function dryRun(config: Readonly<Config>, job: JobConfig, s3: S3Cli
     report.columns = columns.filter((c) => c.name !== source.rowNumberColumn && !INTERNAL_COLUMNS.has(c.name));
     const importTime = new Date();
     const plan = planMapping(job, source, columns, object.key, importTime);
+    report.fields = Object.fromEntries(Object.entries(plan.structs).filter(([, fields]) => fields.length)
+      .map(([group, fields]) => [group, Object.fromEntries((fields as StructField[]).map((f) => [f.name, f.column]))]));
+    if (plan.shapOnly) report.shapOnly = true;
     report.checks.schema = 'ok';
 
     report.checks.records = 'failed';
@@ -184,6 +195,10 @@ export function formatDryRun(r: DryRunReport): string {
   if (r.source) lines.push(`  source   ${r.source}`);
   lines.push(`  access   ${r.checks.access}`);
   lines.push(`  schema   ${r.checks.schema}${r.checks.schema === 'ok' ? ` (${r.columns.length} columns)` : ''}`);
+  for (const [group, fields] of Object.entries(r.fields)) {
+    lines.push(`  fields   ${group}: ${Object.entries(fields).map(([name, column]) => (name === column ? name : `${name} (${column})`)).join(', ')}`);
+  }
+  if (r.shapOnly) lines.push('  fields   SHAP values alone, matched to predictions by prediction ID');
   lines.push(`  records  ${r.rows ? `${r.rows.read} rows, ${r.rows.valid} valid, ${r.rows.rejected} invalid` : r.checks.records}`);
   lines.push(`status: ${r.status}`);
   if (r.note) lines.push(`note: ${r.note}`);

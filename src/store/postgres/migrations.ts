@@ -76,13 +76,57 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   },
   {
     version: 2,
+    name: 'multiclass actual scores and thresholds, raw inputs, named predictions, bounding boxes, generative fields, SHAP files',
+    sql: `
+      ALTER TABLE prediction_rows
+        ADD COLUMN threshold_scores JSONB, ADD COLUMN raw_inputs JSONB, ADD COLUMN named_predictions JSONB,
+        ADD COLUMN prediction_boxes JSONB, ADD COLUMN llm JSONB;
+      ALTER TABLE actual_rows ADD COLUMN actual_scores JSONB, ADD COLUMN actual_boxes JSONB;
+
+      -- Files of SHAP values alone, keyed by prediction ID like actuals.
+      CREATE TABLE shap_rows (
+        model_id TEXT NOT NULL, environment TEXT NOT NULL, prediction_id TEXT NOT NULL, shap JSONB,
+        source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true
+      );
+      CREATE INDEX shap_rows_key ON shap_rows (prediction_id, model_id, environment);
+      CREATE INDEX shap_rows_file ON shap_rows (source_file_id);
+
+      DROP VIEW inferences;
+      DROP VIEW predictions;
+      DROP VIEW actuals;
+      CREATE VIEW predictions AS
+        SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
+               prediction_scores, threshold_scores, prediction_group_id, rank, features, tags, shap, embeddings,
+               raw_inputs, named_predictions, prediction_boxes, llm
+        FROM prediction_rows WHERE is_current;
+      CREATE VIEW actuals AS
+        SELECT model_id, environment, prediction_id, actual_label, actual_score, relevance_label, relevance_score, actual_ts,
+               source_file_id, source_row, loaded_at, actual_scores, actual_boxes
+        FROM actual_rows WHERE is_current;
+      CREATE VIEW shap_values AS
+        SELECT model_id, environment, prediction_id, shap, source_file_id, source_row, loaded_at FROM shap_rows WHERE is_current;
+      -- SHAP values sent in a file of their own take the place of those sent with the prediction.
+      CREATE VIEW inferences AS
+        SELECT p.model_id, p.model_version, p.environment, p.batch_id, p.prediction_id, p.prediction_ts, p.prediction_label, p.prediction_score,
+               p.prediction_scores, p.threshold_scores, p.prediction_group_id, p.rank, p.features, p.tags, COALESCE(s.shap, p.shap) AS shap, p.embeddings,
+               p.raw_inputs, p.named_predictions, p.prediction_boxes, p.llm,
+               a.actual_label, a.actual_score, a.actual_scores, a.actual_boxes, a.relevance_label, a.relevance_score, a.actual_ts
+        FROM predictions p
+        LEFT JOIN actuals a ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
+        LEFT JOIN shap_values s ON s.model_id = p.model_id AND s.environment = p.environment AND s.prediction_id = p.prediction_id;
+    `,
+  },
+  {
+    version: 3,
     name: 'rows COPY straight into the tables',
     sql: `
       -- Rows are COPYed straight into the row tables (no staging table): their load time is the column's default.
       ALTER TABLE prediction_rows ALTER COLUMN loaded_at SET DEFAULT now();
       ALTER TABLE actual_rows ALTER COLUMN loaded_at SET DEFAULT now();
-      -- Whether a model holds any current actual yet is asked on every load of actuals.
+      ALTER TABLE shap_rows ALTER COLUMN loaded_at SET DEFAULT now();
+      -- Whether a model already holds current rows is asked on every load (predictions have such an index).
       CREATE INDEX actual_rows_time ON actual_rows (model_id, environment, actual_ts) WHERE is_current;
+      CREATE INDEX shap_rows_model ON shap_rows (model_id, environment) WHERE is_current;
     `,
   },
 ];

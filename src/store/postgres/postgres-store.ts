@@ -63,14 +63,19 @@ const TABLES = {
       model_version: 'TEXT', batch_id: 'TEXT', prediction_id: 'TEXT', prediction_ts: 'TIMESTAMPTZ', prediction_label: 'TEXT',
       prediction_score: 'DOUBLE PRECISION', prediction_scores: 'JSONB', prediction_group_id: 'TEXT', rank: 'INTEGER',
       features: 'JSONB', tags: 'JSONB', shap: 'JSONB', embeddings: 'JSONB', source_file_id: 'BIGINT', source_row: 'BIGINT',
+      threshold_scores: 'JSONB', raw_inputs: 'JSONB', named_predictions: 'JSONB', prediction_boxes: 'JSONB', llm: 'JSONB',
     } as Record<string, string>,
   },
   actual_rows: {
     keys: ['prediction_id'],
     columns: {
       prediction_id: 'TEXT', actual_label: 'TEXT', actual_score: 'DOUBLE PRECISION', relevance_label: 'TEXT', relevance_score: 'DOUBLE PRECISION',
-      actual_ts: 'TIMESTAMPTZ', source_file_id: 'BIGINT', source_row: 'BIGINT',
+      actual_ts: 'TIMESTAMPTZ', source_file_id: 'BIGINT', source_row: 'BIGINT', actual_scores: 'JSONB', actual_boxes: 'JSONB',
     } as Record<string, string>,
+  },
+  shap_rows: {
+    keys: ['prediction_id'],
+    columns: { prediction_id: 'TEXT', shap: 'JSONB', source_file_id: 'BIGINT', source_row: 'BIGINT' } as Record<string, string>,
   },
 } as const;
 
@@ -175,10 +180,10 @@ export class PostgresStore implements Store {
       // Checked at start so a role without a right fails now, naming it, rather than on the first import.
       const needed: Array<[string, string]> = [[`has_schema_privilege('${schema}', 'USAGE')`, `USAGE on schema ${schema}`]];
       for (const [table, rights] of [['import_files', ['SELECT', 'INSERT', 'UPDATE']], ['prediction_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
-        ['actual_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['rejected_rows', ['SELECT', 'INSERT', 'DELETE']], ['model_fields', ['SELECT', 'INSERT', 'UPDATE']]] as const) {
+        ['actual_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['shap_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['rejected_rows', ['SELECT', 'INSERT', 'DELETE']], ['model_fields', ['SELECT', 'INSERT', 'UPDATE']]] as const) {
         for (const right of rights) needed.push([`has_table_privilege('${schema}.${table}', '${right}')`, `${right} on ${schema}.${table}`]);
       }
-      needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (COPY stages rows in temp tables)']);
+      needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (an import keeps its key lists in temp tables)']);
       const [held] = (await client.query(`SELECT ${needed.map(([check], i) => `${check} AS r${i}`).join(', ')}`)).rows;
       const missing = needed.filter((_, i) => !held[`r${i}`]).map(([, what]) => what);
       if (missing.length) {
@@ -408,6 +413,7 @@ export class PostgresStore implements Store {
         return load('prediction_rows', r);
       },
       loadActuals: (r) => load('actual_rows', r),
+      loadShap: (r) => load('shap_rows', r),
       matchedActuals: async (withActuals, withPredictions) => {
         const out = new Map<number, MatchedActuals>();
         const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
@@ -538,10 +544,10 @@ export class PostgresStore implements Store {
     return this.transaction(async (c) => {
       const ids = `SELECT file_id FROM import_files WHERE job_id = $1`;
       const out = { files: 0, predictions: 0, actuals: 0 };
-      for (const [table, keys] of [['prediction_rows', ['model_version', 'prediction_id']], ['actual_rows', ['prediction_id']]] as const) {
+      for (const [table, keys] of [['prediction_rows', ['model_version', 'prediction_id']], ['actual_rows', ['prediction_id']], ['shap_rows', ['prediction_id']]] as const) {
         const deleted = (await c.query(`DELETE FROM ${table} WHERE source_file_id IN (${ids})`, [jobId])).rowCount ?? 0;
         if (table === 'actual_rows') out.actuals = deleted;
-        else out.predictions = deleted;
+        else if (table === 'prediction_rows') out.predictions = deleted;
         if (!deleted) continue;
         // A key whose current row went away: the newest remaining row (another job's file) becomes current.
         const k = ['model_id', 'environment', ...keys];
