@@ -124,9 +124,6 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       ALTER TABLE prediction_rows ALTER COLUMN loaded_at SET DEFAULT now();
       ALTER TABLE actual_rows ALTER COLUMN loaded_at SET DEFAULT now();
       ALTER TABLE shap_rows ALTER COLUMN loaded_at SET DEFAULT now();
-      -- Whether a model already holds current rows is asked on every load (predictions have such an index).
-      CREATE INDEX actual_rows_time ON actual_rows (model_id, environment, actual_ts) WHERE is_current;
-      CREATE INDEX shap_rows_model ON shap_rows (model_id, environment) WHERE is_current;
     `,
   },
 ];

@@ -354,6 +354,8 @@ export class PostgresStore implements Store {
         [modelId, env, jobId, r.keys],
       );
       // Every key with rows has one current row, so a model without current rows holds no rows to meet.
+      // (An index of actuals led by the model was tried for this: with the statistics a bulk load leaves
+      // stale, the planner then joined actuals to predictions by nested index scans, quadratic in rows.)
       const occupied = (await q(`SELECT 1 FROM ${table} WHERE ${scope('')} AND is_current LIMIT 1`, [modelId, env])).length > 0;
       // Straight into the table (no staging copy): the rows' model, environment and load time come with them.
       let n = 0;
