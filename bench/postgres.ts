@@ -60,7 +60,11 @@ export async function postgres(env: BenchEnv, rows: number, runs: number): Promi
     const conn = await duck.connect();
     const mappedCsv = join(env.tmp.path, 'pg-mapped.csv');
     const typedCsv = join(env.tmp.path, 'pg-typed.csv');
+    // A second file of as many new IDs, loaded into a model that already holds the first one's rows.
+    const parquet2 = await writeFixture(join(env.tmp.path, `pg-${rows}-2.parquet`), predictionsSql(rows, 2 * rows), 'FORMAT parquet');
+    const mappedCsv2 = join(env.tmp.path, 'pg-mapped-2.csv');
     await conn.run(`COPY (${mappedCsvSql(parquet)}) TO '${mappedCsv}' (FORMAT csv, HEADER false)`);
+    await conn.run(`COPY (${mappedCsvSql(parquet2)}) TO '${mappedCsv2}' (FORMAT csv, HEADER false)`);
     await conn.run(`COPY (${typedCsvSql(parquet)}) TO '${typedCsv}' (FORMAT csv, HEADER false)`);
     conn.closeSync();
     duck.closeSync();
@@ -76,10 +80,13 @@ export async function postgres(env: BenchEnv, rows: number, runs: number): Promi
     const jsonb: number[] = [];
     const typed: number[] = [];
     const daemon: number[] = [];
+    const jsonb2: number[] = [];
+    const daemon2: number[] = [];
     for (let r = 0; r < runs; r++) {
       await admin.query(`DROP TABLE IF EXISTS ref.copy_jsonb; CREATE TABLE ref.copy_jsonb (LIKE ref.prediction_rows INCLUDING ALL)`);
       await admin.query(`ALTER TABLE ref.copy_jsonb ALTER COLUMN model_id SET DEFAULT 'bench', ALTER COLUMN environment SET DEFAULT 'production', ALTER COLUMN loaded_at SET DEFAULT now()`);
       jsonb.push(await copyFile(admin, `ref.copy_jsonb (${copyCols})`, mappedCsv));
+      jsonb2.push(await copyFile(admin, `ref.copy_jsonb (${copyCols})`, mappedCsv2));
       await admin.query(`DROP TABLE IF EXISTS ref.copy_typed; CREATE TABLE ref.copy_typed (prediction_id TEXT NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label TEXT, prediction_score DOUBLE PRECISION,
         ${FEATURES.map((f) => `${f} ${f.startsWith('n') ? 'DOUBLE PRECISION' : 'TEXT'}`).join(', ')}, region TEXT, channel TEXT)`);
       await admin.query(`CREATE INDEX ON ref.copy_typed (prediction_id)`);
@@ -104,17 +111,27 @@ export async function postgres(env: BenchEnv, rows: number, runs: number): Promi
         daemon.push(await ledgerSeconds(store, 'pg'));
         const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM predictions`);
         if (n !== rows) throw new Error(`the daemon loaded ${n} rows of ${rows}`);
+        await env.seedFile(`pg-${rows}/g.parquet`, parquet2);
+        await waitFor('the second PostgreSQL import', async () => (await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM import_files WHERE status <> 'pending'`))[0].n === 2, 1_800_000, 200);
+        const [second] = await store.query<{ s: number; ok: boolean }>(
+          `SELECT extract(epoch FROM finished_at - discovered_at)::float AS s, status = 'succeeded' AS ok FROM import_files WHERE key = $1`, [`pg-${rows}/g.parquet`]);
+        if (!second.ok) throw new Error('the second file did not succeed');
+        daemon2.push(second.s);
+        const [{ n: n2 }] = await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM predictions`);
+        if (n2 !== 2 * rows) throw new Error(`the daemon holds ${n2} rows of ${2 * rows}`);
       } finally {
         await d.stop();
       }
-      console.error(`  postgres ${rows}: COPY jsonb ${jsonb.at(-1)!.toFixed(2)} s, typed ${typed.at(-1)!.toFixed(2)} s, daemon ${daemon.at(-1)!.toFixed(2)} s`);
+      console.error(`  postgres ${rows}: COPY jsonb ${jsonb.at(-1)!.toFixed(2)} s, typed ${typed.at(-1)!.toFixed(2)} s, daemon ${daemon.at(-1)!.toFixed(2)} s; `
+        + `into a table holding ${rows}: COPY ${jsonb2.at(-1)!.toFixed(2)} s, daemon ${daemon2.at(-1)!.toFixed(2)} s`);
     }
-    const [cj, ct, dm] = [median(jsonb), median(typed), median(daemon)];
+    const [cj, ct, dm, cj2, dm2] = [median(jsonb), median(typed), median(daemon), median(jsonb2), median(daemon2)];
     const rate = (s: number) => `${(rows / s / 1000).toFixed(0)} k rows/s`;
     out.push(
       '| rows | PostgreSQL COPY of the mapped rows from a local CSV (JSONB features, same table and indexes) | daemon import into PostgreSQL (download → DuckDB → COPY → merge → ledger) | ratio | COPY into typed feature columns |',
       '|---|---|---|---|---|',
-      `| ${rows.toLocaleString('en')} | ${cj.toFixed(2)} s (${rate(cj)}) | ${dm.toFixed(2)} s (${rate(dm)}) | **${(cj / dm).toFixed(2)}** | ${ct.toFixed(2)} s (${rate(ct)}; JSONB ÷ typed ${(cj / ct).toFixed(2)}) |`,
+      `| ${rows.toLocaleString('en')} into an empty model | ${cj.toFixed(2)} s (${rate(cj)}) | ${dm.toFixed(2)} s (${rate(dm)}) | **${(cj / dm).toFixed(2)}** | ${ct.toFixed(2)} s (${rate(ct)}; JSONB ÷ typed ${(cj / ct).toFixed(2)}) |`,
+      `| ${rows.toLocaleString('en')} new IDs into a model holding ${rows.toLocaleString('en')} | ${cj2.toFixed(2)} s (${rate(cj2)}) | ${dm2.toFixed(2)} s (${rate(dm2)}) | **${(cj2 / dm2).toFixed(2)}** | |`,
     );
 
     // 1 against 2 worker processes (plus a scheduler) on the same 8 files.
@@ -154,6 +171,7 @@ export async function postgres(env: BenchEnv, rows: number, runs: number): Promi
     }
     out.push('', '| worker processes | files × rows | first discovery → last commit |', '|---|---|---|', ...scaling);
     await rm(mappedCsv, { force: true });
+    await rm(mappedCsv2, { force: true });
     await rm(typedCsv, { force: true });
   } finally {
     await admin.end();

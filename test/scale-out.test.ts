@@ -230,13 +230,13 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
     await db.init();
     try {
       await waitFor('a COPY into the store', async () => {
-        const [r] = await q(db, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY pg_stage%' AND state = 'active'`);
+        const [r] = await q(db, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY prediction_rows%' AND state = 'active'`);
         return r.n > 0;
       }, 60_000, 20);
       first.proc.kill('SIGKILL');
       assert.equal((await first.exited).signal, 'SIGKILL');
       // The server ends the dead session's transaction: no row of the file, the version still pending.
-      await waitFor('the killed session to end', async () => (await q(db, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY pg_stage%'`))[0].n === 0);
+      await waitFor('the killed session to end', async () => (await q(db, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY prediction_rows%'`))[0].n === 0);
       const [mid] = await q(db, `SELECT (SELECT count(*) FROM prediction_rows)::int AS rows, (SELECT status FROM import_files WHERE key = 'kill/predictions/big.parquet') AS status`);
       assert.deepEqual(mid, { rows: 0, status: 'pending' });
 

@@ -22,8 +22,14 @@ export function engineOn(conn: DuckDBConnection): Engine {
   return {
     run,
     async writeCsv(sql, path) {
-      const rows = await run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT csv, HEADER false)`);
-      return Number(rows[0]?.Count ?? 0);
+      // Rows carry their source_row: keeping the scan's order would only cost the writer its parallelism.
+      await conn.run('SET preserve_insertion_order = false');
+      try {
+        const rows = await run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT csv, HEADER false)`);
+        return Number(rows[0]?.Count ?? 0);
+      } finally {
+        await conn.run('RESET preserve_insertion_order');
+      }
     },
   };
 }

@@ -116,4 +116,14 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
         LEFT JOIN shap_values s ON s.model_id = p.model_id AND s.environment = p.environment AND s.prediction_id = p.prediction_id;
     `,
   },
+  {
+    version: 3,
+    name: 'rows COPY straight into the tables',
+    sql: `
+      -- Rows are COPYed straight into the row tables (no staging table): their load time is the column's default.
+      ALTER TABLE prediction_rows ALTER COLUMN loaded_at SET DEFAULT now();
+      ALTER TABLE actual_rows ALTER COLUMN loaded_at SET DEFAULT now();
+      ALTER TABLE shap_rows ALTER COLUMN loaded_at SET DEFAULT now();
+    `,
+  },
 ];

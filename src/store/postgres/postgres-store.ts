@@ -1,8 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { openMemoryEngine, type Engine } from '../../engine/index.ts';
@@ -26,6 +23,7 @@ import {
   type RowsToLoad,
   type Store,
 } from '../store.ts';
+import { CsvPipe } from './copy-pipe.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from '../rows.ts';
 
@@ -104,8 +102,11 @@ export class PostgresStore implements Store {
   private engine!: Engine & { close(): void };
   /** One import at a time per process: the engine is one DuckDB connection. Other processes import in parallel. */
   private readonly importLock = new Mutex();
+  private readonly csvPipe: CsvPipe;
 
-  constructor(private readonly options: PostgresStoreOptions) {}
+  constructor(private readonly options: PostgresStoreOptions) {
+    this.csvPipe = new CsvPipe(options.readableDirectory);
+  }
 
   /** Where the URL points, without credentials, for messages. */
   private where(): string {
@@ -184,7 +185,7 @@ export class PostgresStore implements Store {
         ['actual_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['shap_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['rejected_rows', ['SELECT', 'INSERT', 'DELETE']], ['model_fields', ['SELECT', 'INSERT', 'UPDATE']]] as const) {
         for (const right of rights) needed.push([`has_table_privilege('${schema}.${table}', '${right}')`, `${right} on ${schema}.${table}`]);
       }
-      needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (COPY stages rows in temp tables)']);
+      needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (an import keeps its key lists in temp tables)']);
       const [held] = (await client.query(`SELECT ${needed.map(([check], i) => `${check} AS r${i}`).join(', ')}`)).rows;
       const missing = needed.filter((_, i) => !held[`r${i}`]).map(([, what]) => what);
       if (missing.length) {
@@ -343,43 +344,51 @@ export class PostgresStore implements Store {
     };
     const load = async (table: keyof typeof TABLES, r: RowsToLoad): Promise<number> => {
       const { keys, columns } = TABLES[table];
-      const stage = `pg_stage_${randomUUID().replaceAll('-', '')}`;
-      await q(`CREATE TEMP TABLE ${stage} (${Object.entries(columns).map(([c, t]) => `${c} ${t}`).join(', ')}) ON COMMIT DROP`);
-      for (const batch of r.batches) await this.copyIn(client, stage, batch, columns);
-      // Temp tables get no statistics by themselves; the overlap join below needs them to pick a hash join.
-      await q(`ANALYZE ${stage}`);
+      const scope = (t: string) => `${t}model_id = $1 AND ${t}environment = $2`;
+      // Taken before the rows go in: what this import sees of other files' rows stays true until it commits.
       await lockModel(table);
       const orphaned = `pg_orphaned_${randomUUID().replaceAll('-', '')}`;
       await q(`CREATE TEMP TABLE ${orphaned} (${keys.map((k) => `${k} TEXT`).join(', ')}) ON COMMIT DROP`);
       // Keys whose current row goes away with the earlier versions: another file's row may take over.
       await q(
-        `WITH gone AS (DELETE FROM ${table} WHERE model_id = $1 AND environment = $2 AND source_file_id IN (${previous}) RETURNING ${keys.join(', ')}, is_current)
+        `WITH gone AS (DELETE FROM ${table} WHERE ${scope('')} AND source_file_id IN (${previous}) RETURNING ${keys.join(', ')}, is_current)
          INSERT INTO ${orphaned} SELECT DISTINCT ${keys.join(', ')} FROM gone WHERE is_current`,
         [modelId, env, jobId, r.keys],
       );
-      const cols = Object.keys(columns);
-      const inserted = await client.query(
-        `INSERT INTO ${table} (model_id, environment, ${cols.join(', ')}, loaded_at) SELECT $1, $2, ${cols.join(', ')}, now() FROM ${stage}`,
-        [modelId, env],
-      );
-      const n = inserted.rowCount ?? 0;
+      // Every key with rows has one current row, so a model without current rows holds no rows to meet.
+      // (An index of actuals led by the model was tried for this: with the statistics a bulk load leaves
+      // stale, the planner then joined actuals to predictions by nested index scans, quadratic in rows.)
+      const occupied = (await q(`SELECT 1 FROM ${table} WHERE ${scope('')} AND is_current LIMIT 1`, [modelId, env])).length > 0;
+      // Straight into the table (no staging copy): the rows' model, environment and load time come with them.
+      let n = 0;
+      for (const batch of r.batches) {
+        n += await this.copyIn(client, table, { engine: batch.engine, sql: `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, * FROM (${batch.sql})` },
+          { model_id: 'TEXT', environment: 'TEXT', ...columns });
+      }
       if (r.check) await r.check(n);
-      const on = keys.map((k) => `t.${k} = s.${k}`).join(' AND ');
       const [{ orphans }] = await q(`SELECT count(*)::int AS orphans FROM ${orphaned}`);
       // Most files bring keys no other file holds: then no flag needs recomputing.
-      const [{ overlap }] = await q(
-        `SELECT EXISTS (SELECT 1 FROM ${stage} s JOIN ${table} t ON t.model_id = $1 AND t.environment = $2 AND ${on} AND t.source_file_id <> ALL($3::bigint[]))
-             OR EXISTS (SELECT 1 FROM ${stage} GROUP BY ${keys.join(', ')} HAVING count(DISTINCT source_file_id) > 1) AS overlap`,
-        [modelId, env, r.fileIds],
-      );
+      if (!occupied && r.fileIds.length === 1 && Number(orphans) === 0) return n;
+      const added = `pg_added_${randomUUID().replaceAll('-', '')}`;
+      await q(`CREATE TEMP TABLE ${added} ON COMMIT DROP AS SELECT ${keys.join(', ')}, source_file_id FROM ${table} WHERE ${scope('')} AND source_file_id = ANY($3::bigint[])`, [modelId, env, r.fileIds]);
+      // Temp tables get no statistics by themselves; the joins below need them to pick a hash join.
+      await q(`ANALYZE ${added}`);
+      const on = keys.map((k) => `t.${k} = s.${k}`).join(' AND ');
+      const meets = [
+        // Keys other files hold …
+        ...(occupied ? [`EXISTS (SELECT 1 FROM ${added} s JOIN ${table} t ON ${scope('t.')} AND ${on} AND t.source_file_id <> ALL($3::bigint[]))`] : []),
+        // … or that several files of this group bring.
+        ...(r.fileIds.length > 1 ? [`EXISTS (SELECT 1 FROM ${added} GROUP BY ${keys.join(', ')} HAVING count(DISTINCT source_file_id) > 1)`] : []),
+      ];
+      const [{ overlap }] = meets.length ? await q(`SELECT ${meets.join(' OR ')} AS overlap`, [modelId, env, r.fileIds]) : [{ overlap: false }];
       if (Number(orphans) > 0 || overlap) {
         await q(
           `UPDATE ${table} t SET is_current = (t.source_file_id = w.top)
            FROM (SELECT ${keys.map((k) => `r.${k}`).join(', ')}, max(r.source_file_id) AS top
-                 FROM ${table} r JOIN (SELECT ${keys.join(', ')} FROM ${orphaned} UNION SELECT ${keys.join(', ')} FROM ${stage}) a USING (${keys.join(', ')})
-                 WHERE r.model_id = $1 AND r.environment = $2 GROUP BY ${keys.map((k) => `r.${k}`).join(', ')}
+                 FROM ${table} r JOIN (SELECT ${keys.join(', ')} FROM ${orphaned} UNION SELECT ${keys.join(', ')} FROM ${added}) a USING (${keys.join(', ')})
+                 WHERE ${scope('r.')} GROUP BY ${keys.map((k) => `r.${k}`).join(', ')}
                  HAVING count(*) > 1 OR NOT bool_or(r.is_current)) w
-           WHERE t.model_id = $1 AND t.environment = $2 AND ${keys.map((k) => `t.${k} = w.${k}`).join(' AND ')} AND t.is_current <> (t.source_file_id = w.top)`,
+           WHERE ${scope('t.')} AND ${keys.map((k) => `t.${k} = w.${k}`).join(' AND ')} AND t.is_current <> (t.source_file_id = w.top)`,
           [modelId, env],
         );
       }
@@ -454,25 +463,23 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Streams an engine relation into a table by COPY: the engine writes it as CSV next to the
-   * downloads (nested values as JSON text), and the file is piped into `COPY … FROM STDIN`.
-   * `columns` names the table's columns in order; the relation's columns missing from it load NULL.
+   * Streams an engine relation into a table by COPY: the engine writes it as CSV (nested values as
+   * JSON text) into a pipe that `COPY … FROM STDIN` reads at the same time (see pipeCsv).
+   * `columns` names the table's columns in order; the relation's columns missing from it load NULL
+   * (or the column's default). Returns the rows COPY loaded, which must be those the engine wrote.
    */
   private async copyIn(client: pg.PoolClient, table: string, rows: EngineRows, columns: Record<string, string>): Promise<number> {
     const have = new Set((await rows.engine.run(`DESCRIBE SELECT * FROM (${rows.sql})`)).map((r) => String(r.column_name)));
-    const select = Object.entries(columns)
-      .filter(([c]) => have.has(c))
-      .map(([c, t]) => (t === 'JSONB' ? `CAST(to_json(${c}) AS VARCHAR) AS ${c}` : c));
     const cols = Object.keys(columns).filter((c) => have.has(c));
-    const path = join(this.options.readableDirectory, `copy-${randomUUID()}.csv`);
-    try {
-      const n = await rows.engine.writeCsv(`SELECT ${select.join(', ')} FROM (${rows.sql})`, path);
-      if (n === 0) return 0;
-      await pipeline(createReadStream(path), client.query(copyFrom(`COPY ${table} (${cols.join(', ')}) FROM STDIN (FORMAT csv)`)));
-      return n;
-    } finally {
-      await rm(path, { force: true });
-    }
+    const select = cols.map((c) => (columns[c] === 'JSONB' ? `CAST(to_json(${c}) AS VARCHAR) AS ${c}` : c));
+    let copied = 0;
+    const written = await this.csvPipe.pipe((path) => rows.engine.writeCsv(`SELECT ${select.join(', ')} FROM (${rows.sql})`, path), () => {
+      const stream = client.query(copyFrom(`COPY ${table} (${cols.join(', ')}) FROM STDIN (FORMAT csv)`));
+      stream.on('finish', () => { copied = stream.rowCount; });
+      return stream;
+    });
+    if (copied !== written) throw new ImporterError('IMP_ERR_INTERNAL', `COPY into ${table} loaded ${copied} rows where the engine wrote ${written}`);
+    return copied;
   }
 
   /** Records the fields this file brings to a model's feature, tag, SHAP and embedding columns; a field whose type changed fails the file. */
@@ -611,6 +618,7 @@ export class PostgresStore implements Store {
     await this.importLock.run(async () => {
       this.engine?.close();
       await this.pool?.end();
+      await this.csvPipe.close();
     });
   }
 }
