@@ -3,7 +3,7 @@ import type { Engine } from '../engine/index.ts';
 import { ImporterError } from '../errors.ts';
 import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { jobRelationOfFiles } from '../schema/select.ts';
-import { describeFile, firstRejectedSql, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
+import { describeFile, firstRejectedSql, materialiseSource, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
 import type { EngineRows, ImportTransaction, MatchedActuals, Store } from '../store/store.ts';
 import { fileOutcome, type FirstRejected } from './outcome.ts';
 import type { ImportRequest, ImportResult } from './types.ts';
@@ -91,7 +91,11 @@ async function importIn(
   // One import time for the group: a file's verdicts and the rows loaded from a scan of the group must agree on it.
   const { importTime } = requests[0];
   const members: GroupMember[] = [];
-  for (const request of requests) {
+  for (const read of requests) {
+    // CSV and JSON are read once into a temp table, in parallel; their rows are then read like parquet's.
+    const table = nextStage();
+    if (read.source.ordered) stages.push({ name: table, kind: 'table' });
+    const request = { ...read, source: await materialiseSource(run, table, read.source, read.file) };
     const columns = await describeFile(run, job, request.source, request.file);
     const plan = planMapping(job, request.source, columns, request.file.key, importTime);
     members.push({ request, columns, plan, stage: nextStage(), result: SKIPPED });
