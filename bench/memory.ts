@@ -36,7 +36,7 @@ async function peakRss(env: BenchEnv, key: string, store: Record<string, unknown
   proc.stderr.on('data', (c) => (out += c));
   const exited = new Promise((r) => proc.on('exit', r));
   try {
-    await waitFor('the daemon to start', async () => out.includes('store open'), 60_000, 100);
+    await waitFor('the daemon to start', async () => out.includes('store open'), 300_000, 100);
     const idle = await statusKb(proc.pid!, 'VmRSS');
     const t0 = performance.now();
     await waitFor('the import', async () => {

@@ -121,6 +121,12 @@ describe('DuckDB store', () => {
       assert.deepEqual([dirty.result.loadedFirst, dirty.result.rowsRejected, dirty.n, dirty.misplaced], [false, 1, 29_999, 0], format);
       assert.deepEqual(dirty.rejected, [{ row: 21_234, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', score: '3033.4285714285716' }], format);
     }
+    // A data column named rowid would hide DuckDB's row IDs: that file is numbered by its window instead.
+    const rjob = validateConfig({ jobs: [{ id: 'nr', source: 's3://bkt/nr/', model: { id: 'rows_rowid' }, schema: { predictionId: 'id', predictionScore: 'score' } }] }).jobs[0];
+    const [version] = await store.recordDiscovered('nr', [obj('rowid.csv', 'R1')]);
+    const path = await writeFixture(join(tmp.path, 'rowid.csv'), `SELECT 'r' || i AS id, 100 - i AS rowid, 0.5 AS score FROM range(1, 51) t(i)`, 'FORMAT csv, HEADER true');
+    await importerOf(store).importFile({ job: rjob, version, file: { path, key: 'rowid.csv' }, source: await jobRelation(rjob, { path, key: 'rowid.csv' }), importTime: new Date() });
+    assert.deepEqual(await store.query(`SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced FROM model_predictions.rows_rowid`), [{ n: 50, misplaced: 0 }]);
   });
 
   it('keeps an overridden row underneath: it comes back when the overriding file drops the ID, and a late retry of the older file does not win', async () => {

@@ -43,6 +43,8 @@ export async function materialiseSource(run: RunQuery, table: string, source: So
   await run(`CREATE OR REPLACE TEMP TABLE ${table} AS ${source.ordered.scanSql}`).catch((err) => {
     throw unreadableError(file, err);
   });
+  // A data column named rowid would hide the row IDs: such a file keeps its numbering window.
+  if ((await run(`DESCRIBE ${table}`)).some((c) => String(c.column_name).toLowerCase() === 'rowid')) return source;
   // A table made in a transaction numbers its rows from a large base: the first row's ID.
   const [{ first }] = await run(`SELECT CAST(coalesce(min(rowid), 0) AS VARCHAR) AS first FROM ${table}`);
   return source.ordered.over(`(SELECT rowid - ${BigInt(String(first))} + 1 AS ${ROW_NUMBER_COLUMN}, * FROM ${table})`);
