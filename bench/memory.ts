@@ -62,7 +62,7 @@ export async function memory(env: BenchEnv, bytes: number, limits: string[]): Pr
     const r = await peakRss(env, key, limit === 'default' ? {} : { memoryLimit: limit }, String(i));
     const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
     console.error(`  memory ${limit}: peak ${gib(r.peak)} in ${r.seconds.toFixed(1)} s`);
-    out.push(`| ${(size / 2 ** 30).toFixed(2)} GiB parquet, ${rows.toLocaleString('en')} rows | ${limit === 'default' ? '768MB (default)' : limit} | 2 (default: cores) | ${gib(r.idle)} | ${gib(r.peak)} | ${r.seconds.toFixed(1)} s |`);
+    out.push(`| ${(size / 2 ** 30).toFixed(2)} GiB parquet, ${rows.toLocaleString('en')} rows | ${limit === 'default' ? '512MB (default)' : limit} | 2 (default: cores) | ${gib(r.idle)} | ${gib(r.peak)} | ${r.seconds.toFixed(1)} s |`);
   }
   return out;
 }

@@ -45,7 +45,7 @@ try {
   await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, runs)));
   await section(3, 'End-to-end latency (default 10 s poll)', () => (quick ? latency(env, 5, 10_000, 15) : latency(env, 50, 100_000, 150, 3)));
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 100_000, 3)));
-  await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '512MB'])));
+  await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '768MB'])));
   await section(6, 'PostgreSQL store', () => (quick ? postgres(env, 50_000, 1) : postgres(env, 1_000_000, 3)));
   console.log(`# inference-importer benchmarks${quick ? ' (--quick: smoke sizes, not figures to report)' : ''}`);
   console.log(report.join('\n'));
