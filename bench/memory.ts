@@ -36,7 +36,7 @@ async function peakRss(env: BenchEnv, key: string, store: Record<string, unknown
   proc.stderr.on('data', (c) => (out += c));
   const exited = new Promise((r) => proc.on('exit', r));
   try {
-    await waitFor('the daemon to start', async () => out.includes('store open'), 60_000, 100);
+    await waitFor('the daemon to start', async () => out.includes('store open'), 300_000, 100);
     const idle = await statusKb(proc.pid!, 'VmRSS');
     const t0 = performance.now();
     await waitFor('the import', async () => {
@@ -62,7 +62,7 @@ export async function memory(env: BenchEnv, bytes: number, limits: string[]): Pr
     const r = await peakRss(env, key, limit === 'default' ? {} : { memoryLimit: limit }, String(i));
     const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
     console.error(`  memory ${limit}: peak ${gib(r.peak)} in ${r.seconds.toFixed(1)} s`);
-    out.push(`| ${(size / 2 ** 30).toFixed(2)} GiB parquet, ${rows.toLocaleString('en')} rows | ${limit === 'default' ? '768MB (default)' : limit} | 2 (default: cores) | ${gib(r.idle)} | ${gib(r.peak)} | ${r.seconds.toFixed(1)} s |`);
+    out.push(`| ${(size / 2 ** 30).toFixed(2)} GiB parquet, ${rows.toLocaleString('en')} rows | ${limit === 'default' ? '512MB (default)' : limit} | 2 (default: cores) | ${gib(r.idle)} | ${gib(r.peak)} | ${r.seconds.toFixed(1)} s |`);
   }
   return out;
 }

@@ -7,6 +7,7 @@
  *   npm run bench -- --parts=1,4       some parts only
  *   npm run bench -- --parts=1 --rows=5000000   part 1 at some sizes only
  *   npm run bench -- --parts=1 --formats=parquet  part 1 for some formats only
+ *   npm run bench -- --parts=1,2 --runs=1          one run per figure instead of 3 (parts 1, 2, 6, 7)
  *   npm run bench -- --parts=6         the PostgreSQL store (needs the PostgreSQL of the machine)
  *   npm run bench -- --parts=7         a query source (the machine's PostgreSQL as the warehouse)
  */
@@ -26,6 +27,8 @@ const rowsArg = process.argv.find((a) => a.startsWith('--rows='));
 const formatsArg = process.argv.find((a) => a.startsWith('--formats='));
 const formats = (formatsArg?.slice('--formats='.length).split(',') ?? ['parquet', 'csv', 'ndjson']) as Format[];
 const sizes = rowsArg ? rowsArg.slice('--rows='.length).split(',').map(Number) : [1_000_000, 5_000_000];
+const runsArg = process.argv.find((a) => a.startsWith('--runs='));
+const runs = runsArg ? Number(runsArg.slice('--runs='.length)) : 3;
 const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5,6,7').split(',').map(Number));
 
 const env = await startBenchEnv();
@@ -40,16 +43,16 @@ const section = async (n: number, title: string, fn: () => Promise<string[]>) =>
 };
 try {
   await section(1, 'Import throughput', () =>
-    quick ? throughput(env, [100_000], formats, 1) : throughput(env, sizes, formats, 3));
-  await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, 3)));
+    quick ? throughput(env, [100_000], formats, 1) : throughput(env, sizes, formats, runs));
+  await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, runs)));
   await section(3, 'End-to-end latency', async () => [
     ...(await (quick ? latency(env, 5, 10_000, 15, 1, '2s') : latency(env, 50, 100_000, 150, 3, '2s'))),
     ...(await (quick ? latency(env, 5, 10_000, 15, 1, '10s') : latency(env, 50, 100_000, 150, 3, '10s'))).slice(2),
   ]);
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 1_000_000, 3)));
-  await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '512MB'])));
-  await section(6, 'PostgreSQL store', () => (quick ? postgres(env, 50_000, 1) : postgres(env, 1_000_000, 3)));
-  await section(7, 'Query source', () => (quick ? sqlSource(env, 50_000, 1) : sqlSource(env, 1_000_000, 3)));
+  await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '768MB'])));
+  await section(6, 'PostgreSQL store', () => (quick ? postgres(env, 50_000, 1) : postgres(env, 1_000_000, runs)));
+  await section(7, 'Query source', () => (quick ? sqlSource(env, 50_000, 1) : sqlSource(env, 1_000_000, runs)));
   console.log(`# inference-importer benchmarks${quick ? ' (--quick: smoke sizes, not figures to report)' : ''}`);
   console.log(report.join('\n'));
 } finally {

@@ -94,7 +94,7 @@ describe('config', () => {
     await writeFile(path, 'store: { kind: duckdb, path: ${STORE:/tmp/s.duckdb} }\nhttp: { token: ${TOKEN} }\njobs:\n  - { id: a, source: "s3://bucket/a/", pollInterval: 2m, maxFileBytes: 5MiB, model: { id: m }, schema: { predictionId: id, predictionScore: s } }\n');
     const config = await loadConfig(path, { TOKEN: 'sixteen-chars-long!' });
     assert.equal(config.http.token, 'sixteen-chars-long!');
-    assert.deepEqual(config.store, { kind: 'duckdb', path: '/tmp/s.duckdb', memoryLimit: '768MB' });
+    assert.deepEqual(config.store, { kind: 'duckdb', path: '/tmp/s.duckdb', memoryLimit: '512MB' });
     assert.equal(config.defaults.pollInterval, 10_000);
     assert.equal(config.defaults.maxFileBytes, 1024 ** 3);
     assert.equal(config.jobs[0].pollInterval, 120_000);

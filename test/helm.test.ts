@@ -119,7 +119,7 @@ describe('helm chart', () => {
       const config = importerConfig(objects);
       checkPod(d, config);
       const parsed = checkConfig(config);
-      assert.deepEqual(parsed.store, { kind: 'duckdb', path: '/data/inferences.duckdb', memoryLimit: single ? '768MB' : '1GB' });
+      assert.deepEqual(parsed.store, { kind: 'duckdb', path: '/data/inferences.duckdb', memoryLimit: single ? '512MB' : '1GB' });
       assert.equal(parsed.http.port, 8080);
       for (const o of objects) assert.equal(o.metadata.labels?.['app.kubernetes.io/managed-by'], 'Helm', `${o.kind} labels`);
     }

@@ -96,6 +96,39 @@ describe('DuckDB store', () => {
     assert.deepEqual(JSON.parse(json.f), { age: 4.5, city: 'Oslo' });
   });
 
+  it('numbers the rows of CSV and NDJSON read in parallel as they stand in the file, loaded first or staged', async () => {
+    // Small read buffers make DuckDB read these files in many pieces on both threads.
+    const readOptions = { csv: { buffer_size: 16384, max_line_size: 1000 }, json: { maximum_object_size: 1000 } };
+    const importAs = async (format: 'csv' | 'json', key: string, bad: number | undefined) => {
+      const pjob = validateConfig({
+        jobs: [{ id: `n${format}`, source: 's3://bkt/n/', format, readOptions: readOptions[format], model: { id: `rows_${format}` }, schema: { predictionId: 'id', predictionScore: 'score' } }],
+      }).jobs[0];
+      const [version] = await store.recordDiscovered(pjob.id, [obj(key, key)]);
+      // Row i (from 1) has ID 'r<i>', except the row `bad`, which has none.
+      const rows = `SELECT CASE WHEN i = ${bad ?? 0} THEN NULL ELSE 'r' || i END AS id, i / 7 AS score FROM range(1, 30001) t(i)`;
+      const path = await writeFixture(join(tmp.path, key), rows, format === 'csv' ? 'FORMAT csv, HEADER true' : 'FORMAT json');
+      const file = { path, key };
+      const result = await importerOf(store).importFile({ job: pjob, version, file, source: await jobRelation(pjob, file), importTime: new Date() });
+      const [{ n, misplaced }] = await store.query<{ n: number; misplaced: number }>(
+        `SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced
+         FROM model_predictions.rows_${format} WHERE source_file_id = $1`, [version.fileId]);
+      return { result, n, misplaced, rejected: await store.query(`SELECT row_number::INT AS row, code, raw->>'score' AS score FROM rejected_rows WHERE file_id = $1`, [version.fileId]) };
+    };
+    for (const format of ['csv', 'json'] as const) {
+      const clean = await importAs(format, `clean.${format}`, undefined);
+      assert.deepEqual([clean.result.loadedFirst, clean.n, clean.misplaced], [true, 30_000, 0], format);
+      const dirty = await importAs(format, `dirty.${format}`, 21_234);
+      assert.deepEqual([dirty.result.loadedFirst, dirty.result.rowsRejected, dirty.n, dirty.misplaced], [false, 1, 29_999, 0], format);
+      assert.deepEqual(dirty.rejected, [{ row: 21_234, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', score: '3033.4285714285716' }], format);
+    }
+    // A data column named rowid would hide DuckDB's row IDs: that file is numbered by its window instead.
+    const rjob = validateConfig({ jobs: [{ id: 'nr', source: 's3://bkt/nr/', model: { id: 'rows_rowid' }, schema: { predictionId: 'id', predictionScore: 'score' } }] }).jobs[0];
+    const [version] = await store.recordDiscovered('nr', [obj('rowid.csv', 'R1')]);
+    const path = await writeFixture(join(tmp.path, 'rowid.csv'), `SELECT 'r' || i AS id, 100 - i AS rowid, 0.5 AS score FROM range(1, 51) t(i)`, 'FORMAT csv, HEADER true');
+    await importerOf(store).importFile({ job: rjob, version, file: { path, key: 'rowid.csv' }, source: await jobRelation(rjob, { path, key: 'rowid.csv' }), importTime: new Date() });
+    assert.deepEqual(await store.query(`SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced FROM model_predictions.rows_rowid`), [{ n: 50, misplaced: 0 }]);
+  });
+
   it('keeps an overridden row underneath: it comes back when the overriding file drops the ID, and a late retry of the older file does not win', async () => {
     const ajob = validateConfig({ jobs: [{ id: 'acts', source: 's3://bkt/a/', model: { id: 'm' }, schema: { predictionId: 'id', actualLabel: 'y' } }] }).jobs[0];
     const loadA = async (key: string, etag: string, sql: string) => {

@@ -19,7 +19,7 @@ export function predictionsSql(from: number, to: number, days = 10): string {
     ...Array.from({ length: 5 }, (_, k) => `'cat' || (hash(i + ${k}) % 50) AS "feature/s${k}"`),
   ].join(', ');
   return `SELECT ${idSql('i')} AS prediction_id,
-      TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds((i * ${Math.floor((days * 86400) / Math.max(1, to - from))}) % ${days * 86400}) AS prediction_ts,
+      TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(((i - ${from}) * ${days * 86400}) // ${Math.max(1, to - from)}) AS prediction_ts,
       'v1' AS model_version, CASE WHEN hash(i) % 2 = 0 THEN 'yes' ELSE 'no' END AS predicted_label, (hash(i) % 1000) / 1000.0 AS score,
       ${features}, 'eu' AS "tag/region", 'web' AS "tag/channel"
     FROM range(${from}, ${to}) t(i)`;
@@ -28,7 +28,7 @@ export function predictionsSql(from: number, to: number, days = 10): string {
 /** Actuals for 30 % of the IDs of predictions 0 ≤ i < n, in shuffled order, a day after their prediction. */
 export function actualsSql(n: number, days = 10): string {
   return `SELECT ${idSql('i')} AS prediction_id, CASE WHEN hash(i * 3) % 2 = 0 THEN 'yes' ELSE 'no' END AS actual_label,
-      TIMESTAMPTZ '2026-11-02 00:00:00+00' + to_seconds((i * ${Math.floor((days * 86400) / Math.max(1, n))}) % ${days * 86400}) AS actual_ts
+      TIMESTAMPTZ '2026-11-02 00:00:00+00' + to_seconds((i * ${days * 86400}) // ${Math.max(1, n)}) AS actual_ts
     FROM range(${n}) t(i) WHERE hash(i) % 10 < 3 ORDER BY hash(i * 7)`;
 }
 

@@ -336,7 +336,7 @@ export const configSchema = z
         z.strictObject({
           kind: z.literal('duckdb'),
           path: z.string().min(1).default('./data/inferences.duckdb').describe('DuckDB database file'),
-          memoryLimit: z.string().default('768MB').describe("DuckDB memory_limit (bounds RSS; spills beyond it)"),
+          memoryLimit: z.string().default('512MB').describe("DuckDB memory_limit (bounds RSS; spills beyond it)"),
           threads: z.number().int().min(1).optional().describe('DuckDB threads; default: the number of cores'),
         }),
         z.strictObject({

@@ -2,12 +2,12 @@ import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { describeError } from '../errors.ts';
 import { csvFailure, unreadableError } from './errors.ts';
-import { readOptionsSql, ROW_NUMBER_COLUMN, sqlString, type FormatReader, type LocalFile, type ReadOptions } from './types.ts';
+import { orderedRelation, readOptionsSql, sqlString, type FormatReader, type LocalFile, type ReadOptions } from './types.ts';
 
 /**
  * CSV with a header row, plain or gzip (by the `.gz` name). Types are sniffed by DuckDB unless read
  * options say otherwise; the row number counts data rows from 1, in file order (DuckDB keeps
- * insertion order by default).
+ * insertion order by default, also when it reads the file in parallel).
  *
  * The quote is RFC 4180's `"` unless read options set another: left to itself, DuckDB's sniffer
  * answers a quote that never closes by choosing no quote character at all, and the row's `"click`
@@ -17,10 +17,7 @@ import { readOptionsSql, ROW_NUMBER_COLUMN, sqlString, type FormatReader, type L
 export const readCsv: FormatReader = async (file, { readOptions, run }) => {
   const options: ReadOptions = { header: true, auto_detect: true, quote: '"', escape: '"', ...readOptions };
   if (run) await checkDialect(file, options, run);
-  return {
-    sql: `(SELECT row_number() OVER () AS ${ROW_NUMBER_COLUMN}, * FROM read_csv(${sqlString(file.path)}${readOptionsSql(options)}))`,
-    rowNumberColumn: ROW_NUMBER_COLUMN,
-  };
+  return orderedRelation(`SELECT * FROM read_csv(${sqlString(file.path)}${readOptionsSql(options)})`);
 };
 
 const NO_DIALECT = /not possible to automatically detect the CSV parsing dialect/i;

@@ -21,6 +21,13 @@ export interface SourceRelation {
   columnar?: boolean;
   /** Relations over several files (see `GroupReader`): the column with each row's 0-based file index. */
   fileIndexColumn?: string;
+  /**
+   * For files whose row number is a window over one scan (CSV, JSON), which reads the file on one
+   * thread: `scanSql` is the same rows without a row number, read in parallel and in file order.
+   * An import materialises it once (`materialiseSource`), numbers the rows by the temp table's row
+   * IDs, and reads the relation `over` gives for that numbered table: columnar, like parquet.
+   */
+  ordered?: { scanSql: string; over: (numberedSql: string) => SourceRelation };
 }
 
 /** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */
@@ -53,6 +60,18 @@ export type GroupReader = (files: LocalFile[], context: ReaderContext) => Source
 export const ROW_NUMBER_COLUMN = '__source_row';
 /** The name group readers give the 0-based file index column. */
 export const FILE_INDEX_COLUMN = '__file_index';
+
+/**
+ * The relation of a file read by a DuckDB table function that keeps file order (`scanSql`, a
+ * SELECT): numbered by a window for one-off reads, materialisable for imports (see `ordered`).
+ */
+export function orderedRelation(scanSql: string): SourceRelation {
+  return {
+    sql: `(SELECT row_number() OVER () AS ${ROW_NUMBER_COLUMN}, * FROM (${scanSql}))`,
+    rowNumberColumn: ROW_NUMBER_COLUMN,
+    ordered: { scanSql, over: (numberedSql) => ({ sql: numberedSql, rowNumberColumn: ROW_NUMBER_COLUMN, columnar: true }) },
+  };
+}
 
 /** Renders read options as `, name = literal` arguments of a DuckDB table function. */
 export function readOptionsSql(options: ReadOptions | undefined): string {

@@ -3,7 +3,7 @@ import type { Engine } from '../engine/index.ts';
 import { ImporterError } from '../errors.ts';
 import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { jobRelationOfFiles } from '../schema/select.ts';
-import { describeFile, firstRejectedSql, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
+import { describeFile, firstRejectedSql, materialiseSource, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
 import type { EngineRows, ImportTransaction, MatchedActuals, Store } from '../store/store.ts';
 import { fileOutcome, type FirstRejected } from './outcome.ts';
 import { ACTUAL_ROW_COLUMNS, PREDICTION_ROW_COLUMNS, SHAP_ROW_COLUMNS, type ImportRequest, type ImportResult } from './types.ts';
@@ -66,8 +66,8 @@ function predictionRows(structs: StructColumns, sourceFileId: string, from: stri
 /**
  * Imports a group of one job's files in one store transaction: each file's ledger claim, its
  * reading, mapping and verdicts in the engine, one replacement of the group's rows per table, each
- * file's rejected rows and ledger outcome. `loadFirst` loads clean columnar prediction files
- * before checking them (throws NeedsStaging when a file needs its row verdicts after all).
+ * file's rejected rows and ledger outcome. `loadFirst` loads clean columnar files of predictions
+ * or of actuals before checking them (throws NeedsStaging when a file needs its row verdicts after all).
  */
 export async function importGroup(store: Store, requests: ImportRequest[], options: { loadFirst: boolean }): Promise<ImportResult[]> {
   const { job } = requests[0];
@@ -94,7 +94,11 @@ async function importIn(
   // One import time for the group: a file's verdicts and the rows loaded from a scan of the group must agree on it.
   const { importTime } = requests[0];
   const members: GroupMember[] = [];
-  for (const request of requests) {
+  for (const read of requests) {
+    // CSV and JSON are read once into a temp table, in parallel; their rows are then read like parquet's.
+    const table = nextStage();
+    if (read.source.ordered) stages.push({ name: table, kind: 'table' });
+    const request = { ...read, source: await materialiseSource(run, table, read.source, read.file) };
     const columns = await describeFile(run, job, request.source, request.file);
     const plan = planMapping(job, request.source, columns, request.file.key, importTime);
     members.push({ request, columns, plan, stage: nextStage(), result: SKIPPED });
@@ -110,7 +114,8 @@ async function importIn(
   // Columnar files of one schema are read together, in parallel: verdicts in one scan, rows in another.
   const together = live.length > 1 ? await planTogether(engine, job, live, importTime) : undefined;
   const loadFirst = options.loadFirst && live.length > 0 && (live.length === 1 || together !== undefined)
-    && live.every((m) => m.request.source.columnar === true && m.plan.hasPredictions && !m.plan.hasActuals);
+    // Files of predictions or of actuals; a file of both keeps its staged path (one ID may carry several versions).
+    && live.every((m) => m.request.source.columnar === true && m.plan.hasPredictions !== m.plan.hasActuals);
   if (together && !loadFirst) {
     const groupStage = nextStage();
     stages.push({ name: groupStage, kind: 'table' });
@@ -173,9 +178,16 @@ async function importIn(
       fileIds: withActuals.map((m) => m.request.version.fileId),
       keys: keysOf(withActuals),
       batches: [rows(selects.join(' UNION ALL '))],
-      newKeys: rows(withActuals.map((m) => `SELECT prediction_id FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`).join(' UNION ALL ')),
+      ...(loadFirst
+        ? { check: (inserted: number) => checkLoadedFirst(engine, inserted, live) }
+        : { newKeys: rows(withActuals.map((m) => `SELECT prediction_id FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`).join(' UNION ALL ')) }),
     });
     for (const m of withActuals) {
+      // Loaded first: a file of actuals only, every row valid (the check passed), each row one actual.
+      if (loadFirst) {
+        m.actualsLoaded = m.stats!.rowsValid;
+        continue;
+      }
       const [{ n }] = await run(`SELECT count(${m.plan.hasPredictions ? 'DISTINCT prediction_id' : '*'}) AS n FROM ${m.stage} WHERE reject_code IS NULL AND has_actual`);
       m.actualsLoaded = Number(n);
     }

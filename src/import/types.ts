@@ -27,7 +27,7 @@ export interface ImportResult {
   /** Files committed in the same transaction as this one (files of a job that waited together are imported together). */
   filesInTransaction?: number;
   /**
-   * The rows were loaded first and checked after (a clean columnar file of predictions), rather than
+   * The rows were loaded first and checked after (a clean columnar file of predictions or of actuals), rather than
    * staged to compute each row's verdict before the load.
    */
   loadedFirst?: boolean;

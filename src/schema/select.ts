@@ -39,6 +39,7 @@ export function applySelect(job: JobConfig, base: SourceRelation): SourceRelatio
     fileIndexColumn: base.fileIndexColumn,
     // Two reads must see the same values: expressions drawing random values force one materialised read.
     columnar: base.columnar && !job.select.some((e) => VOLATILE_FUNCTION.test(e)),
+    ordered: base.ordered && { scanSql: base.ordered.scanSql, over: (numberedSql) => applySelect(job, base.ordered!.over(numberedSql)) },
   };
 }
 

@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/index.ts';
 import { ErrorCodes } from '../errors.ts';
-import { sqlIdent, sqlString, unreadableError, type LocalFile, type SourceRelation } from '../formats/index.ts';
+import { ROW_NUMBER_COLUMN, sqlIdent, sqlString, unreadableError, type LocalFile, type SourceRelation } from '../formats/index.ts';
 import type { FileColumn, MappingPlan } from './mapping.ts';
 import { checkSelect } from './select.ts';
 
@@ -27,6 +27,27 @@ export async function describeFile(run: RunQuery, job: JobConfig, source: Source
     throw unreadableError(file, err);
   });
   return described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+}
+
+/**
+ * Reads a file whose row numbers would be a window over one scan (see `SourceRelation.ordered`)
+ * into the temp table `table` in parallel, keeping file order, and returns the relation over that
+ * table numbered by its row IDs: columnar, so an import reads it like parquet (twice, or loads it
+ * first) instead of staging every mapped column from a scan on one thread. Other relations are
+ * returned as they are. A file DuckDB cannot read fails naming its key.
+ */
+export async function materialiseSource(run: RunQuery, table: string, source: SourceRelation, file: LocalFile): Promise<SourceRelation> {
+  if (!source.ordered) return source;
+  // Row IDs follow insertion order only while DuckDB keeps it (the default; bulk inserts turn it off for their statement).
+  await run('SET preserve_insertion_order = true');
+  await run(`CREATE OR REPLACE TEMP TABLE ${table} AS ${source.ordered.scanSql}`).catch((err) => {
+    throw unreadableError(file, err);
+  });
+  // A data column named rowid would hide the row IDs: such a file keeps its numbering window.
+  if ((await run(`DESCRIBE ${table}`)).some((c) => String(c.column_name).toLowerCase() === 'rowid')) return source;
+  // A table made in a transaction numbers its rows from a large base: the first row's ID.
+  const [{ first }] = await run(`SELECT CAST(coalesce(min(rowid), 0) AS VARCHAR) AS first FROM ${table}`);
+  return source.ordered.over(`(SELECT rowid - ${BigInt(String(first))} + 1 AS ${ROW_NUMBER_COLUMN}, * FROM ${table})`);
 }
 
 /** Columns a keys-only stage keeps: enough to count, de-duplicate, find overlaps and skip rejected rows. */

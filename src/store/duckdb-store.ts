@@ -406,17 +406,17 @@ export class DuckDbStore implements Store {
       return out;
     }
     const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
-    const rows = await this.all(
-      conn,
-      `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (
-         SELECT CASE WHEN a.source_file_id IN (${withActuals}) THEN a.source_file_id ELSE p.source_file_id END AS f,
-                greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
+    const pair = `greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
          FROM actual_rows a JOIN ${table} p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
-         WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current
-           AND (p.source_file_id IN (${withPredictions}) OR a.source_file_id IN (${withActuals}))
-       ) GROUP BY ALL`,
-      [modelId, env],
-    );
+         WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current`;
+    // Two halves, each filtered on its own side, instead of one OR over both tables (which joined every actual of the model):
+    // this import's actuals that met a prediction, and this import's predictions that met an actual of an earlier file.
+    const halves = [
+      ...(actualFiles.length ? [`SELECT a.source_file_id AS f, ${pair} AND a.source_file_id IN (${withActuals})`] : []),
+      ...(predictionFiles.length ? [`SELECT p.source_file_id AS f, ${pair} AND p.source_file_id IN (${withPredictions})${actualFiles.length ? ` AND a.source_file_id NOT IN (${withActuals})` : ''}`] : []),
+    ];
+    if (halves.length === 0) return out;
+    const rows = await this.all(conn, `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (${halves.join(' UNION ALL ')}) GROUP BY ALL`, [modelId, env]);
     for (const r of rows) {
       const m = out.get(Number(r.f)) ?? { count: 0, groups: [] };
       m.groups.push({ count: Number(r.n), meanSeconds: Number(r.mean) });
