@@ -19,7 +19,7 @@ for (const kind of STORE_KINDS) {
 
     it(`seed ${seed}: loses and duplicates nothing`, async () => {
       const r = await sigkillRun(stack, kind, seed, 6, 1);
-      assert.deepEqual({ lost: r.lost, duplicated: r.duplicated, rows: r.rows, ledger: r.ledger, exit: r.exitCode }, { lost: 0, duplicated: 0, rows: 12_000, ledger: { succeeded: 6 }, exit: 0 }, `seed ${seed}, kill delays ${r.delays.join(', ')} ms`);
+      assert.deepEqual({ lost: r.lost, duplicated: r.duplicated, rows: r.rows, ledger: r.ledger, exit: r.exitCode }, { lost: 0, duplicated: 0, rows: 12_000, ledger: { succeeded: 6 }, exit: 0 }, `seed ${seed}, kill delays ${r.delays.join(', ')} ms${r.output ? `; the process's last output:\n${r.output}` : ''}`);
     });
   });
 }

@@ -148,7 +148,7 @@ for (const kind of STORE_KINDS) {
       });
       assert.equal(broken.error_code, 'IMP_ERR_SOURCE_QUERY');
       assert.equal(broken.attempts, 1);
-      assert.match(broken.error_message!, /^job broken: .*column "nope" does not exist \(SQLSTATE 42703\)/);
+      assert.match(broken.error_message!, /^window\/\S+: job broken: .*column "nope" does not exist \(SQLSTATE 42703\)/);
       const status = async () => (await (await fetch(`${base}/api/jobs/away`, { headers })).json()) as { state: string; lastPoll: { outcome: string; error?: string } | null; files: Record<string, number> };
       const down = await waitFor('the away job\'s poll error', async () => ((await status()).lastPoll?.outcome === 'error' ? status() : undefined));
       assert.match(down.lastPoll!.error!, /^IMP_ERR_SOURCE_UNREACHABLE: job away: cannot open a session on 127\.0\.0\.1:\d+\/importer_wh_\w+: /);

@@ -70,7 +70,7 @@ export async function startStack(options: { store?: StoreKind } = {}): Promise<S
 
 /** Starts the whole daemon in this process. */
 export function runDaemon(config: Readonly<Config>, options: Omit<DaemonOptions, 'log'> = {}): Promise<Daemon> {
-  return startDaemon(config, { ...options, log: createLogger(config.log.level, undefined, secretValues(config)) });
+  return startDaemon(config, { ...options, log: createLogger(process.env.TEST_LOG ?? config.log.level, undefined, secretValues(config)) });
 }
 
 /** Polls `fn` until it returns a truthy value; fails with the last value after `timeoutMs`. */

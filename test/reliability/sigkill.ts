@@ -22,7 +22,10 @@ export interface SigkillResult {
   ledger: Record<string, number>;
   /** What else went wrong during the run. */
   faults: string;
-  exitCode: number | null;
+  /** The exit code after SIGTERM, or the signal that ended the process. */
+  exitCode: number | string | null;
+  /** The end of the process's output when it did not exit 0. */
+  output: string;
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same kill points and upload order. */
@@ -112,10 +115,10 @@ export async function sigkillRun(stack: Stack, store: StoreKind, seed: number, f
     const [c] = await query<{ rows: number; ids: number }>(`SELECT count(*)::INT AS rows, count(DISTINCT prediction_id)::INT AS ids FROM predictions WHERE model_id = '${prefix}'`);
     const expected = files * rowsPerFile;
     last.proc.kill('SIGTERM');
-    const { code } = await last.exited;
+    const { code, signal } = await last.exited;
     stack.s3.faults.clear();
     const faultNames = [faults.s3 && 'S3 503/500/slow', faults.redisRestart && 'Redis restarted empty after each kill'].filter(Boolean).join('; ') || 'none';
-    return { store, seed, files, kills, delays, faults: faultNames, expected, rows: Number(c.rows), ids: Number(c.ids), lost: expected - Number(c.ids), duplicated: Number(c.rows) - Number(c.ids), ledger, exitCode: code };
+    return { store, seed, files, kills, delays, faults: faultNames, expected, rows: Number(c.rows), ids: Number(c.ids), lost: expected - Number(c.ids), duplicated: Number(c.rows) - Number(c.ids), ledger, exitCode: code ?? signal, output: code === 0 ? '' : last.output().slice(-3000) };
   } catch (err) {
     last.proc.kill('SIGKILL');
     throw new Error(`seed ${seed} (${store}): ${(err as Error).message}\n--- last process output ---\n${last.output().slice(-3000)}`);

@@ -2,8 +2,8 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { to as copyTo } from 'pg-copy-streams';
-import { readCsv } from '../../formats/csv.ts';
-import { sqlIdent, type LocalFile, type SourceRelation } from '../../formats/index.ts';
+import { sqlIdent, sqlString, type LocalFile, type SourceRelation } from '../../formats/index.ts';
+import { orderedRelation, readOptionsSql } from '../../formats/types.ts';
 import { ImporterError } from '../../errors.ts';
 import type { SqlJob, Warehouse } from './connection.ts';
 import { warehouseError } from './connection.ts';
@@ -127,13 +127,13 @@ export async function queryToCsv(wh: Warehouse, job: SqlJob, select: string, pat
  * kept apart from NULL (COPY writes NULL unquoted), lists cast from their JSON text.
  */
 export async function windowRelation(file: LocalFile, columns: QueryColumn[]): Promise<SourceRelation> {
-  const base = await readCsv(file, {
-    readOptions: {
-      auto_detect: false, header: true, delim: ',', quote: '"', escape: '"', allow_quoted_nulls: false,
-      columns: Object.fromEntries(columns.map((c) => [c.name, c.list ? 'VARCHAR' : c.type])),
-    },
-  });
+  const read = `SELECT * FROM read_csv(${sqlString(file.path)}${readOptionsSql({
+    auto_detect: false, header: true, delim: ',', quote: '"', escape: '"', allow_quoted_nulls: false,
+    columns: Object.fromEntries(columns.map((c) => [c.name, c.list ? 'VARCHAR' : c.type])),
+  })})`;
   const lists = columns.filter((c) => c.list);
-  if (!lists.length) return base;
-  return { ...base, sql: `(SELECT * REPLACE (${lists.map((c) => `CAST(${sqlIdent(c.name)} AS ${c.type}) AS ${sqlIdent(c.name)}`).join(', ')}) FROM ${base.sql})` };
+  // Lists arrive as text; cast in the scan itself, so the one-off read and the ordered temp table both get them typed.
+  return orderedRelation(lists.length
+    ? `SELECT * REPLACE (${lists.map((c) => `CAST(${sqlIdent(c.name)} AS ${c.type}) AS ${sqlIdent(c.name)}`).join(', ')}) FROM (${read})`
+    : read);
 }
