@@ -38,7 +38,24 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   // Node prints process warnings (deprecations, the AWS SDK's Node version notice) as plain stderr text; the log stays JSON.
   process.removeAllListeners('warning');
   process.on('warning', (w) => log.warn({ warning: w.name }, w.message));
-  let daemon;
+  // Handlers go in before the start: a signal that arrives while the daemon is still starting (its HTTP
+  // server may already answer) is acted on once it has started, not met by Node's default of dying at once.
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  let signalled: string | undefined;
+  const onSignal = (signal: string) => {
+    if (daemon) return shutdown(signal);
+    if (signalled) return;
+    signalled = signal;
+    log.info({ signal }, 'signal received while starting: stopping once started');
+    // Starting may wait for an unreachable store (no import runs before it opens): then exit soon.
+    const waitMs = Math.min(5000, config.worker.shutdownTimeout);
+    setTimeout(() => {
+      log.warn({ waitMs }, 'still starting (waiting for the store?); exiting without a clean stop (the next start recovers)');
+      process.exit(0);
+    }, waitMs).unref();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   try {
     daemon = await startDaemon(config, { roles, log, configPath });
   } catch (err) {
@@ -46,6 +63,7 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
     log.fatal({ code: e.code }, e.message);
     process.exit(1);
   }
+  const started = daemon;
   const shutdown = (signal: string) => {
     log.info({ signal }, 'signal received');
     // The stop bounds every step by worker.shutdownTimeout; this is the backstop should anything still hang.
@@ -53,7 +71,7 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
       log.error({ timeoutMs: config.worker.shutdownTimeout }, 'shutdown did not finish within worker.shutdownTimeout; exiting anyway (the next start recovers)');
       process.exit(1);
     }, config.worker.shutdownTimeout + 1000).unref();
-    daemon
+    started
       .stop()
       .then(() => process.exit(0))
       .catch((err) => {
@@ -64,10 +82,9 @@ async function runRoles(configPath: string, roles: Roles): Promise<void> {
   // SIGHUP re-reads the config (as nginx and Prometheus do); without a listener Node would exit on it.
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'signal received: reloading the config');
-    void daemon.reload('SIGHUP');
+    void started.reload('SIGHUP');
   });
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  if (signalled) shutdown(signalled);
 }
 
 const program = new Command('inference-importer')

@@ -206,6 +206,19 @@ describe('scale-out: one scheduler and several worker processes on PostgreSQL', 
     }
   });
 
+  it('SIGTERM while it still waits for the database at start: exits 0 soon, not killed by the signal', async () => {
+    const url = new URL(stack.db!.url);
+    url.port = String(await freePort());
+    const cfg = body('early');
+    const daemon = await spawnCli(['run'], { path: join(stack.tmp.path, 'early.yaml'), body: { ...cfg, store: { ...cfg.store, url: url.toString() } } });
+    children.push(daemon);
+    await waitFor('the wait for the database', async () => /the daemon waits for the store/.test(daemon.output()), 120_000);
+    daemon.proc.kill('SIGTERM');
+    const exit = await daemon.exited;
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.match(daemon.output(), /signal received while starting/);
+  });
+
   it('refuses to start with credentials the database rejects, naming the setting', async () => {
     const url = new URL(stack.db!.url);
     url.username = 'no_such_role';
