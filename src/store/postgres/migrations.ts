@@ -1,3 +1,6 @@
+import type pg from 'pg';
+import { ImporterError } from '../../errors.ts';
+
 /**
  * The PostgreSQL store's schema, as versioned migrations. Each runs once, in its own transaction,
  * recorded in `schema_migrations`; processes starting together take turns on an advisory lock, so
@@ -127,3 +130,52 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
     `,
   },
 ];
+
+/**
+ * Brings `schema` to the newest migration, then checks that the role holds every right the store
+ * uses, naming each one missing. Processes starting together take turns on an advisory lock.
+ */
+export async function migrate(client: pg.PoolClient, schema: string, context: { where: string; storeError: (err: unknown, what: string) => ImporterError }): Promise<void> {
+  try {
+    await client.query(`SELECT pg_advisory_lock(hashtext('inference-importer:migrate:' || $1))`, [schema]);
+    // Created only when missing: CREATE … IF NOT EXISTS checks the right to create before it looks, so a role without it could never start.
+    if ((await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount === 0) {
+      await client.query(`CREATE SCHEMA ${schema}`).catch((err) => {
+        throw context.storeError(err, `cannot create schema "${schema}" (needs CREATE on the database, or create the schema for the role)`);
+      });
+    }
+    if ((await client.query(`SELECT to_regclass($1) AS t`, [`${schema}.schema_migrations`])).rows[0].t === null) {
+      await client.query(`CREATE TABLE ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`).catch((err) => {
+        throw context.storeError(err, `cannot create ${schema}.schema_migrations (needs CREATE on schema ${schema})`);
+      });
+    }
+    const applied = new Set((await client.query(`SELECT version FROM ${schema}.schema_migrations`)).rows.map((r) => Number(r.version)));
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      await client.query('BEGIN');
+      try {
+        await client.query(`SET LOCAL search_path = ${schema}`);
+        await client.query(m.sql);
+        await client.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw context.storeError(err, `migration ${m.version} (${m.name}) failed`);
+      }
+    }
+    // Checked at start so a role without a right fails now, naming it, rather than on the first import.
+    const needed: Array<[string, string]> = [[`has_schema_privilege('${schema}', 'USAGE')`, `USAGE on schema ${schema}`]];
+    for (const [table, rights] of [['import_files', ['SELECT', 'INSERT', 'UPDATE']], ['prediction_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
+      ['actual_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['shap_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['rejected_rows', ['SELECT', 'INSERT', 'DELETE']], ['model_fields', ['SELECT', 'INSERT', 'UPDATE']]] as const) {
+      for (const right of rights) needed.push([`has_table_privilege('${schema}.${table}', '${right}')`, `${right} on ${schema}.${table}`]);
+    }
+    needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (an import keeps its key lists in temp tables)']);
+    const [held] = (await client.query(`SELECT ${needed.map(([check], i) => `${check} AS r${i}`).join(', ')}`)).rows;
+    const missing = needed.filter((_, i) => !held[`r${i}`]).map(([, what]) => what);
+    if (missing.length) {
+      throw new ImporterError('IMP_ERR_STORE', `the PostgreSQL role lacks ${missing.join('; ')} (${context.where}); GRANT them, or use a role that owns schema ${schema}`, { permanent: true });
+    }
+  } finally {
+    await client.query(`SELECT pg_advisory_unlock(hashtext('inference-importer:migrate:' || $1))`, [schema]).catch(() => undefined);
+  }
+}

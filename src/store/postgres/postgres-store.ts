@@ -24,7 +24,7 @@ import {
   type Store,
 } from '../store.ts';
 import { CsvPipe } from './copy-pipe.ts';
-import { MIGRATIONS } from './migrations.ts';
+import { migrate } from './migrations.ts';
 import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from '../rows.ts';
 
 /** Options of the PostgreSQL store (`store` in the config, kind postgres). */
@@ -143,7 +143,7 @@ export class PostgresStore implements Store {
     return pool;
   }
 
-  /** Brings the schema to the newest migration; processes starting together take turns on an advisory lock. */
+  /** Brings the schema to the newest migration and checks the role's rights (see migrations.ts). */
   private async migrate(): Promise<void> {
     let client: pg.PoolClient;
     try {
@@ -151,48 +151,9 @@ export class PostgresStore implements Store {
     } catch (err) {
       throw this.storeError(err, 'cannot connect to PostgreSQL');
     }
-    const schema = this.options.schema;
     try {
-      await client.query(`SELECT pg_advisory_lock(hashtext('inference-importer:migrate:' || $1))`, [schema]);
-      // Created only when missing: CREATE … IF NOT EXISTS checks the right to create before it looks, so a role without it could never start.
-      if ((await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [schema])).rowCount === 0) {
-        await client.query(`CREATE SCHEMA ${schema}`).catch((err) => {
-          throw this.storeError(err, `cannot create schema "${schema}" (needs CREATE on the database, or create the schema for the role)`);
-        });
-      }
-      if ((await client.query(`SELECT to_regclass($1) AS t`, [`${schema}.schema_migrations`])).rows[0].t === null) {
-        await client.query(`CREATE TABLE ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`).catch((err) => {
-          throw this.storeError(err, `cannot create ${schema}.schema_migrations (needs CREATE on schema ${schema})`);
-        });
-      }
-      const applied = new Set((await client.query(`SELECT version FROM ${schema}.schema_migrations`)).rows.map((r) => Number(r.version)));
-      for (const m of MIGRATIONS) {
-        if (applied.has(m.version)) continue;
-        await client.query('BEGIN');
-        try {
-          await client.query(`SET LOCAL search_path = ${schema}`);
-          await client.query(m.sql);
-          await client.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw this.storeError(err, `migration ${m.version} (${m.name}) failed`);
-        }
-      }
-      // Checked at start so a role without a right fails now, naming it, rather than on the first import.
-      const needed: Array<[string, string]> = [[`has_schema_privilege('${schema}', 'USAGE')`, `USAGE on schema ${schema}`]];
-      for (const [table, rights] of [['import_files', ['SELECT', 'INSERT', 'UPDATE']], ['prediction_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']],
-        ['actual_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['shap_rows', ['SELECT', 'INSERT', 'UPDATE', 'DELETE']], ['rejected_rows', ['SELECT', 'INSERT', 'DELETE']], ['model_fields', ['SELECT', 'INSERT', 'UPDATE']]] as const) {
-        for (const right of rights) needed.push([`has_table_privilege('${schema}.${table}', '${right}')`, `${right} on ${schema}.${table}`]);
-      }
-      needed.push([`has_database_privilege(current_database(), 'TEMPORARY')`, 'TEMPORARY on the database (an import keeps its key lists in temp tables)']);
-      const [held] = (await client.query(`SELECT ${needed.map(([check], i) => `${check} AS r${i}`).join(', ')}`)).rows;
-      const missing = needed.filter((_, i) => !held[`r${i}`]).map(([, what]) => what);
-      if (missing.length) {
-        throw new ImporterError('IMP_ERR_STORE', `the PostgreSQL role lacks ${missing.join('; ')} (${this.where()}); GRANT them, or use a role that owns schema ${schema}`, { permanent: true });
-      }
+      await migrate(client, this.options.schema, { where: this.where(), storeError: (err, what) => this.storeError(err, what) });
     } finally {
-      await client.query(`SELECT pg_advisory_unlock(hashtext('inference-importer:migrate:' || $1))`, [schema]).catch(() => undefined);
       client.release();
     }
   }
