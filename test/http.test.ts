@@ -39,7 +39,11 @@ describe('HTTP: health, readiness, metrics, token', () => {
     const bytes = await readFile(p);
     await stack.s3.put(BUCKET, 'web/a/w.parquet', bytes);
     await waitFor('imported', async () => (await ledger(daemon, 'web')).some((r) => r.status === 'partially_succeeded'));
-    const text = await (await fetch(`${base}/metrics`)).text();
+    // The ledger row is committed inside the import; the worker counts the outcome just after it returns.
+    const text = await waitFor('the import counted', async () => {
+      const t = await (await fetch(`${base}/metrics`)).text();
+      return /^importer_import_duration_seconds_count\{job="web"\} 1$/m.test(t) && t;
+    });
     const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
     assert.equal(value('importer_files_discovered_total{job="web",kind="new"}'), 1);
     assert.equal(value('importer_files_imported_total{job="web",outcome="partially_succeeded"}'), 1);
