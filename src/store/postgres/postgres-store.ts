@@ -326,22 +326,28 @@ export class PostgresStore implements Store {
       if (added) {
         // The new keys, from the engine (a narrow copy), met before the rows go in: everything the table
         // holds now is other files' rows, so no filter on the file is needed, and the join reads half the
-        // rows it would after the COPY. (Read back from the table after the COPY, with a filter on
-        // source_file_id, the planner built its hash from a whole-index scan under a fresh load's stale
-        // statistics: 27 s for 1M keys against 1M rows, against ~1.5 s for this.)
-        await q(`CREATE TEMP TABLE ${added} (${keys.map((k) => `${k} TEXT`).join(', ')}, source_file_id BIGINT) ON COMMIT DROP`);
-        for (const batch of r.batches) await this.copyIn(client, added, batch, { ...Object.fromEntries(keys.map((k) => [k, 'TEXT'])), source_file_id: 'BIGINT' });
+        // rows it would after the COPY (read back from the table after the COPY: 27 s for 1M new keys
+        // into a model of 1M under a fresh load's missing statistics).
+        await q(`CREATE TEMP TABLE ${added} (model_id TEXT, environment TEXT, ${keys.map((k) => `${k} TEXT`).join(', ')}, source_file_id BIGINT) ON COMMIT DROP`);
+        for (const batch of r.batches) {
+          await this.copyIn(client, added, { engine: batch.engine, sql: `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, * FROM (${batch.sql})` },
+            { model_id: 'TEXT', environment: 'TEXT', ...Object.fromEntries(keys.map((k) => [k, 'TEXT'])), source_file_id: 'BIGINT' });
+        }
         // Temp tables get no statistics by themselves; the joins below need them to pick a hash join.
         await q(`ANALYZE ${added}`);
-        const on = keys.map((k) => `t.${k} = s.${k}`).join(' AND ');
+        // Model and environment are joined, not filtered by constants: under a fresh load's missing
+        // statistics the planner takes a constant filter on them for a few rows and scans the whole index
+        // for them (40 s for 1M keys against 1M rows); as join keys it sizes the table from its pages and
+        // picks a hash join for a large file (a few seconds) and index probes for a small one.
+        const on = ['model_id', 'environment', ...keys].map((k) => `t.${k} = s.${k}`).join(' AND ');
         const meets = [
           // Keys other files hold: a count, not EXISTS, whose hope of an early match leads the planner
           // to probe the index once per key (19 s for 1M new keys) where a hash join takes 1.4 s …
-          ...(occupied ? [`(SELECT count(*) FROM ${added} s JOIN ${table} t ON ${scope('t.')} AND ${on}) > 0`] : []),
+          ...(occupied ? [`(SELECT count(*) FROM ${added} s JOIN ${table} t ON ${on}) > 0`] : []),
           // … or that several files of this group bring.
           ...(r.fileIds.length > 1 ? [`EXISTS (SELECT 1 FROM ${added} GROUP BY ${keys.join(', ')} HAVING count(DISTINCT source_file_id) > 1)`] : []),
         ];
-        [{ overlap }] = (await q(`SELECT ${meets.join(' OR ')} AS overlap`, [modelId, env])) as Array<{ overlap: boolean }>;
+        [{ overlap }] = (await q(`SELECT ${meets.join(' OR ')} AS overlap`)) as Array<{ overlap: boolean }>;
       }
       // Straight into the table (no staging copy): the rows' model, environment and load time come with them.
       let n = 0;
