@@ -78,10 +78,35 @@ const SCHEMA_SQL = `
   CREATE SCHEMA IF NOT EXISTS ${MODEL_SCHEMA};
 `;
 
+/**
+ * The maintained join behind `inferences`: the current actual and SHAP-file values of a key are kept
+ * on every prediction row of that key (every version, current or not), so the view reads one table
+ * instead of hashing the model's actuals for each query. Model-table column, source column, type.
+ * Kept up to date by every load (see `refreshJoined`), the purge and the opening of a store made before.
+ */
+const JOINED: Record<'actual_rows' | 'shap_rows', Array<[string, string, string]>> = {
+  actual_rows: [
+    ['actual_label', 'actual_label', 'VARCHAR'], ['actual_score', 'actual_score', 'DOUBLE'], ['actual_scores', 'actual_scores', 'MAP(VARCHAR, DOUBLE)'],
+    ['actual_boxes', 'actual_boxes', BOXES_TYPE], ['relevance_label', 'relevance_label', 'VARCHAR'], ['relevance_score', 'relevance_score', 'DOUBLE'],
+    ['actual_ts', 'actual_ts', 'TIMESTAMPTZ'],
+    // Not shown in `inferences`: the import's join metrics read which file the actual came from.
+    ['actual_file_id', 'source_file_id', 'BIGINT'],
+  ],
+  // SHAP values sent in a file of their own (they take the place of the prediction's own in `inferences`).
+  shap_rows: [['file_shap', 'shap', 'JSON']],
+};
+const JOINED_SOURCES = Object.keys(JOINED) as Array<keyof typeof JOINED>;
+/** The actual columns of `inferences`, in their order. */
+const INFERENCE_ACTUAL_COLUMNS = ['actual_label', 'actual_score', 'actual_scores', 'actual_boxes', 'relevance_label', 'relevance_score', 'actual_ts'];
+function joinedColumnsSql(): string {
+  return Object.values(JOINED).flat().map(([c, , t]) => `${c} ${t}`).join(', ');
+}
+
 const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL, batch_id VARCHAR,
   prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
   prediction_scores MAP(VARCHAR, DOUBLE), threshold_scores MAP(VARCHAR, DOUBLE), prediction_group_id VARCHAR, rank INTEGER,
-  source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true`;
+  source_file_id BIGINT NOT NULL, source_row BIGINT, loaded_at TIMESTAMPTZ NOT NULL, is_current BOOLEAN NOT NULL DEFAULT true,
+  ${joinedColumnsSql()}`;
 
 /** STRUCT columns of model tables, shown as JSON in the shared `predictions` view. */
 const STRUCT_COLUMNS = Object.keys(STRUCT_FIELD_KINDS);
@@ -144,6 +169,7 @@ export class DuckDbStore implements Store {
     // Naive timestamps in files are read as UTC, whatever the host's zone.
     for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) await c.run("SET TimeZone = 'UTC'");
     await this.importConn.run(SCHEMA_SQL);
+    await this.addJoinedColumns(this.importConn);
     await this.rebuildViews(this.importConn);
     if (this.options.readableDirectory) await sandbox(this.importConn, this.options.readableDirectory);
     this.engine = engineOn(this.importConn);
@@ -277,9 +303,9 @@ export class DuckDbStore implements Store {
       if (rows.engine !== this.engine) throw new ImporterError('IMP_ERR_INTERNAL', 'the DuckDB store loads rows of its own engine only');
       return rows.sql;
     };
-    const load = (table: string, keys: string[], r: RowsToLoad) =>
+    const load = (table: string, keys: string[], r: RowsToLoad, settled?: (orphaned: string) => Promise<void>) =>
       this.replaceContribution(conn, {
-        table, keys, modelId, env, previous: previousOf(r.keys), groupFiles: r.fileIds.length,
+        table, keys, modelId, env, previous: previousOf(r.keys), groupFiles: r.fileIds.length, settled,
         inserts: r.batches.map((b) => `INSERT INTO ${table} BY NAME SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, *, ${nowSql()} AS loaded_at FROM (${inPlace(b)})`),
         ...(r.check ? { loadedFirst: { fileIds: r.fileIds, check: r.check } } : { newKeys: [inPlace(r.newKeys!)] }),
       });
@@ -303,10 +329,19 @@ export class DuckDbStore implements Store {
       },
       loadPredictions: async (r) => {
         for (const structs of r.structs ?? []) await this.ensureModelTable(conn, modelId, structs);
-        return load(modelTable, ['model_version', 'prediction_id'], r);
+        const n = await load(modelTable, ['model_version', 'prediction_id'], r);
+        // The new rows take the current actual and SHAP-file values of their keys.
+        const scope = `model_id = ${sqlString(modelId)} AND environment = ${sqlString(env)}`;
+        const fresh = `source_file_id IN (${r.fileIds.map(Math.floor).join(', ')})`;
+        for (const source of JOINED_SOURCES) {
+          if ((await this.all(conn, `SELECT 1 FROM ${source} WHERE ${scope} AND is_current LIMIT 1`)).length === 0) continue;
+          const cols = await this.usedJoined(conn, modelTable, source, `SELECT * FROM ${source} WHERE ${scope} AND is_current`, 'false');
+          await this.copyJoined(conn, modelTable, source, scope, `t.${fresh}`, cols);
+        }
+        return n;
       },
-      loadActuals: (r) => load('actual_rows', ['prediction_id'], r),
-      loadShap: (r) => load('shap_rows', ['prediction_id'], r),
+      loadActuals: (r) => load('actual_rows', ['prediction_id'], r, (orphaned) => this.refreshJoined(conn, 'actual_rows', modelId, env, r.fileIds, orphaned)),
+      loadShap: (r) => load('shap_rows', ['prediction_id'], r, (orphaned) => this.refreshJoined(conn, 'shap_rows', modelId, env, r.fileIds, orphaned)),
       matchedActuals: (withActuals, withPredictions) => this.matchedByImport(conn, modelId, env, withActuals, withPredictions),
       replaceRejected: async (keys, files) => {
         await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previousOf(keys)})`);
@@ -338,7 +373,11 @@ export class DuckDbStore implements Store {
    */
   private async replaceContribution(
     conn: DuckDBConnection,
-    o: { table: string; keys: string[]; modelId: string; env: string; previous: string; inserts: string[]; groupFiles: number } & (
+    o: {
+      table: string; keys: string[]; modelId: string; env: string; previous: string; inserts: string[]; groupFiles: number;
+      /** Called once every flag is right, with the temp table of keys whose current row went away with the earlier versions. */
+      settled?: (orphaned: string) => Promise<void>;
+    } & (
       /** Each staged file's keys, one SELECT per file. */
       | { newKeys: string[]; loadedFirst?: undefined }
       /** The rows were not staged: their keys are read back from the table after the insert, once `check` has passed. */
@@ -384,8 +423,68 @@ export class DuckDbStore implements Store {
       );
       await conn.run(`DROP TABLE affected_${n}`);
     }
+    await o.settled?.(`orphaned_${n}`);
     await conn.run(`DROP TABLE orphaned_${n}`);
     return inserted;
+  }
+
+  /**
+   * After a load of actual or SHAP rows of one model and environment: the prediction rows of the
+   * keys it touched take their keys' current values. The new rows that are current carry them; a
+   * key whose current row went with an earlier version of the files (`orphaned`) takes another
+   * file's row, or none.
+   */
+  private async refreshJoined(conn: DuckDBConnection, source: keyof typeof JOINED, modelId: string, env: string, fileIds: number[], orphaned: string): Promise<void> {
+    const tables = await this.all(conn, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId]);
+    // Actuals before their predictions: the predictions' load fills them in.
+    if (tables.length === 0) return;
+    const table = `${MODEL_SCHEMA}.${sqlIdent(String(tables[0].table_name))}`;
+    const scope = `model_id = ${sqlString(modelId)} AND environment = ${sqlString(env)}`;
+    const fresh = `${scope} AND source_file_id IN (${fileIds.map(Math.floor).join(', ')})`;
+    const cols = await this.usedJoined(conn, table, source, `SELECT * FROM ${source} WHERE ${fresh}`, scope);
+    const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM ${orphaned}`);
+    if (Number(orphans) > 0) {
+      await this.refreshKeys(conn, table, source, `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, prediction_id FROM ${orphaned}`, cols);
+    }
+    await this.copyJoined(conn, table, source, fresh, 'true', cols);
+  }
+
+  /**
+   * The joined columns of `source` an update must write: those the new values (`from`) or the
+   * table's rows in `scope` hold a value in. An UPDATE costs per column, and DuckDB rewrites whole
+   * rows (delete + insert) when it sets a MAP or STRUCT column, so the columns a model never uses
+   * (actual_scores of a binary model, boxes, relevance) are left out. `actual_file_id` is always written.
+   */
+  private async usedJoined(conn: DuckDBConnection, table: string, source: keyof typeof JOINED, from: string, scope: string): Promise<Array<[string, string, string]>> {
+    const optional = JOINED[source].filter(([c]) => c !== 'actual_file_id');
+    const held = async (sql: string) => (await this.all(conn, sql))[0] as Row;
+    const [fresh, stored] = [
+      await held(`SELECT ${optional.map(([c, f]) => `count(${f}) > 0 AS ${c}`).join(', ')} FROM (${from})`),
+      await held(`SELECT ${optional.map(([c]) => `count(${c}) > 0 AS ${c}`).join(', ')} FROM ${table} WHERE ${scope}`),
+    ];
+    return JOINED[source].filter(([c]) => c === 'actual_file_id' || fresh[c] || stored[c]);
+  }
+
+  /** Copies the joined columns of `source`'s current rows (those matching `where`) onto the prediction rows of their keys (those matching `target`, alias t). */
+  private async copyJoined(conn: DuckDBConnection, table: string, source: keyof typeof JOINED, where: string, target: string, cols = JOINED[source]): Promise<void> {
+    if (cols.length === 0) return;
+    await conn.run(
+      `UPDATE ${table} t SET ${cols.map(([c]) => `${c} = s.${c}`).join(', ')}
+       FROM (SELECT model_id, environment, prediction_id, ${cols.map(([c, from]) => `${from} AS ${c}`).join(', ')} FROM ${source} WHERE is_current AND ${where}) s
+       WHERE t.model_id = s.model_id AND t.environment = s.environment AND t.prediction_id = s.prediction_id AND ${target}`,
+    );
+  }
+
+  /** Sets the joined columns of `source` on the prediction rows of the given keys (distinct model_id, environment, prediction_id) from their current rows, or to NULL. */
+  private async refreshKeys(conn: DuckDBConnection, table: string, source: keyof typeof JOINED, keys: string, cols = JOINED[source]): Promise<void> {
+    if (cols.length === 0) return;
+    await conn.run(
+      `UPDATE ${table} t SET ${cols.map(([c]) => `${c} = s.${c}`).join(', ')}
+       FROM (SELECT k.model_id, k.environment, k.prediction_id, ${cols.map(([c, from]) => `a.${from} AS ${c}`).join(', ')}
+             FROM (SELECT DISTINCT model_id, environment, prediction_id FROM (${keys})) k
+             LEFT JOIN ${source} a ON a.model_id = k.model_id AND a.environment = k.environment AND a.prediction_id = k.prediction_id AND a.is_current) s
+       WHERE t.model_id = s.model_id AND t.environment = s.environment AND t.prediction_id = s.prediction_id`,
+    );
   }
 
   /**
@@ -406,14 +505,13 @@ export class DuckDbStore implements Store {
       return out;
     }
     const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
-    const pair = `greatest(0, epoch(a.actual_ts) - epoch(p.prediction_ts)) AS d
-         FROM actual_rows a JOIN ${table} p ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
-         WHERE a.model_id = $1 AND a.environment = $2 AND a.is_current AND p.is_current`;
-    // Two halves, each filtered on its own side, instead of one OR over both tables (which joined every actual of the model):
-    // this import's actuals that met a prediction, and this import's predictions that met an actual of an earlier file.
+    // The prediction rows carry their key's current actual and the file it came from (see JOINED): a scan, no join.
+    const pair = `greatest(0, epoch(actual_ts) - epoch(prediction_ts)) AS d FROM ${table}
+         WHERE model_id = $1 AND environment = $2 AND is_current AND actual_file_id IS NOT NULL`;
+    // This import's actuals that met a prediction, and this import's predictions that met an actual of an earlier file.
     const halves = [
-      ...(actualFiles.length ? [`SELECT a.source_file_id AS f, ${pair} AND a.source_file_id IN (${withActuals})`] : []),
-      ...(predictionFiles.length ? [`SELECT p.source_file_id AS f, ${pair} AND p.source_file_id IN (${withPredictions})${actualFiles.length ? ` AND a.source_file_id NOT IN (${withActuals})` : ''}`] : []),
+      ...(actualFiles.length ? [`SELECT actual_file_id AS f, ${pair} AND actual_file_id IN (${withActuals})`] : []),
+      ...(predictionFiles.length ? [`SELECT source_file_id AS f, ${pair} AND source_file_id IN (${withPredictions})${actualFiles.length ? ` AND actual_file_id NOT IN (${withActuals})` : ''}`] : []),
     ];
     if (halves.length === 0) return out;
     const rows = await this.all(conn, `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (${halves.join(' UNION ALL ')}) GROUP BY ALL`, [modelId, env]);
@@ -486,6 +584,10 @@ export class DuckDbStore implements Store {
       const out = { files: 0, predictions: 0, actuals: 0 };
       await conn.run('BEGIN TRANSACTION');
       try {
+        // Keys whose actual or SHAP-file rows go: the prediction rows of those keys take what remains current.
+        for (const source of JOINED_SOURCES) {
+          await conn.run(`CREATE OR REPLACE TEMP TABLE purged_${source} AS SELECT DISTINCT model_id, environment, prediction_id FROM ${source} WHERE source_file_id IN (${ids})`);
+        }
         for (const { table, keys } of [...tables, { table: 'actual_rows', keys: ['prediction_id'] }, { table: 'shap_rows', keys: ['prediction_id'] }]) {
           const deleted = Number((await this.all(conn, `DELETE FROM ${table} WHERE source_file_id IN (${ids})`))[0]?.Count ?? 0);
           if (table === 'actual_rows') out.actuals += deleted;
@@ -498,6 +600,12 @@ export class DuckDbStore implements Store {
              FROM (SELECT ${k.join(', ')}, max(source_file_id) AS top FROM ${table} GROUP BY ALL HAVING NOT bool_or(is_current)) w
              WHERE ${k.map((c) => `t.${c} = w.${c}`).join(' AND ')} AND t.source_file_id = w.top`,
           );
+        }
+        for (const source of JOINED_SOURCES) {
+          if ((await this.all(conn, `SELECT 1 FROM purged_${source} LIMIT 1`)).length) {
+            for (const { table } of tables) await this.refreshKeys(conn, table, source, `SELECT * FROM purged_${source}`);
+          }
+          await conn.run(`DROP TABLE purged_${source}`);
         }
         await conn.run(`DELETE FROM rejected_rows WHERE job_id = $1`, [jobId]);
         out.files = Number((await this.all(conn, `DELETE FROM import_files WHERE job_id = $1`, [jobId]))[0]?.Count ?? 0);
@@ -581,6 +689,27 @@ export class DuckDbStore implements Store {
     if (viewsStale) await this.rebuildViews(conn);
   }
 
+  /** Model tables of a store made before the maintained join get its columns, filled from the current actual and SHAP rows, once. */
+  private async addJoinedColumns(conn: DuckDBConnection): Promise<void> {
+    const stale = await this.all(
+      conn,
+      `SELECT table_name FROM information_schema.columns WHERE table_schema = $1 GROUP BY table_name HAVING NOT bool_or(column_name = 'file_shap')`,
+      [MODEL_SCHEMA],
+    );
+    for (const t of stale) {
+      const table = `${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
+      await conn.run('BEGIN TRANSACTION');
+      try {
+        for (const [column, , type] of Object.values(JOINED).flat()) await conn.run(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${column} ${type}`);
+        for (const source of JOINED_SOURCES) await this.copyJoined(conn, table, source, 'true', 'true');
+        await conn.run('COMMIT');
+      } catch (err) {
+        await conn.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    }
+  }
+
   private async structFields(conn: DuckDBConnection, table: string, column: string): Promise<Array<[string, string]>> {
     const rows = await this.all(conn, `DESCRIBE SELECT ${column}.* FROM ${table}`);
     return rows.map((r) => [String(r.column_name), String(r.column_type)]);
@@ -593,27 +722,27 @@ export class DuckDbStore implements Store {
       `SELECT table_name, list(column_name) AS cols FROM information_schema.columns WHERE table_schema = $1 GROUP BY table_name ORDER BY table_name`,
       [MODEL_SCHEMA],
     );
-    const parts = tables.map((t) => {
+    const select = (joined: boolean) => tables.map((t) => {
       const cols = t.cols as string[];
       const json = (c: string) => (cols.includes(c) ? `to_json(${c})` : 'NULL::JSON');
+      // SHAP values sent in a file of their own take the place of those sent with the prediction.
+      const struct = (c: string) => (joined && c === 'shap' ? `COALESCE(file_shap, ${json(c)})` : json(c));
       return `SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
                 prediction_scores, ${cols.includes('threshold_scores') ? 'threshold_scores' : 'NULL::MAP(VARCHAR, DOUBLE)'} AS threshold_scores,
-                prediction_group_id, rank, ${STRUCT_COLUMNS.map((c) => `${json(c)} AS ${c}`).join(', ')}
+                prediction_group_id, rank, ${STRUCT_COLUMNS.map((c) => `${struct(c)} AS ${c}`).join(', ')}
+                ${joined ? `, ${INFERENCE_ACTUAL_COLUMNS.join(', ')}` : ''}
               FROM ${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))} WHERE is_current`;
     });
+    const parts = select(false);
     const empty = `SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS model_version, NULL::VARCHAR AS environment, NULL::VARCHAR AS batch_id, NULL::VARCHAR AS prediction_id,
       NULL::TIMESTAMPTZ AS prediction_ts, NULL::VARCHAR AS prediction_label, NULL::DOUBLE AS prediction_score,
       NULL::MAP(VARCHAR, DOUBLE) AS prediction_scores, NULL::MAP(VARCHAR, DOUBLE) AS threshold_scores, NULL::VARCHAR AS prediction_group_id, NULL::INTEGER AS rank,
       ${STRUCT_COLUMNS.map((c) => `NULL::JSON AS ${c}`).join(', ')} WHERE false`;
     await conn.run(`CREATE OR REPLACE VIEW predictions AS ${parts.length ? parts.join(' UNION ALL ') : empty}`);
-    // SHAP values sent in a file of their own take the place of those sent with the prediction.
-    await conn.run(`CREATE OR REPLACE VIEW inferences AS
-      SELECT p.* REPLACE (COALESCE(s.shap, p.shap) AS shap),
-             a.actual_label, a.actual_score, a.actual_scores, a.actual_boxes, a.relevance_label, a.relevance_score, a.actual_ts
-      FROM predictions p LEFT JOIN actuals a
-        ON a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id
-      LEFT JOIN shap_values s
-        ON s.model_id = p.model_id AND s.environment = p.environment AND s.prediction_id = p.prediction_id`);
+    // The join of predictions to actuals and SHAP files, read off the model tables that keep it (see JOINED).
+    const joined = select(true);
+    const emptyJoined = `SELECT *, ${JOINED.actual_rows.map(([c, , t]) => `NULL::${t} AS ${c}`).join(', ')} FROM (${empty})`;
+    await conn.run(`CREATE OR REPLACE VIEW inferences AS ${joined.length ? joined.join(' UNION ALL ') : emptyJoined}`);
   }
 
   async close(): Promise<void> {
