@@ -140,17 +140,11 @@ for (const kind of STORE_KINDS) {
       assert.match(String(rows.find((r) => r.id === 'i30')!.shap), /0\.25/);
     });
 
-    it('a store made before the maintained join gets it filled when opened', async () => {
+    // PostgreSQL keeps the view join (an UPDATE rewrites whole JSONB rows there); only the DuckDB store keeps the join on its rows.
+    it('a store made before the maintained join gets it filled when opened', { skip: kind === 'postgres' && 'PostgreSQL keeps the view join' }, async () => {
       const expected = await same();
       const columns = ['actual_label', 'actual_score', 'actual_scores', 'actual_boxes', 'relevance_label', 'relevance_score', 'actual_ts', 'actual_file_id', 'file_shap'];
-      if (kind === 'postgres') {
-        // The view of migration 2 is what a store made before has; the columns go with it here.
-        await q(`DROP VIEW inferences`);
-        await q(`ALTER TABLE prediction_rows ${columns.map((c) => `DROP COLUMN ${c}`).join(', ')}`);
-        await q(`DELETE FROM schema_migrations WHERE version = 4`);
-      } else {
-        for (const c of columns) await q(`ALTER TABLE model_predictions.m DROP COLUMN ${c}`);
-      }
+      for (const c of columns) await q(`ALTER TABLE model_predictions.m DROP COLUMN ${c}`);
       await store.close();
       store = createStore(config(storeConfig), tmp.path);
       await store.init();

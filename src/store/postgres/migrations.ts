@@ -129,35 +129,6 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       ALTER TABLE shap_rows ALTER COLUMN loaded_at SET DEFAULT now();
     `,
   },
-  {
-    version: 4,
-    name: 'inferences read off prediction rows that keep their current actual and SHAP-file values',
-    sql: `
-      -- The maintained join (see joined.ts): every prediction row keeps its key's current actual and
-      -- SHAP-file values, so inferences reads one table instead of joining actuals for each query.
-      ALTER TABLE prediction_rows
-        ADD COLUMN IF NOT EXISTS actual_label TEXT, ADD COLUMN IF NOT EXISTS actual_score DOUBLE PRECISION,
-        ADD COLUMN IF NOT EXISTS actual_scores JSONB, ADD COLUMN IF NOT EXISTS actual_boxes JSONB,
-        ADD COLUMN IF NOT EXISTS relevance_label TEXT, ADD COLUMN IF NOT EXISTS relevance_score DOUBLE PRECISION,
-        ADD COLUMN IF NOT EXISTS actual_ts TIMESTAMPTZ, ADD COLUMN IF NOT EXISTS actual_file_id BIGINT,
-        ADD COLUMN IF NOT EXISTS file_shap JSONB;
-      UPDATE prediction_rows p SET actual_label = a.actual_label, actual_score = a.actual_score, actual_scores = a.actual_scores,
-          actual_boxes = a.actual_boxes, relevance_label = a.relevance_label, relevance_score = a.relevance_score,
-          actual_ts = a.actual_ts, actual_file_id = a.source_file_id
-        FROM actual_rows a
-        WHERE a.is_current AND a.model_id = p.model_id AND a.environment = p.environment AND a.prediction_id = p.prediction_id;
-      UPDATE prediction_rows p SET file_shap = s.shap FROM shap_rows s
-        WHERE s.is_current AND s.model_id = p.model_id AND s.environment = p.environment AND s.prediction_id = p.prediction_id;
-      DROP VIEW IF EXISTS inferences;
-      -- Same columns as before; SHAP values sent in a file of their own take the place of those sent with the prediction.
-      CREATE VIEW inferences AS
-        SELECT model_id, model_version, environment, batch_id, prediction_id, prediction_ts, prediction_label, prediction_score,
-               prediction_scores, threshold_scores, prediction_group_id, rank, features, tags, COALESCE(file_shap, shap) AS shap, embeddings,
-               raw_inputs, named_predictions, prediction_boxes, llm,
-               actual_label, actual_score, actual_scores, actual_boxes, relevance_label, relevance_score, actual_ts
-        FROM prediction_rows WHERE is_current;
-    `,
-  },
 ];
 
 /**

@@ -24,7 +24,6 @@ import {
   type Store,
 } from '../store.ts';
 import { CsvPipe } from './copy-pipe.ts';
-import { fillPredictions, notePurged, noteTouched, refreshPurged, refreshTouched, type JoinedSource } from './joined.ts';
 import { migrate } from './migrations.ts';
 import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from '../rows.ts';
 
@@ -371,14 +370,6 @@ export class PostgresStore implements Store {
       }
       return n;
     };
-    // Actual and SHAP rows: the prediction rows of the keys they touch keep their current values (see joined.ts).
-    const loadJoined = async (table: JoinedSource, r: RowsToLoad): Promise<number> => {
-      await lockModel(table);
-      const touched = await noteTouched(q, table, modelId, env, previous, [modelId, env, jobId, r.keys]);
-      const n = await load(table, r);
-      await refreshTouched(q, table, modelId, env, r.fileIds, touched);
-      return n;
-    };
     return {
       claim: async (versions) => {
         const keys = [...new Set(versions.map((v) => v.key))];
@@ -399,12 +390,10 @@ export class PostgresStore implements Store {
       loadPredictions: async (r) => {
         await lockModel('prediction_rows');
         for (const structs of r.structs ?? []) await this.ensureFields(client, modelId, structs);
-        const n = await load('prediction_rows', r);
-        await fillPredictions(q, modelId, env, r.fileIds);
-        return n;
+        return load('prediction_rows', r);
       },
-      loadActuals: (r) => loadJoined('actual_rows', r),
-      loadShap: (r) => loadJoined('shap_rows', r),
+      loadActuals: (r) => load('actual_rows', r),
+      loadShap: (r) => load('shap_rows', r),
       matchedActuals: async (withActuals, withPredictions) => {
         const out = new Map<number, MatchedActuals>();
         const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
@@ -535,7 +524,6 @@ export class PostgresStore implements Store {
     return this.transaction(async (c) => {
       const ids = `SELECT file_id FROM import_files WHERE job_id = $1`;
       const out = { files: 0, predictions: 0, actuals: 0 };
-      const purged = await notePurged(c, ids, [jobId]);
       for (const [table, keys] of [['prediction_rows', ['model_version', 'prediction_id']], ['actual_rows', ['prediction_id']], ['shap_rows', ['prediction_id']]] as const) {
         const deleted = (await c.query(`DELETE FROM ${table} WHERE source_file_id IN (${ids})`, [jobId])).rowCount ?? 0;
         if (table === 'actual_rows') out.actuals = deleted;
@@ -549,7 +537,6 @@ export class PostgresStore implements Store {
            WHERE ${k.map((col) => `t.${col} = w.${col}`).join(' AND ')} AND t.source_file_id = w.top`,
         );
       }
-      await refreshPurged(c, purged);
       await c.query(`DELETE FROM rejected_rows WHERE job_id = $1`, [jobId]);
       out.files = (await c.query(`DELETE FROM import_files WHERE job_id = $1`, [jobId])).rowCount ?? 0;
       return out;
