@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { Daemon } from '../../src/daemon.ts';
 import { jobQueueStates } from '../../src/queue/control.ts';
-import { BUCKET, ledger, runDaemon, waitFor, writeFixture, type Stack } from '../helpers/stack.ts';
+import { spawnCli } from '../helpers/child.ts';
+import { freePort } from '../helpers/ports.ts';
+import { BUCKET, ledger, runDaemon, waitFor, writeFixture, type Stack, type StoreKind } from '../helpers/stack.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { sql } from '../helpers/sql.ts';
 
 /**
@@ -269,4 +273,105 @@ async function lastModifiedOf(stack: Stack, prefix: string): Promise<string[]> {
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
   return [...out].sort();
+}
+
+/**
+ * Redis unreachable (connections refused, its data kept) while files are being imported, for 6 s:
+ * three times longer than every timer the outage touches (the 2 s BullMQ lock, its 1 s stall check, the 1 s
+ * poll interval, ioredis's reconnect backoff, capped at 2 s), so a minute would end in the same
+ * state. Imports under way commit or are stalled and re-run, polls wait; once Redis answers, every
+ * file (those uploaded during the outage too) is imported exactly once.
+ */
+export async function redisCut(stack: Stack): Promise<void> {
+  const proxy = await startTcpProxy({ host: '127.0.0.1', port: stack.redis.port });
+  const config = stack.config([scenarioJob('rcut')], {
+    redis: { url: `redis://127.0.0.1:${proxy.port}`, prefix: 'rcut' },
+    worker: { concurrency: 2, attempts: 10, backoff: '200ms', lockDuration: '2s', shutdownTimeout: '10s' },
+  });
+  const daemon = await runDaemon(config);
+  try {
+    for (let i = 0; i < 8; i++) await stack.s3.put(BUCKET, `rcut/a${i}.parquet`, await parquetRows(stack, `a${i}`, 10_000));
+    await waitFor('imports under way', async () => (await ledger(daemon, 'rcut')).some((r) => r.status === 'succeeded'));
+    await proxy.cut();
+    const atCut = (await ledger(daemon, 'rcut')).filter((r) => r.status === 'succeeded').length;
+    for (let i = 0; i < 4; i++) await stack.s3.put(BUCKET, `rcut/b${i}.parquet`, await parquetRows(stack, `b${i}`, 1000));
+    await sleep(6000);
+    await proxy.restore();
+    const l = await waitFor('all 12 imported', async () => {
+      const rows = await ledger(daemon, 'rcut');
+      return rows.length === 12 && rows.every((r) => r.status === 'succeeded') && rows;
+    }, 90_000);
+    assert.ok(atCut < 8, `the cut must land mid-run (${atCut} of 8 were done)`);
+    assert.deepEqual(l.map((r) => r.predictions_loaded), [...Array(8).fill(10_000), ...Array(4).fill(1000)]);
+    assert.deepEqual(await predictionCount(daemon, 'rcut'), { rows: 84_000, ids: 84_000 });
+  } finally {
+    await proxy.restore().catch(() => undefined);
+    await daemon.stop();
+    await proxy.close();
+  }
+}
+
+/**
+ * SIGTERM to the daemon process while it imports: imports that can finish within
+ * worker.shutdownTimeout commit, one whose download is held past it is abandoned (nothing of it
+ * committed); the process exits 0 within the deadline. After a restart every file is imported
+ * exactly once: no file committed by the first process is imported again (a stalled queue entry
+ * finds its version committed and skips it).
+ */
+export async function sigtermDuringImports(stack: Stack, kind: StoreKind): Promise<void> {
+  const prefix = `term-${kind}`;
+  const port = await freePort();
+  const shutdownMs = 4000;
+  const body = {
+    redis: { url: stack.redis.url, prefix },
+    store: kind === 'postgres'
+      ? { kind: 'postgres', url: stack.db!.url, schema: 'term', memoryLimit: '256MB', threads: 1 }
+      : { kind: 'duckdb', path: join(stack.tmp.path, `${prefix}.duckdb`), memoryLimit: '256MB', threads: 1 },
+    s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 2 },
+    http: { port, host: '127.0.0.1' },
+    defaults: { pollInterval: '1s' },
+    worker: { concurrency: 2, attempts: 5, backoff: '200ms', lockDuration: '2s', shutdownTimeout: `${shutdownMs}ms`, tmpDir: stack.tmp.path },
+    log: { level: 'info' },
+    jobs: [{ id: 'term', source: `s3://${BUCKET}/${prefix}/`, model: { id: prefix }, schema: { predictionId: 'pid', predictionScore: 'score' } }],
+  };
+  const files = 6;
+  for (let i = 0; i < files; i++) await stack.s3.put(BUCKET, `${prefix}/f${i}.parquet`, await parquetRows(stack, `${prefix}-${i}`, 10_000));
+  // One download is held far past the deadline: that import cannot finish and must leave nothing behind.
+  stack.s3.faults.add({ method: 'GET', keyIncludes: `${prefix}/f5.parquet`, delayMs: 30_000, times: 1 });
+  const configPath = join(stack.tmp.path, `${prefix}.yaml`);
+  const imported = (out: string) => out.split('\n').filter((l) => l.includes('"msg":"import succeeded"')).map((l) => (JSON.parse(l) as { key: string }).key);
+  const first = await spawnCli(['run'], { path: configPath, body });
+  let second: Awaited<ReturnType<typeof spawnCli>> | undefined;
+  try {
+    await waitFor('two imports committed and f5 downloading', async () => imported(first.output()).length >= 2 && stack.s3.requestLog.some((r) => r.method === 'GET' && r.path.endsWith('f5.parquet')), 60_000);
+    first.proc.kill('SIGTERM');
+    const exit = await Promise.race([first.exited, sleep(shutdownMs + 3000).then(() => 'still running 3 s after the deadline')]);
+    assert.deepEqual(exit, { code: 0, signal: null }, first.output().slice(-3000));
+    const before = imported(first.output());
+    assert.ok(before.length < files && !before.includes(`${prefix}/f5.parquet`), `the first process imported ${before.join(', ')}`);
+    assert.match(first.output(), /imports still running at the deadline were abandoned/);
+
+    second = await spawnCli(['run', '--config', configPath]);
+    const query = async <T>(q: string): Promise<T[]> => {
+      const r = await fetch(`http://127.0.0.1:${port}/api/sql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql: q }) });
+      if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+      return ((await r.json()) as { rows: T[] }).rows;
+    };
+    const l = await waitFor('every file imported after the restart', async () => {
+      const rows = await query<{ key: string; status: string; n: number }>(`SELECT key, status, predictions_loaded::INT AS n FROM import_files ORDER BY key`).catch(() => []);
+      return rows.length === files && rows.every((r) => r.status === 'succeeded') && rows;
+    }, 90_000);
+    assert.deepEqual(l.map((r) => Number(r.n)), Array(files).fill(10_000));
+    const [c] = await query<{ rows: number; ids: number }>(`SELECT count(*)::INT AS rows, count(DISTINCT prediction_id)::INT AS ids FROM predictions`);
+    assert.deepEqual([Number(c.rows), Number(c.ids)], [files * 10_000, files * 10_000]);
+    // Each file committed by exactly one of the two processes.
+    const after = imported(second.output());
+    assert.deepEqual([...before, ...after].sort(), l.map((r) => r.key));
+    second.proc.kill('SIGTERM');
+    assert.deepEqual(await second.exited, { code: 0, signal: null });
+  } finally {
+    stack.s3.faults.clear();
+    first.proc.kill('SIGKILL');
+    second?.proc.kill('SIGKILL');
+  }
 }
