@@ -63,6 +63,10 @@ export interface FaultRule {
   times: number;
   /** Wait this long before answering (or forwarding). */
   delayMs?: number;
+  /** Let this many matching requests through untouched first (e.g. the pages of a poll before the next poll's). */
+  after?: number;
+  /** Hold the request until this settles (then apply the rest of the rule): a hold the test releases, whatever the machine's load. */
+  until?: Promise<unknown>;
   /** Answer a GET with the whole object (200), as a store without Range support does. */
   ignoreRange?: boolean;
   /** Answer a GET with this range of the object (`bytes=0-9`) whatever it asked for, as a store that caps ranges does. */
@@ -203,6 +207,10 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
         (r.keyIncludes === undefined || (r.list ? url.searchParams.get('prefix') ?? '' : key).includes(r.keyIncludes)) &&
         (r.queryIncludes === undefined || url.search.includes(r.queryIncludes)),
     );
+    if (rule?.after) {
+      rule.after--;
+      return undefined;
+    }
     if (rule) rule.times--;
     rules = rules.filter((r) => r.times > 0);
     return rule;
@@ -218,6 +226,7 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
 
     const fault = takeFault(method, key, url);
     if (fault?.delayMs) await sleep(fault.delayMs);
+    if (fault?.until) await fault.until.catch(() => undefined);
     if (fault?.reset) {
       req.resume();
       req.socket.destroy();

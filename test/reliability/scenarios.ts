@@ -7,7 +7,7 @@ import type { Daemon } from '../../src/daemon.ts';
 import { jobQueueStates } from '../../src/queue/control.ts';
 import { spawnCli } from '../helpers/child.ts';
 import { freePort } from '../helpers/ports.ts';
-import { BUCKET, ledger, runDaemon, waitFor, writeFixture, type Stack, type StoreKind } from '../helpers/stack.ts';
+import { BUCKET, ledger, runDaemon, waitFor as waitForShort, writeFixture, type Stack, type StoreKind } from '../helpers/stack.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { sql } from '../helpers/sql.ts';
 
@@ -16,6 +16,9 @@ import { sql } from '../helpers/sql.ts';
  * exact rows, no duplicate ID and every ledger row in its final state. `test/reliability.test.ts`
  * runs them once per store.
  */
+
+/** waitFor with a longer default: the shared machine can be loaded many times over (the limit only matters when a test fails). */
+const waitFor = <T>(what: string, fn: () => Promise<T | false | null | undefined | 0 | ''>, timeoutMs = 120_000) => waitForShort(what, fn, timeoutMs);
 
 /** A job importing `prefix`: prediction ID and score, nothing else. */
 export const scenarioJob = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -62,12 +65,18 @@ export async function parquetRows(stack: Stack, tag: string, n: number): Promise
 export async function s3Faults(stack: Stack): Promise<void> {
   const id = 's3faults';
   // Ranges of 4 KiB: the 30 KB parquet file goes in 8 ranges, the CSV files in one GET each.
-  const daemon = await runDaemon(stack.config([scenarioJob(id, { pollInterval: '2s' })], { s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 2, downloadPartSize: '4KiB', downloadConcurrency: 2 } }));
+  const { s3 } = stack;
+  let started: Daemon | undefined;
   try {
-    const { s3 } = stack;
     s3.listPageSize = 3;
-    // The first poll: its second page fails on both SDK attempts.
+    // The first poll: its second page fails on both SDK attempts; the next poll waits until the ledger is checked.
+    const gate = () => {
+      let open!: () => void;
+      return { until: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
+    };
+    const checked = gate();
     s3.faults.add({ list: true, keyIncludes: `${id}/`, queryIncludes: 'continuation-token', status: 500, times: 2 });
+    s3.faults.add({ list: true, keyIncludes: `${id}/`, after: 1, until: checked.until, times: 1 });
     s3.faults.add({ method: 'GET', keyIncludes: `${id}/reset-once.csv`, reset: true, times: 1 });
     s3.faults.add({ method: 'GET', keyIncludes: `${id}/reset-twice.csv`, reset: true, times: 2 });
     s3.faults.add({ method: 'GET', keyIncludes: `${id}/truncated.csv`, truncate: true, times: 1 });
@@ -83,10 +92,13 @@ export async function s3Faults(stack: Stack): Promise<void> {
     };
     assert.ok(Buffer.byteLength(files['ranged.parquet']) > 4 * 4096, 'the parquet file spans several ranges');
     for (const [name, body] of Object.entries(files)) await s3.put(BUCKET, `${id}/${name}`, body);
+    // Started after the files and the faults are in place: its first poll is the one whose second page fails.
+    const daemon = (started = await runDaemon(stack.config([scenarioJob(id, { pollInterval: '2s' })], { s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 2, downloadPartSize: '4KiB', downloadConcurrency: 2 } })));
 
     await waitFor('the poll with the failed page', async () => (await metric(daemon, `importer_poll_errors_total{job="${id}"}`)) === 1);
     assert.deepEqual(await ledger(daemon, id), [], 'the incomplete listing recorded nothing');
     assert.equal(await metric(daemon, `importer_files_discovered_total{job="${id}",kind="new"}`), 0);
+    checked.open();
 
     const first = await settledLedger(daemon, id, 7);
     assert.deepEqual(first.map((r) => [r.key.slice(id.length + 1), r.status, r.attempts, r.predictions_loaded]), [
@@ -100,12 +112,12 @@ export async function s3Faults(stack: Stack): Promise<void> {
     ]);
     assert.deepEqual(await predictionCount(daemon, id), { rows: 3090, ids: 3090 });
 
-    // A listing failing mid-way after everything is imported: nothing is marked, re-imported or lost; a file added meanwhile arrives once.
+    // A listing failing mid-way after everything is imported: nothing is marked, re-imported or lost; a file added next arrives once.
     s3.faults.add({ list: true, keyIncludes: `${id}/`, queryIncludes: 'continuation-token', status: 503, times: 2 });
     s3.faults.add({ list: true, keyIncludes: `${id}/`, reset: true, times: 1 });
-    await s3.put(BUCKET, `${id}/late.csv`, csvRows('late', 5));
     await waitFor('the second failed poll', async () => (await metric(daemon, `importer_poll_errors_total{job="${id}"}`)) === 2);
     assert.deepEqual((await ledger(daemon, id)).map((r) => r.status), first.map(() => 'succeeded'));
+    await s3.put(BUCKET, `${id}/late.csv`, csvRows('late', 5));
     const all = await waitFor('late.csv imported', async () => {
       const l = await ledger(daemon, id);
       return l.length === 8 && l.every((r) => r.status === 'succeeded') && l;
@@ -135,7 +147,7 @@ export async function s3Faults(stack: Stack): Promise<void> {
   } finally {
     stack.s3.listPageSize = undefined;
     stack.s3.faults.clear();
-    await daemon.stop();
+    await started?.stop();
   }
 }
 
@@ -154,17 +166,21 @@ export async function rewritesAndDeletes(stack: Stack): Promise<void> {
     const key = `${id}/x.csv`;
     const gone = `${id}/gone.csv`;
     // v1's download and gone.csv's are held until the rewrites and the delete are done.
-    s3.faults.add({ method: 'GET', keyIncludes: key, delayMs: 2500, times: 1 });
-    s3.faults.add({ method: 'GET', keyIncludes: gone, delayMs: 2500, times: 1 });
+    let release!: () => void;
+    const writes = { promise: new Promise<void>((resolve) => (release = resolve)), resolve: () => release() };
+    s3.faults.add({ method: 'GET', keyIncludes: key, until: writes.promise, times: 1 });
+    s3.faults.add({ method: 'GET', keyIncludes: gone, until: writes.promise, times: 1 });
     await s3.put(BUCKET, `${id}/stays.csv`, csvRows('stays', 3));
     const e1 = await s3.put(BUCKET, key, csvRows('v1', 10));
     await s3.put(BUCKET, gone, csvRows('gone', 4));
-    await waitFor('the GETs of x.csv v1 and gone.csv', async () => gets(key) === 1 && gets(gone) === 1);
+    await waitFor('the GETs of x.csv v1 and gone.csv', async () => gets(key) === 1 && gets(gone) === 1, 90_000);
     // No listing may fall between the writes: LISTs sent meanwhile reach S3 after the last one.
-    s3.faults.add({ list: true, keyIncludes: `${id}/`, delayMs: 500, times: 5 });
+    s3.faults.add({ list: true, keyIncludes: `${id}/`, until: writes.promise, times: 1000 });
     const e2 = await s3.put(BUCKET, key, csvRows('v2', 12));
     const e3 = await s3.put(BUCKET, key, csvRows('v3', 7));
     await s3.del(BUCKET, gone);
+    writes.resolve();
+    s3.faults.clear();
     assert.equal(new Set([e1, e2, e3]).size, 3);
     const x = await waitFor('v3 imported', async () => {
       const v = await versions(key);
