@@ -210,7 +210,7 @@ describe('JSON nested 10,000 levels deep', () => {
 });
 
 describe('peak RSS', () => {
-  it('of this process after the hostile runs (daemons in-process), for docs/reliability.md', (t) => {
+  it('of this process after the hostile runs (daemons in-process), recorded in bench/README.md', (t) => {
     const mib = Math.round(process.resourceUsage().maxRSS / 1024);
     t.diagnostic(`peak RSS of the hostile run: ${mib} MiB`);
     // The stores' DuckDB memory limits are 512 MB each; the process stays well within a pod's usual 2 GiB.
