@@ -20,6 +20,12 @@ import { sql } from '../helpers/sql.ts';
 /** waitFor with a longer default: the shared machine can be loaded many times over (the limit only matters when a test fails). */
 const waitFor = <T>(what: string, fn: () => Promise<T | false | null | undefined | 0 | ''>, timeoutMs = 120_000) => waitForShort(what, fn, timeoutMs);
 
+/** A hold for proxy rules (`until`) that the test opens. */
+function gate(): { until: Promise<void>; open: () => void } {
+  let open!: () => void;
+  return { until: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
+}
+
 /** A job importing `prefix`: prediction ID and score, nothing else. */
 export const scenarioJob = (id: string, extra: Record<string, unknown> = {}) => ({
   id, source: `s3://${BUCKET}/${id}/`, model: { id }, schema: { predictionId: 'pid', predictionScore: 'score' }, ...extra,
@@ -64,16 +70,11 @@ export async function parquetRows(stack: Stack, tag: string, n: number): Promise
  */
 export async function s3Faults(stack: Stack): Promise<void> {
   const id = 's3faults';
-  // Ranges of 4 KiB: the 30 KB parquet file goes in 8 ranges, the CSV files in one GET each.
   const { s3 } = stack;
   let started: Daemon | undefined;
   try {
     s3.listPageSize = 3;
     // The first poll: its second page fails on both SDK attempts; the next poll waits until the ledger is checked.
-    const gate = () => {
-      let open!: () => void;
-      return { until: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
-    };
     const checked = gate();
     s3.faults.add({ list: true, keyIncludes: `${id}/`, queryIncludes: 'continuation-token', status: 500, times: 2 });
     s3.faults.add({ list: true, keyIncludes: `${id}/`, after: 1, until: checked.until, times: 1 });
@@ -93,6 +94,7 @@ export async function s3Faults(stack: Stack): Promise<void> {
     assert.ok(Buffer.byteLength(files['ranged.parquet']) > 4 * 4096, 'the parquet file spans several ranges');
     for (const [name, body] of Object.entries(files)) await s3.put(BUCKET, `${id}/${name}`, body);
     // Started after the files and the faults are in place: its first poll is the one whose second page fails.
+    // Ranges of 4 KiB: the 30 KB parquet file goes in 8 ranges, the CSV files in one GET each.
     const daemon = (started = await runDaemon(stack.config([scenarioJob(id, { pollInterval: '2s' })], { s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 2, downloadPartSize: '4KiB', downloadConcurrency: 2 } })));
 
     await waitFor('the poll with the failed page', async () => (await metric(daemon, `importer_poll_errors_total{job="${id}"}`)) === 1);
@@ -166,20 +168,19 @@ export async function rewritesAndDeletes(stack: Stack): Promise<void> {
     const key = `${id}/x.csv`;
     const gone = `${id}/gone.csv`;
     // v1's download and gone.csv's are held until the rewrites and the delete are done.
-    let release!: () => void;
-    const writes = { promise: new Promise<void>((resolve) => (release = resolve)), resolve: () => release() };
-    s3.faults.add({ method: 'GET', keyIncludes: key, until: writes.promise, times: 1 });
-    s3.faults.add({ method: 'GET', keyIncludes: gone, until: writes.promise, times: 1 });
+    const writes = gate();
+    s3.faults.add({ method: 'GET', keyIncludes: key, until: writes.until, times: 1 });
+    s3.faults.add({ method: 'GET', keyIncludes: gone, until: writes.until, times: 1 });
     await s3.put(BUCKET, `${id}/stays.csv`, csvRows('stays', 3));
     const e1 = await s3.put(BUCKET, key, csvRows('v1', 10));
     await s3.put(BUCKET, gone, csvRows('gone', 4));
     await waitFor('the GETs of x.csv v1 and gone.csv', async () => gets(key) === 1 && gets(gone) === 1, 90_000);
     // No listing may fall between the writes: LISTs sent meanwhile reach S3 after the last one.
-    s3.faults.add({ list: true, keyIncludes: `${id}/`, until: writes.promise, times: 1000 });
+    s3.faults.add({ list: true, keyIncludes: `${id}/`, until: writes.until, times: 1000 });
     const e2 = await s3.put(BUCKET, key, csvRows('v2', 12));
     const e3 = await s3.put(BUCKET, key, csvRows('v3', 7));
     await s3.del(BUCKET, gone);
-    writes.resolve();
+    writes.open();
     s3.faults.clear();
     assert.equal(new Set([e1, e2, e3]).size, 3);
     const x = await waitFor('v3 imported', async () => {
