@@ -76,7 +76,9 @@ export async function startDaemon(config: Readonly<Config>, options: DaemonOptio
     if (!redisHealth.noteError(err)) log.warn({ code: describeError(err).code }, `queue error: ${err.message}`);
   };
   const queues = new ImportQueues(config, redis, onQueueError);
-  const s3 = createS3Clients(config);
+  const s3 = createS3Clients(config, (operation, attempts) => {
+    if (attempts > 1) metrics.s3Retries.inc({ operation }, attempts - 1);
+  });
   // Every part reads the config through a getter, so a reload reaches it from its next use.
   metrics.attach({ get config() { return live.current; }, queues, store, redis, redisHealth });
   metrics.initJobs(config.jobs.map((j) => j.id));

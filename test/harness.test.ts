@@ -170,4 +170,50 @@ describe('s3 harness', () => {
       client.destroy();
     }
   });
+  test('resets, truncated bodies, list-only rules, a LIST page size, multipart uploads and LastModified', async () => {
+    const body = crypto.randomBytes(64 * 1024);
+    await s3.put(bucket, 'kinds/a.bin', body);
+    for (let i = 0; i < 5; i++) await s3.put(bucket, `kinds/list/${i}.txt`, String(i));
+    const client = makeClient(s3.endpoint, 1); // no SDK retries
+    const list = async () => {
+      const pages: number[] = [];
+      let token: string | undefined;
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'kinds/list/', ContinuationToken: token }));
+        pages.push(page.Contents?.length ?? 0);
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+      return pages;
+    };
+    try {
+      s3.faults.add({ method: 'GET', keyIncludes: 'kinds/a.bin', reset: true, times: 1 });
+      await assert.rejects(client.send(new GetObjectCommand({ Bucket: bucket, Key: 'kinds/a.bin' })), (err: any) => /ECONNRESET|socket hang up/.test(`${err.code} ${err.message}`));
+      s3.faults.add({ method: 'GET', keyIncludes: 'kinds/a.bin', truncate: true, times: 1 });
+      const cut = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'kinds/a.bin' }));
+      assert.equal(cut.ContentLength, body.length);
+      await assert.rejects(cut.Body!.transformToByteArray());
+      const whole = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'kinds/a.bin' }));
+      assert.ok(Buffer.from(await whole.Body!.transformToByteArray()).equals(body));
+
+      // A list-only rule matches the listing's prefix, and leaves a GET of a key under it alone.
+      s3.listPageSize = 2;
+      assert.deepEqual(await list(), [2, 2, 1]);
+      s3.faults.add({ list: true, keyIncludes: 'kinds/list/', queryIncludes: 'continuation-token', status: 500, times: 1 });
+      assert.equal(await (await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'kinds/list/1.txt' }))).Body!.transformToString(), '1');
+      await assert.rejects(list(), (err: any) => err.$metadata?.httpStatusCode === 500);
+      assert.equal(s3.faults.pending.length, 0);
+      s3.listPageSize = undefined;
+      assert.deepEqual(await list(), [5]);
+
+      const etag = await s3.putMultipart(bucket, 'kinds/mp.txt', [Buffer.from('hello '), Buffer.from('world')]);
+      const at = new Date('2026-01-02T03:04:05Z');
+      await s3.setLastModified(bucket, 'kinds/mp.txt', at);
+      const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key: 'kinds/mp.txt' }));
+      assert.deepEqual([await got.Body!.transformToString(), got.ETag, got.LastModified?.toISOString()], ['hello world', `"${etag}"`, at.toISOString()]);
+    } finally {
+      s3.listPageSize = undefined;
+      s3.faults.clear();
+      client.destroy();
+    }
+  });
 });

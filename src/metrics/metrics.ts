@@ -50,6 +50,11 @@ export function createMetrics() {
   const configReloadFailed = new Gauge({ name: 'importer_config_reload_failed', help: '1 while the last config reload failed (the running config is the one before it)', registers });
   configReloadFailed.set(0);
   for (const outcome of ['applied', 'unchanged', 'failed']) configReloads.inc({ outcome }, 0);
+  const s3Retries = new Counter({
+    name: 'importer_s3_retries_total', help: 'S3 requests sent again by the SDK (s3.maxAttempts) after a throttle, a 5xx or a broken connection, one per extra attempt, by operation',
+    labelNames: ['operation'], registers,
+  });
+  for (const operation of ['ListObjectsV2', 'GetObject', 'HeadObject']) s3Retries.inc({ operation }, 0);
   /** Per query-source job, the end of its last committed window (this process's knowledge: the scheduler's from the ledger, a worker's from its commits). */
   const cursors = new Map<string, number>();
   const rowCodes = Object.keys(ErrorCodes).filter((c) => c.startsWith('IMP_ERR_ROW_'));
@@ -147,6 +152,7 @@ export function createMetrics() {
     filesImported: new Counter({
       name: 'importer_files_imported_total', help: 'Import attempts that ended, by outcome', labelNames: ['job', 'outcome'], registers,
     }),
+    s3Retries,
     bytesRead: new Counter({ name: 'importer_bytes_read_total', help: 'Bytes downloaded from S3', labelNames: ['job'], registers }),
     rowsLoaded: new Counter({ name: 'importer_rows_loaded_total', help: 'Rows loaded into the store', labelNames: ['job', 'kind'], registers }),
     rowsRejected: new Counter({ name: 'importer_rows_rejected_total', help: 'Rows rejected by validation', labelNames: ['job', 'reason'], registers }),

@@ -77,6 +77,7 @@ class RoutingS3Client extends S3Client {
     top: S3Access,
     private readonly routes: { bucket: string; prefix: string; client: S3Client }[],
     private readonly clients: S3Client[],
+    private readonly onAttempts?: AttemptsObserver,
   ) {
     super(s3ClientConfig(top, top.roleArn ? assumeRoleCredentials(top) : undefined));
   }
@@ -89,7 +90,15 @@ class RoutingS3Client extends S3Client {
 
   override send(...args: any[]): any {
     const client = this.pick(args[0]?.input);
-    return client ? (client.send as (...a: any[]) => any)(...args) : (super.send as (...a: any[]) => any)(...args);
+    const sent = client ? (client.send as (...a: any[]) => any)(...args) : (super.send as (...a: any[]) => any)(...args);
+    if (!this.onAttempts || !(sent instanceof Promise)) return sent;
+    // The SDK retries inside send (s3.maxAttempts); only $metadata.attempts, on the answer or the final error, tells.
+    const operation = String(args[0]?.constructor?.name ?? 'Unknown').replace(/Command$/, '');
+    const observe = (r: unknown) => this.onAttempts!(operation, Number((r as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts ?? 1));
+    return sent.then((out: unknown) => (observe(out), out), (err: unknown) => {
+      observe(err);
+      throw err;
+    });
   }
 
   override destroy(): void {
@@ -98,8 +107,11 @@ class RoutingS3Client extends S3Client {
   }
 }
 
+/** Told, after each S3 request, how many attempts the SDK made (1 when it was not retried). */
+export type AttemptsObserver = (operation: string, attempts: number) => void;
+
 /** The S3 client of a daemon or command: per-job accesses routed by source, the top-level one for the rest. */
-export function createS3Clients(config: Pick<Config, 's3' | 'jobs'>): S3Client {
+export function createS3Clients(config: Pick<Config, 's3' | 'jobs'>, onAttempts?: AttemptsObserver): S3Client {
   const top = jobAccess(config, {});
   const byAccess = new Map<string, S3Client>();
   const routes: { bucket: string; prefix: string; client: S3Client }[] = [];
@@ -113,5 +125,5 @@ export function createS3Clients(config: Pick<Config, 's3' | 'jobs'>): S3Client {
     routes.push({ ...parseS3Url(job.source), client });
   }
   routes.sort((a, b) => b.prefix.length - a.prefix.length);
-  return new RoutingS3Client(top, routes, [...byAccess.values()]);
+  return new RoutingS3Client(top, routes, [...byAccess.values()], onAttempts);
 }

@@ -5,12 +5,17 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { utimes } from 'node:fs/promises';
+import { join } from 'node:path';
 import { tmpDir } from './tmp.ts';
 
 // s3rver ships no type declarations; describe the little we use.
@@ -58,12 +63,27 @@ export interface FaultRule {
   times: number;
   /** Wait this long before answering (or forwarding). */
   delayMs?: number;
+  /** Let this many matching requests through untouched first (e.g. the pages of a poll before the next poll's). */
+  after?: number;
+  /** Hold the request until this settles (then apply the rest of the rule): a hold the test releases, whatever the machine's load. */
+  until?: Promise<unknown>;
   /** Answer a GET with the whole object (200), as a store without Range support does. */
   ignoreRange?: boolean;
   /** Answer a GET with this range of the object (`bytes=0-9`) whatever it asked for, as a store that caps ranges does. */
   answerRange?: string;
   /** Serve a GET or HEAD whatever its `If-Match` says, as a store without conditional reads does. */
   ignoreIfMatch?: boolean;
+  /**
+   * Match only ListObjectsV2 requests; `keyIncludes` is then matched against the listing's `prefix`
+   * (so one job's listings can be targeted while another job lists on).
+   */
+  list?: boolean;
+  /** Substring of the raw query string, e.g. `continuation-token` for the pages after the first. */
+  queryIncludes?: string;
+  /** Drop the connection without an answer (a connection reset). */
+  reset?: boolean;
+  /** Answer a GET with its status and full `Content-Length`, send half the body, then drop the connection. */
+  truncate?: boolean;
 }
 
 /** One request as seen by the proxy. */
@@ -115,6 +135,15 @@ export interface S3Harness {
   /** Uploads a local file and returns its ETag without quotes. */
   putFile(bucket: string, key: string, localPath: string): Promise<string>;
   del(bucket: string, key: string): Promise<void>;
+  /** Uploads `parts` as one multipart upload; returns the ETag without quotes. */
+  putMultipart(bucket: string, key: string, parts: Buffer[]): Promise<string>;
+  /** Sets an object's LastModified (s3rver takes it from its file's mtime), e.g. to a multipart upload's start. */
+  setLastModified(bucket: string, key: string, at: Date): Promise<void>;
+  /**
+   * Keys per ListObjectsV2 page the proxy asks s3rver for (the listing is then forwarded unsigned,
+   * with `max-keys` replaced), to get many pages out of few objects; undefined leaves requests as sent.
+   */
+  listPageSize: number | undefined;
   /** Lists all objects under `prefix`, following every page. */
   list(bucket: string, prefix?: string): Promise<ListedObject[]>;
   /** Stops proxy and s3rver and deletes the data directory. */
@@ -167,13 +196,21 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
   let log: LoggedRequest[] = [];
   const agent = new http.Agent({ keepAlive: true });
 
-  const takeFault = (method: string, key: string): FaultRule | undefined => {
+  let listPageSize: number | undefined;
+  const takeFault = (method: string, key: string, url: URL): FaultRule | undefined => {
+    const isList = method === 'GET' && key === '' && url.searchParams.get('list-type') === '2';
     const rule = rules.find(
       (r) =>
         r.times > 0 &&
         (r.method === undefined || r.method.toUpperCase() === method) &&
-        (r.keyIncludes === undefined || key.includes(r.keyIncludes)),
+        (r.list === undefined || r.list === isList) &&
+        (r.keyIncludes === undefined || (r.list ? url.searchParams.get('prefix') ?? '' : key).includes(r.keyIncludes)) &&
+        (r.queryIncludes === undefined || url.search.includes(r.queryIncludes)),
     );
+    if (rule?.after) {
+      rule.after--;
+      return undefined;
+    }
     if (rule) rule.times--;
     rules = rules.filter((r) => r.times > 0);
     return rule;
@@ -187,8 +224,14 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     const sent = (name: string, as: string) => (typeof req.headers[name] === 'string' ? { [as]: req.headers[name] as string } : {});
     log.push({ method, path, query: Object.fromEntries(url.searchParams), ...sent('x-amz-security-token', 'securityToken'), ...sent('if-match', 'ifMatch'), ...sent('range', 'range') });
 
-    const fault = takeFault(method, key);
+    const fault = takeFault(method, key, url);
     if (fault?.delayMs) await sleep(fault.delayMs);
+    if (fault?.until) await fault.until.catch(() => undefined);
+    if (fault?.reset) {
+      req.resume();
+      req.socket.destroy();
+      return;
+    }
     if (fault?.status !== undefined) {
       const [code, message] = errorFor(fault.status);
       return sendError(req, res, fault.status, code, message);
@@ -213,7 +256,13 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     if ((fault?.ignoreRange || fault?.answerRange) && method === 'GET') {
       return forward(req, res, s3Port, agent, { path: url.pathname, headers: fault.answerRange ? { range: fault.answerRange } : {} });
     }
-    forward(req, res, s3Port, agent);
+    // max-keys is signed too: a listing with another page size goes unsigned.
+    if (listPageSize !== undefined && method === 'GET' && key === '' && url.searchParams.get('list-type') === '2') {
+      const query = new URLSearchParams(url.searchParams);
+      query.set('max-keys', String(listPageSize));
+      return forward(req, res, s3Port, agent, { path: `${url.pathname}?${query}`, headers: {} });
+    }
+    forward(req, res, s3Port, agent, undefined, fault?.truncate && method === 'GET');
   };
 
   const proxy = http.createServer((req, res) => {
@@ -260,6 +309,26 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
     async del(bucket, key) {
       await direct.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
     },
+    async putMultipart(bucket, key, parts) {
+      const { UploadId } = await direct.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+      const done = [];
+      for (const [i, body] of parts.entries()) {
+        const { ETag } = await direct.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: i + 1, Body: body }));
+        done.push({ ETag, PartNumber: i + 1 });
+      }
+      const out = await direct.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: done } }));
+      return unquote(out.ETag ?? '');
+    },
+    async setLastModified(bucket, key, at) {
+      const parts = key.split('/');
+      await utimes(join(dir.path, bucket, ...parts.slice(0, -1), `${parts.at(-1)}._S3rver_object`), at, at);
+    },
+    get listPageSize() {
+      return listPageSize;
+    },
+    set listPageSize(n) {
+      listPageSize = n;
+    },
     async list(bucket, prefix) {
       const objects: ListedObject[] = [];
       let token: string | undefined;
@@ -288,13 +357,14 @@ export async function startS3(opts: S3HarnessOptions = {}): Promise<S3Harness> {
   };
 }
 
-/** Streams the request to s3rver unchanged and the response back. */
+/** Streams the request to s3rver unchanged and the response back (with `truncate`, half the body and then a dropped connection). */
 function forward(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   port: number,
   agent: http.Agent,
   replace?: { path: string; headers: http.OutgoingHttpHeaders },
+  truncate = false,
 ): void {
   // Headers go through untouched (Host included): they are covered by the
   // client's SigV4 signature, which s3rver verifies.
@@ -302,7 +372,20 @@ function forward(
     { host: '127.0.0.1', port, method: req.method, path: replace?.path ?? req.url, headers: replace?.headers ?? req.headers, agent },
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
+      const length = Number(up.headers['content-length'] ?? 0);
+      if (!truncate || length < 2) return void up.pipe(res);
+      let sent = 0;
+      up.on('data', (chunk: Buffer) => {
+        if (sent >= length / 2) return;
+        const part = chunk.subarray(0, Math.ceil(length / 2) - sent);
+        sent += part.length;
+        res.write(part);
+        if (sent >= length / 2) {
+          up.destroy();
+          // Flushed, then cut: the client has the headers and half the body, and never the rest.
+          res.socket?.end(() => res.socket?.destroy());
+        }
+      });
     },
   );
   upstream.on('error', (err) => {
