@@ -30,8 +30,8 @@ export interface EngineReader {
   close(): void;
 }
 
-/** An engine whose owner closes it: `closeReaders` stops and closes the readers still open (shutdown). */
-export type OwnedEngine = Engine & { closeReaders(): void };
+/** An engine whose owner closes it: `closeReaders` stops the readers still reading and closes every reader (shutdown). */
+export type OwnedEngine = Engine & { closeReaders(): Promise<void> };
 
 const runOn = (conn: DuckDBConnection): RunQuery => async (sql, params = []) =>
   (await conn.runAndReadAll(sql, params as DuckDBValue[])).getRowObjectsJson() as Array<Record<string, unknown>>;
@@ -42,7 +42,8 @@ const runOn = (conn: DuckDBConnection): RunQuery => async (sql, params = []) =>
  */
 export function engineOn(conn: DuckDBConnection, instance: DuckDBInstance, space: string): OwnedEngine {
   const run = runOn(conn);
-  const readers = new Set<DuckDBConnection>();
+  /** Open readers and their statements under way: a connection closed while a statement runs hangs its close. */
+  const readers = new Map<DuckDBConnection, Set<Promise<unknown>>>();
   return {
     run,
     async writeCsv(sql, path) {
@@ -58,23 +59,32 @@ export function engineOn(conn: DuckDBConnection, instance: DuckDBInstance, space
     },
     async openReader() {
       const reader = await instance.connect();
-      readers.add(reader);
+      const running = new Set<Promise<unknown>>();
+      readers.set(reader, running);
+      const runReader = runOn(reader);
       // Naive timestamps in files are read as UTC, whatever the host's zone (a setting of each connection).
       await reader.run("SET TimeZone = 'UTC'");
       return {
-        run: runOn(reader),
+        run: (sql, params) => {
+          if (!readers.has(reader)) return Promise.reject(new Error('the engine reader is closed'));
+          const statement = runReader(sql, params);
+          running.add(statement);
+          statement.then(() => running.delete(statement), () => running.delete(statement));
+          return statement;
+        },
         space,
         close: () => {
           if (readers.delete(reader)) reader.closeSync();
         },
       };
     },
-    closeReaders() {
-      for (const reader of readers) {
-        reader.interrupt();
-        reader.closeSync();
+    async closeReaders() {
+      const open = [...readers];
+      for (const [reader, running] of open) if (running.size) reader.interrupt();
+      await Promise.allSettled(open.flatMap(([, running]) => [...running]));
+      for (const [reader] of open) {
+        if (readers.delete(reader)) reader.closeSync();
       }
-      readers.clear();
     },
   };
 }
@@ -117,8 +127,8 @@ export async function openMemoryEngine(options: MemoryEngineOptions): Promise<Ow
   const engine = engineOn(conn, instance, 'memory.main');
   return {
     ...engine,
+    // Owners that open readers await `closeReaders` first.
     close() {
-      engine.closeReaders();
       conn.closeSync();
       instance.closeSync();
     },

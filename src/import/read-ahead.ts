@@ -22,11 +22,9 @@ export async function readAhead(store: Store, request: ImportRequest): Promise<R
   const reader = await store.openReader();
   const table = `${reader.space}.read_${randomUUID().replaceAll('-', '')}`;
   const release = async () => {
-    try {
-      await reader.run(`DROP TABLE IF EXISTS ${table}`);
-    } finally {
-      reader.close();
-    }
+    // After a shutdown closed the reader, there is nothing left to drop.
+    await reader.run(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined);
+    reader.close();
   };
   try {
     const source = await materialiseSource(reader.run, table, request.source, request.file, { temp: false });
@@ -34,7 +32,7 @@ export async function readAhead(store: Store, request: ImportRequest): Promise<R
     await describeFile(reader.run, request.job, source, request.file);
     return { request: { ...request, source }, release };
   } catch (err) {
-    await release().catch(() => undefined);
+    await release();
     throw err;
   }
 }

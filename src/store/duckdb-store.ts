@@ -627,7 +627,8 @@ export class DuckDbStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.engine?.closeReaders();
+    // Readers still reading are stopped (their files are retried), so that closing waits for no parse.
+    await this.engine?.closeReaders();
     await this.importLock.run(async () => {
       await this.importConn.run('CHECKPOINT').catch(() => undefined);
       for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) c?.closeSync();

@@ -580,7 +580,8 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.engine?.closeReaders();
+    // Readers still reading are stopped (their files are retried), so that closing waits for no parse.
+    await this.engine?.closeReaders();
     await this.importLock.run(async () => {
       this.engine?.close();
       await this.pool?.end();
