@@ -58,8 +58,13 @@ for (const kind of STORE_KINDS) {
       await tmp?.cleanup();
     });
 
-    it('imports a good file of another job while the slow one is read, then fails the slow one alone', async () => {
-      const dir = kind === 'postgres' ? tmp.path : join(tmp.path, 'downloads');
+    let n = 0;
+    /**
+     * Imports a good file of `goodJob` while a file of the job `slow` is being read (held open as a
+     * named pipe), then lets the slow file turn out hostile: it must fail alone with its error.
+     */
+    async function goodWhileSlowIsRead(goodJob: JobConfig) {
+      const dir = join(kind === 'postgres' ? tmp.path : join(tmp.path, 'downloads'), String(++n));
       await promisify(execFile)('mkdir', ['-p', dir]);
       const request = async (job: JobConfig, key: string, path: string) => {
         const [version] = await store.recordDiscovered(job.id, [obj(key)]);
@@ -69,13 +74,15 @@ for (const kind of STORE_KINDS) {
       const slowPath = join(dir, 'slow.json');
       await promisify(execFile)('mkfifo', [slowPath]);
       const goodPath = join(dir, 'good.csv');
-      await writeFile(goodPath, 'prediction_id,proba\ng1,0.1\ng2,0.2\ng3,0.3\n');
+      await writeFile(goodPath, `prediction_id,proba\n${n}g1,0.1\n${n}g2,0.2\n${n}g3,0.3\n`);
+      const slowKey = `slow/${n}.json`;
+      const goodKey = `${goodJob.id}/${n}.csv`;
 
-      const a = await request(jobs[0], 'slow/a.json', slowPath);
+      const a = await request(jobs[0], slowKey, slowPath);
       let aSettled = false;
       const aImport = importerOf(store).importFile(a);
       aImport.then(() => (aSettled = true), () => (aSettled = true));
-      const b = await request(jobs[1], 'good/b.csv', goodPath);
+      const b = await request(goodJob, goodKey, goodPath);
       let deadline: NodeJS.Timeout | undefined;
       let aReading = false;
       try {
@@ -85,10 +92,10 @@ for (const kind of STORE_KINDS) {
         ]);
         assert.notEqual(bResult, 'deadline', 'the good file was not imported while the slow one was being read');
         assert.deepEqual([(bResult as ImportResult).status, (bResult as ImportResult).predictionsLoaded, aSettled], ['succeeded', 3, false]);
-        const ledger = await sql(store)<{ key: string; status: string }>(`SELECT key, status FROM import_files ORDER BY key`);
-        assert.deepEqual(ledger, [{ key: 'good/b.csv', status: 'succeeded' }, { key: 'slow/a.json', status: 'pending' }]);
-        const [{ n }] = await sql(store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions WHERE model_id = 'good'`);
-        assert.equal(n, 3);
+        const ledger = await sql(store)<{ key: string; status: string }>(`SELECT key, status FROM import_files WHERE key IN ($1, $2)`, [goodKey, slowKey]);
+        assert.deepEqual(Object.fromEntries(ledger.map((r) => [r.key, r.status])), { [goodKey]: 'succeeded', [slowKey]: 'pending' });
+        const [{ c }] = await sql(store)<{ c: number }>(`SELECT count(*)::INT AS c FROM predictions WHERE model_id = $1 AND prediction_id LIKE $2`, [goodJob.model.id, `${n}g%`]);
+        assert.equal(c, 3);
       } finally {
         clearTimeout(deadline);
         // A pipe opens for writing without waiting only while a reader holds it open: proof A is mid-read.
@@ -106,11 +113,20 @@ for (const kind of STORE_KINDS) {
       assert.equal(aReading, true, 'the slow file was being read when the good one was imported');
       await assert.rejects(aImport, (err: Error & { code?: string }) => {
         assert.equal(err.code, 'IMP_ERR_FORMAT_UNREADABLE');
-        assert.match(err.message, /^slow\/a\.json: cannot be read: /);
+        assert.equal(err.message.startsWith(`${slowKey}: cannot be read: `), true, err.message);
         return true;
       });
-      const [{ n }] = await sql(store)<{ n: number }>(`SELECT count(*)::INT AS n FROM predictions`);
-      assert.equal(n, 3, 'the slow file loaded nothing');
+      const [{ s }] = await sql(store)<{ s: number }>(`SELECT count(*)::INT AS s FROM predictions WHERE prediction_id = 's1'`);
+      assert.equal(s, 0, 'the slow file loaded nothing');
+    }
+
+    it('imports a good file of another job while the slow one is read, then fails the slow one alone', async () => {
+      await goodWhileSlowIsRead(jobs[1]);
+    });
+
+    // Files of one job wait for each other's reads to import together, but not for long.
+    it('imports a good file of the same job while the slow one is read', async () => {
+      await goodWhileSlowIsRead(jobs[0]);
     });
   });
 }
