@@ -121,6 +121,15 @@ describe('DuckDB store', () => {
       assert.deepEqual([dirty.result.loadedFirst, dirty.result.rowsRejected, dirty.n, dirty.misplaced], [false, 1, 29_999, 0], format);
       assert.deepEqual(dirty.rejected, [{ row: 21_234, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', score: '3033.4285714285716' }], format);
     }
+    // Files are read on a connection of their own while imports insert without keeping order: a
+    // reader keeps its file's order whatever the instance-wide setting says.
+    await store.query('SET GLOBAL preserve_insertion_order = false');
+    try {
+      const unordered = await importAs('csv', 'global-unordered.csv', undefined);
+      assert.deepEqual([unordered.n, unordered.misplaced], [30_000, 0]);
+    } finally {
+      await store.query('SET GLOBAL preserve_insertion_order = true');
+    }
     // A data column named rowid would hide DuckDB's row IDs: that file is numbered by its window instead.
     const rjob = validateConfig({ jobs: [{ id: 'nr', source: 's3://bkt/nr/', model: { id: 'rows_rowid' }, schema: { predictionId: 'id', predictionScore: 'score' } }] }).jobs[0];
     const [version] = await store.recordDiscovered('nr', [obj('rowid.csv', 'R1')]);

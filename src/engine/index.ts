@@ -14,21 +14,76 @@ export interface Engine {
   run: RunQuery;
   /** Writes the rows of a query to a headerless CSV file (NULL as an empty field, '' quoted); returns the row count. */
   writeCsv(sql: string, path: string): Promise<number>;
+  /** Opens a connection that reads files beside this one, outside any import's turn (see `EngineReader`). */
+  openReader(): Promise<EngineReader>;
 }
 
-/** An engine over one DuckDB connection (temp tables live on that connection). */
-export function engineOn(conn: DuckDBConnection): Engine {
-  const run: RunQuery = async (sql, params = []) => (await conn.runAndReadAll(sql, params as DuckDBValue[])).getRowObjectsJson() as Array<Record<string, unknown>>;
+/**
+ * A second connection of an engine's DuckDB: it reads a file while the engine's own connection
+ * imports others, into tables under `space` that the engine's connection then reads in place (no
+ * copy). Same instance, so the same memory limit, threads, spill folder and sandbox.
+ */
+export interface EngineReader {
+  run: RunQuery;
+  /** The schema, `database.schema`, whose tables every connection of the engine sees. */
+  space: string;
+  close(): void;
+}
+
+/** An engine whose owner closes it: `closeReaders` stops the readers still reading and closes every reader (shutdown). */
+export type OwnedEngine = Engine & { closeReaders(): Promise<void> };
+
+const runOn = (conn: DuckDBConnection): RunQuery => async (sql, params = []) =>
+  (await conn.runAndReadAll(sql, params as DuckDBValue[])).getRowObjectsJson() as Array<Record<string, unknown>>;
+
+/**
+ * An engine over one DuckDB connection (temp tables live on that connection); its readers are
+ * further connections of `instance` keeping their tables in `space`.
+ */
+export function engineOn(conn: DuckDBConnection, instance: DuckDBInstance, space: string): OwnedEngine {
+  const run = runOn(conn);
+  /** Open readers and their statements under way: a connection closed while a statement runs hangs its close. */
+  const readers = new Map<DuckDBConnection, Set<Promise<unknown>>>();
   return {
     run,
     async writeCsv(sql, path) {
       // Rows carry their source_row: keeping the scan's order would only cost the writer its parallelism.
-      await conn.run('SET preserve_insertion_order = false');
+      // SESSION: a reader materialising a file meanwhile must keep its file's order.
+      await conn.run('SET SESSION preserve_insertion_order = false');
       try {
         const rows = await run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT csv, HEADER false)`);
         return Number(rows[0]?.Count ?? 0);
       } finally {
-        await conn.run('RESET preserve_insertion_order');
+        await conn.run('RESET SESSION preserve_insertion_order');
+      }
+    },
+    async openReader() {
+      const reader = await instance.connect();
+      const running = new Set<Promise<unknown>>();
+      readers.set(reader, running);
+      const runReader = runOn(reader);
+      // Naive timestamps in files are read as UTC, whatever the host's zone (a setting of each connection).
+      await reader.run("SET TimeZone = 'UTC'");
+      return {
+        run: (sql, params) => {
+          if (!readers.has(reader)) return Promise.reject(new Error('the engine reader is closed'));
+          const statement = runReader(sql, params);
+          running.add(statement);
+          statement.then(() => running.delete(statement), () => running.delete(statement));
+          return statement;
+        },
+        space,
+        close: () => {
+          if (readers.delete(reader)) reader.closeSync();
+        },
+      };
+    },
+    async closeReaders() {
+      const open = [...readers];
+      for (const [reader, running] of open) if (running.size) reader.interrupt();
+      await Promise.allSettled(open.flatMap(([, running]) => [...running]));
+      for (const [reader] of open) {
+        if (readers.delete(reader)) reader.closeSync();
       }
     },
   };
@@ -57,7 +112,7 @@ export interface MemoryEngineOptions {
 }
 
 /** A private in-memory engine, sandboxed to the downloads folder; `close` frees it. */
-export async function openMemoryEngine(options: MemoryEngineOptions): Promise<Engine & { close(): void }> {
+export async function openMemoryEngine(options: MemoryEngineOptions): Promise<OwnedEngine & { close(): void }> {
   // An in-memory DuckDB spills to `.tmp` in the working directory unless told otherwise: into the
   // process's own temp folder instead, which is removed with it (or, after a kill, at the next start).
   const settings: Record<string, string> = { memory_limit: options.memoryLimit, temp_directory: join(options.readableDirectory, '.spill') };
@@ -68,8 +123,11 @@ export async function openMemoryEngine(options: MemoryEngineOptions): Promise<En
   // Naive timestamps in files are read as UTC, whatever the host's zone.
   await conn.run("SET TimeZone = 'UTC'");
   await sandbox(conn, options.readableDirectory);
+  // The in-memory database itself holds what readers read: every connection of the instance sees it.
+  const engine = engineOn(conn, instance, 'memory.main');
   return {
-    ...engineOn(conn),
+    ...engine,
+    // Owners that open readers await `closeReaders` first.
     close() {
       conn.closeSync();
       instance.closeSync();

@@ -1,10 +1,13 @@
 import type { Store } from '../store/store.ts';
 import { Mutex } from '../util/mutex.ts';
 import { importGroup, NeedsStaging } from './group.ts';
+import { readAhead, type ReadAhead } from './read-ahead.ts';
 import type { ImportRequest, ImportResult } from './types.ts';
 
 /** Files of one job imported in one transaction, at most this many bytes together (a larger file goes alone). */
 const GROUP_MAX_BYTES = 256 * 1024 * 1024;
+/** How long a file read waits for its job's other reads, to be imported with them (as the worker waits for downloads). */
+const READ_SIBLING_WAIT_MS = 2000;
 
 /** An import waiting for its turn. */
 interface WaitingImport {
@@ -14,32 +17,79 @@ interface WaitingImport {
 }
 
 /**
- * The store-neutral import of downloaded files. Imports take turns (their deletes and flag updates
- * touch the same rows); whoever takes the turn imports every waiting file of the same job in one
- * transaction: files that arrive together (one poll's worth) then cost one commit, one scan for
- * overlapping keys and one parallel insert, instead of one of each per file, which is what keeps
- * PutObject → visible short. If anything in a group fails, its files are imported again one per
- * transaction, so a broken file fails alone.
+ * The store-neutral import of downloaded files. A file is first read (CSV and JSON parsed into the
+ * engine, see `readAhead`) without a turn, so a slow or hostile file delays no other import; then
+ * imports take turns (their deletes and flag updates touch the same rows); whoever takes the turn
+ * imports every waiting file of the same job in one transaction: files that arrive together (one
+ * poll's worth) then cost one commit, one scan for overlapping keys and one parallel insert,
+ * instead of one of each per file, which is what keeps PutObject → visible short. If anything in a
+ * group fails, its files are imported again one per transaction, so a broken file fails alone.
  */
 export class Importer {
   private readonly turn = new Mutex();
   private waiting: WaitingImport[] = [];
   /** Jobs whose last import needed staging (a rejected row): their next files are staged from the start. */
   private readonly stagingJobs = new Set<string>();
+  /** Per job: files being read, and files read that wait for them (see `readDone`). */
+  private readonly reads = new Map<string, { running: number; ready: WaitingImport[]; timer?: NodeJS.Timeout }>();
 
   constructor(private readonly store: Store) {}
 
   /**
    * Imports one file version in one store transaction (shared with the files of its job waiting
-   * at the same time): replaces what earlier versions of the key contributed, loads predictions
-   * and/or actuals, records rejected rows and the ledger row. Skips versions already committed or
-   * no longer current.
+   * at the same time), its file read before it waits for the turn: replaces what earlier versions
+   * of the key contributed, loads predictions and/or actuals, records rejected rows and the ledger
+   * row. Skips versions already committed or no longer current.
    */
-  importFile(request: ImportRequest): Promise<ImportResult> {
-    return new Promise<ImportResult>((resolve, reject) => {
-      this.waiting.push({ request, resolve, reject });
-      this.turn.run(() => this.importWaiting()).catch(reject);
-    });
+  async importFile(request: ImportRequest): Promise<ImportResult> {
+    const jobId = request.job.id;
+    const reads = this.reads.get(jobId) ?? { running: 0, ready: [] };
+    this.reads.set(jobId, reads);
+    reads.running++;
+    let read: ReadAhead;
+    try {
+      read = await readAhead(this.store, request);
+    } catch (err) {
+      this.readDone(jobId);
+      throw err;
+    }
+    try {
+      return await new Promise<ImportResult>((resolve, reject) => {
+        reads.ready.push({ request: read.request, resolve, reject });
+        this.readDone(jobId);
+      });
+    } finally {
+      await read.release();
+    }
+  }
+
+  /**
+   * A read of the job ended. Files read wait for the job's other reads (at most READ_SIBLING_WAIT_MS)
+   * and then ask for the turn together, so that files that arrived together are still imported in
+   * one transaction (as before reads left the turn), and a slow file holds its job's others up for
+   * that long at most.
+   */
+  private readDone(jobId: string): void {
+    const reads = this.reads.get(jobId)!;
+    reads.running--;
+    if (reads.running > 0) {
+      if (reads.ready.length && !reads.timer) reads.timer = setTimeout(() => this.queueReady(jobId), READ_SIBLING_WAIT_MS);
+      return;
+    }
+    this.queueReady(jobId);
+  }
+
+  /** Puts a job's files read in the queue for the turn, all at once. */
+  private queueReady(jobId: string): void {
+    const reads = this.reads.get(jobId);
+    if (!reads) return;
+    clearTimeout(reads.timer);
+    reads.timer = undefined;
+    const ready = reads.ready;
+    reads.ready = [];
+    if (reads.running === 0) this.reads.delete(jobId);
+    this.waiting.push(...ready);
+    for (const w of ready) this.turn.run(() => this.importWaiting()).catch(w.reject);
   }
 
   /** Takes the oldest waiting import and the others of its job that fit in one transaction, and imports them. */

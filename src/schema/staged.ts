@@ -31,16 +31,17 @@ export async function describeFile(run: RunQuery, job: JobConfig, source: Source
 
 /**
  * Reads a file whose row numbers would be a window over one scan (see `SourceRelation.ordered`)
- * into the temp table `table` in parallel, keeping file order, and returns the relation over that
+ * into the table `table` (a temp table unless `temp` is false: a table other connections see) in
+ * parallel, keeping file order, and returns the relation over that
  * table numbered by its row IDs: columnar, so an import reads it like parquet (twice, or loads it
  * first) instead of staging every mapped column from a scan on one thread. Other relations are
  * returned as they are. A file DuckDB cannot read fails naming its key.
  */
-export async function materialiseSource(run: RunQuery, table: string, source: SourceRelation, file: LocalFile): Promise<SourceRelation> {
+export async function materialiseSource(run: RunQuery, table: string, source: SourceRelation, file: LocalFile, { temp = true } = {}): Promise<SourceRelation> {
   if (!source.ordered) return source;
   // Row IDs follow insertion order only while DuckDB keeps it (the default; bulk inserts turn it off for their statement).
-  await run('SET preserve_insertion_order = true');
-  await run(`CREATE OR REPLACE TEMP TABLE ${table} AS ${source.ordered.scanSql}`).catch((err) => {
+  await run('SET SESSION preserve_insertion_order = true');
+  await run(`CREATE OR REPLACE ${temp ? 'TEMP ' : ''}TABLE ${table} AS ${source.ordered.scanSql}`).catch((err) => {
     throw unreadableError(file, err);
   });
   // A data column named rowid would hide the row IDs: such a file keeps its numbering window.

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { engineOn, sandbox, type Engine } from '../engine/index.ts';
+import { engineOn, sandbox, type Engine, type EngineReader, type OwnedEngine } from '../engine/index.ts';
 import { sqlIdent, sqlString } from '../formats/index.ts';
 import { BOXES_TYPE, mergeStructFields, STRUCT_FIELD_KINDS, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { repeatedKeysSql } from '../schema/staged.ts';
@@ -44,6 +44,8 @@ export interface DuckDbStoreOptions {
 }
 
 const MODEL_SCHEMA = 'model_predictions';
+/** The in-memory database that readers fill outside the import turn; the import connection reads it in its turn. */
+const READS_DATABASE = 'import_reads';
 
 const SCHEMA_SQL = `
   CREATE SEQUENCE IF NOT EXISTS import_file_ids START 1;
@@ -133,7 +135,7 @@ export class DuckDbStore implements Store {
   private instance!: DuckDBInstance;
   private importConn!: DuckDBConnection;
   /** The import engine is the import connection itself: rows go from file to table without leaving DuckDB. */
-  private engine!: Engine;
+  private engine!: OwnedEngine;
   private ledgerConn!: DuckDBConnection;
   private readConn!: DuckDBConnection;
   /** Operators' ad-hoc SELECTs run here, so a slow one can be interrupted without touching anything else. */
@@ -171,8 +173,11 @@ export class DuckDbStore implements Store {
     await this.importConn.run(SCHEMA_SQL);
     await this.addJoinedColumns(this.importConn);
     await this.rebuildViews(this.importConn);
+    // Files read outside the import turn land here (see openReader): in memory, never in the store's file.
+    // Attached before the sandbox, which forbids ATTACH.
+    await this.importConn.run(`ATTACH ':memory:' AS ${READS_DATABASE}`);
     if (this.options.readableDirectory) await sandbox(this.importConn, this.options.readableDirectory);
-    this.engine = engineOn(this.importConn);
+    this.engine = engineOn(this.importConn, this.instance, `${READS_DATABASE}.main`);
   }
 
   async ping(): Promise<void> {
@@ -294,6 +299,10 @@ export class DuckDbStore implements Store {
     });
   }
 
+  openReader(): Promise<EngineReader> {
+    return this.engine.openReader();
+  }
+
   /** The store side of an import, on the import connection, which is also the engine's: rows go from file to table inside DuckDB. */
   private importTransaction(conn: DuckDBConnection, scope: ImportScope): ImportTransaction {
     const { jobId, modelId, environment: env } = scope;
@@ -403,12 +412,13 @@ export class DuckDbStore implements Store {
       || (o.groupFiles > 1 && Number((await this.all(conn, `SELECT ${repeatedKeysSql(o.keys)} AS n FROM (${newKeys})`))[0].n) > 0);
     const overlapBefore = o.loadedFirst ? false : await overlapping();
     // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
-    await conn.run('SET preserve_insertion_order = false');
+    // SESSION: a reader materialising a file meanwhile keeps its file's order.
+    await conn.run('SET SESSION preserve_insertion_order = false');
     let inserted = 0;
     try {
       for (const insert of o.inserts) inserted += Number((await this.all(conn, insert))[0]?.Count ?? 0);
     } finally {
-      await conn.run('RESET preserve_insertion_order');
+      await conn.run('RESET SESSION preserve_insertion_order');
     }
     if (o.loadedFirst) await o.loadedFirst.check(inserted);
     const overlap = o.loadedFirst ? await overlapping() : overlapBefore;
@@ -746,6 +756,8 @@ export class DuckDbStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Readers still reading are stopped (their files are retried), so that closing waits for no parse.
+    await this.engine?.closeReaders();
     await this.importLock.run(async () => {
       await this.importConn.run('CHECKPOINT').catch(() => undefined);
       for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) c?.closeSync();

@@ -1,6 +1,6 @@
 import type { JobConfig } from '../config/index.ts';
 import type { ErrorCode, ErrorLocation } from '../errors.ts';
-import type { Engine } from '../engine/index.ts';
+import type { Engine, EngineReader } from '../engine/index.ts';
 import type { ListedObject } from '../source/types.ts';
 import type { StructColumns } from '../schema/mapping.ts';
 
@@ -193,6 +193,11 @@ export interface Store {
    * store object; rejected promises roll back.
    */
   runImport<T>(scope: ImportScope, fn: (tx: ImportTransaction, engine: Engine) => Promise<T>): Promise<T>;
+  /**
+   * A connection of the import engine that reads a file while other imports hold the turn: tables
+   * it makes in its `space` are read in place by the `engine` of a later `runImport`. Close it after.
+   */
+  openReader(): Promise<EngineReader>;
   /** Answers when the store does (readiness, metrics). */
   ping(): Promise<void>;
   /** Ledger counts of every job. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { openMemoryEngine, type Engine } from '../../engine/index.ts';
+import { openMemoryEngine, type Engine, type EngineReader, type OwnedEngine } from '../../engine/index.ts';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../../errors.ts';
 import { sqlString } from '../../formats/index.ts';
 import { mergeStructFields, type StructColumns, type StructField } from '../../schema/mapping.ts';
@@ -99,7 +99,7 @@ const TRANSIENT_STATES = /^(40P01|40001|08\w{3}|57P0[1-3]|53300)$/;
 export class PostgresStore implements Store {
   readonly kind = 'postgres';
   private pool!: pg.Pool;
-  private engine!: Engine & { close(): void };
+  private engine!: OwnedEngine & { close(): void };
   /** One import at a time per process: the engine is one DuckDB connection. Other processes import in parallel. */
   private readonly importLock = new Mutex();
   private readonly csvPipe: CsvPipe;
@@ -289,6 +289,10 @@ export class PostgresStore implements Store {
 
   runImport<T>(scope: ImportScope, fn: (tx: ImportTransaction, engine: Engine) => Promise<T>): Promise<T> {
     return this.importLock.run(() => this.transaction((client) => fn(this.importTransaction(client, scope), this.engine)));
+  }
+
+  openReader(): Promise<EngineReader> {
+    return this.engine.openReader();
   }
 
   /** The store side of an import: rows staged by COPY into temp tables, merged under the model's advisory lock. */
@@ -591,6 +595,8 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Readers still reading are stopped (their files are retried), so that closing waits for no parse.
+    await this.engine?.closeReaders();
     await this.importLock.run(async () => {
       this.engine?.close();
       await this.pool?.end();
