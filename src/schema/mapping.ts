@@ -98,12 +98,21 @@ function timestampSql(job: JobConfig, column: FileColumn): string {
   if (/WITH TIME ZONE/i.test(column.type)) return c;
   if (isTimestamp(column.type)) return `timezone(${tz}, CAST(${c} AS TIMESTAMP))`;
   if (isNumeric(column.type)) return epoch(`CAST(${c} AS DOUBLE)`);
-  // Text: epoch digits, or RFC 3339 / ISO 8601 with an offset (honoured) or without one (the job's zone).
-  const t = `trim(CAST(${c} AS VARCHAR))`;
-  return `CASE WHEN regexp_full_match(${t}, '-?[0-9]+(\\.[0-9]+)?') THEN ${epoch(`TRY_CAST(${t} AS DOUBLE)`)}
-    WHEN regexp_matches(${t}, '[T ][0-9:.]+\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(${t} AS TIMESTAMPTZ)
-    ELSE timezone(${tz}, TRY_CAST(${t} AS TIMESTAMP)) END`;
+  // Text: RFC 3339 / ISO 8601 with an offset (honoured) or without one (the job's zone), or epoch digits.
+  // A digit string is never a timestamp to DuckDB's casts, so the casts go first and the digit test
+  // (a regular expression) runs only on what they did not read: most rows cost one cast.
+  const raw = `CAST(${c} AS VARCHAR)`;
+  const t = `trim(${raw})`;
+  const digits = `CASE WHEN regexp_full_match(${t}, '-?[0-9]+(\\.[0-9]+)?') THEN ${epoch(`TRY_CAST(${t} AS DOUBLE)`)} END`;
+  // In UTC a cast to TIMESTAMPTZ is the whole rule: it honours offsets and zone names, and reads a
+  // value without one in the session's TimeZone, which every engine sets to UTC (src/engine).
+  if (isUtc(job.timestamps.timeZone)) return `coalesce(TRY_CAST(${raw} AS TIMESTAMPTZ), TRY_CAST(${t} AS TIMESTAMPTZ), ${digits})`;
+  // Elsewhere the text says whether it carries an offset: a cast to TIMESTAMP would drop it.
+  return `CASE WHEN regexp_matches(${t}, '[T ][0-9:.]+\\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$') THEN TRY_CAST(${t} AS TIMESTAMPTZ)
+    ELSE coalesce(timezone(${tz}, TRY_CAST(${t} AS TIMESTAMP)), TRY_CAST(${t} AS TIMESTAMPTZ), ${digits}) END`;
 }
+
+const isUtc = (zone: string) => /^(Etc\/)?(UTC|UCT|Universal|Zulu)$/i.test(zone);
 
 function structSql(fields: StructField[]): string {
   if (fields.length === 0) return 'NULL';
