@@ -45,7 +45,10 @@ async function copyFile(client: pg.Client, table: string, csv: string): Promise<
 async function ledgerSeconds(store: PostgresStore, jobId: string): Promise<number> {
   const [r] = await store.query<{ s: number; n: number; ok: number }>(
     `SELECT extract(epoch FROM max(finished_at) - min(discovered_at))::float AS s, count(*)::int AS n, count(*) FILTER (WHERE status = 'succeeded')::int AS ok FROM import_files WHERE job_id = $1`, [jobId]);
-  if (r.ok !== r.n) throw new Error(`${jobId}: ${r.n - r.ok} file(s) did not succeed`);
+  if (r.ok !== r.n) {
+    const failed = await store.query<{ key: string; status: string; error_message: string }>(`SELECT key, status, error_message FROM import_files WHERE job_id = $1 AND status <> 'succeeded'`, [jobId]);
+    throw new Error(`${jobId}: ${r.n - r.ok} file(s) did not succeed: ${JSON.stringify(failed)}`);
+  }
   return r.s;
 }
 
