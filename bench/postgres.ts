@@ -96,15 +96,17 @@ export async function postgres(env: BenchEnv, rows: number, runs: number): Promi
       typed.push(await copyFile(admin, 'ref.copy_typed', typedCsv));
 
       const schema = `run${r}`;
+      // A prefix per run: the files of the runs before stay in the bucket.
+      const prefix = `pg-${rows}-run${r}`;
       const config = validateConfig({
         redis: { url: env.redis.url, prefix: `pgbench${r}` },
         store: { kind: 'postgres', url: db.url, schema },
         s3: { endpoint: env.endpoint, forcePathStyle: true },
         http: { port: 0 },
         log: { level: 'error' },
-        jobs: [{ id: 'pg', source: `s3://${BUCKET}/pg-${rows}/`, model: { id: 'pg' }, schema: PREDICTION_SCHEMA, maxFileBytes: '16GiB' }],
+        jobs: [{ id: 'pg', source: `s3://${BUCKET}/${prefix}/`, model: { id: 'pg' }, schema: PREDICTION_SCHEMA, maxFileBytes: '16GiB' }],
       });
-      await env.seedFile(`pg-${rows}/f.parquet`, parquet);
+      await env.seedFile(`${prefix}/f.parquet`, parquet);
       const { startDaemon } = await import('../src/daemon.ts');
       const { createLogger } = await import('../src/log.ts');
       const d = await startDaemon(config, { log: createLogger('error') });
@@ -114,10 +116,10 @@ export async function postgres(env: BenchEnv, rows: number, runs: number): Promi
         daemon.push(await ledgerSeconds(store, 'pg'));
         const [{ n }] = await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM predictions`);
         if (n !== rows) throw new Error(`the daemon loaded ${n} rows of ${rows}`);
-        await env.seedFile(`pg-${rows}/g.parquet`, parquet2);
+        await env.seedFile(`${prefix}/g.parquet`, parquet2);
         await waitFor('the second PostgreSQL import', async () => (await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM import_files WHERE status <> 'pending'`))[0].n === 2, 1_800_000, 200);
         const [second] = await store.query<{ s: number; ok: boolean }>(
-          `SELECT extract(epoch FROM finished_at - discovered_at)::float AS s, status = 'succeeded' AS ok FROM import_files WHERE key = $1`, [`pg-${rows}/g.parquet`]);
+          `SELECT extract(epoch FROM finished_at - discovered_at)::float AS s, status = 'succeeded' AS ok FROM import_files WHERE key = $1`, [`${prefix}/g.parquet`]);
         if (!second.ok) throw new Error('the second file did not succeed');
         daemon2.push(second.s);
         const [{ n: n2 }] = await store.query<{ n: number }>(`SELECT count(*)::int AS n FROM predictions`);
