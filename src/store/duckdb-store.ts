@@ -6,6 +6,7 @@ import { engineOn, sandbox, type Engine, type EngineReader, type OwnedEngine } f
 import { sqlIdent, sqlString } from '../formats/index.ts';
 import { BOXES_TYPE, mergeStructFields, STRUCT_FIELD_KINDS, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { repeatedKeysSql } from '../schema/staged.ts';
+import { INFERENCE_ACTUAL_COLUMNS, JOINED, JOINED_SOURCES, joinedColumnsSql, KeptJoin } from './duckdb-kept-join.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
   ACTUAL_DELAY_BUCKETS,
@@ -80,30 +81,6 @@ const SCHEMA_SQL = `
   CREATE SCHEMA IF NOT EXISTS ${MODEL_SCHEMA};
 `;
 
-/**
- * The maintained join behind `inferences`: the current actual and SHAP-file values of a key are kept
- * on every prediction row of that key (every version, current or not), so the view reads one table
- * instead of hashing the model's actuals for each query. Model-table column, source column, type.
- * Kept up to date by every load (see `refreshJoined`), the purge and the opening of a store made before.
- */
-const JOINED: Record<'actual_rows' | 'shap_rows', Array<[string, string, string]>> = {
-  actual_rows: [
-    ['actual_label', 'actual_label', 'VARCHAR'], ['actual_score', 'actual_score', 'DOUBLE'], ['actual_scores', 'actual_scores', 'MAP(VARCHAR, DOUBLE)'],
-    ['actual_boxes', 'actual_boxes', BOXES_TYPE], ['relevance_label', 'relevance_label', 'VARCHAR'], ['relevance_score', 'relevance_score', 'DOUBLE'],
-    ['actual_ts', 'actual_ts', 'TIMESTAMPTZ'],
-    // Not shown in `inferences`: the import's join metrics read which file the actual came from.
-    ['actual_file_id', 'source_file_id', 'BIGINT'],
-  ],
-  // SHAP values sent in a file of their own (they take the place of the prediction's own in `inferences`).
-  shap_rows: [['file_shap', 'shap', 'JSON']],
-};
-const JOINED_SOURCES = Object.keys(JOINED) as Array<keyof typeof JOINED>;
-/** The actual columns of `inferences`, in their order. */
-const INFERENCE_ACTUAL_COLUMNS = ['actual_label', 'actual_score', 'actual_scores', 'actual_boxes', 'relevance_label', 'relevance_score', 'actual_ts'];
-function joinedColumnsSql(): string {
-  return Object.values(JOINED).flat().map(([c, , t]) => `${c} ${t}`).join(', ');
-}
-
 const PREDICTION_COLUMNS = `model_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, environment VARCHAR NOT NULL, batch_id VARCHAR,
   prediction_id VARCHAR NOT NULL, prediction_ts TIMESTAMPTZ, prediction_label VARCHAR, prediction_score DOUBLE,
   prediction_scores MAP(VARCHAR, DOUBLE), threshold_scores MAP(VARCHAR, DOUBLE), prediction_group_id VARCHAR, rank INTEGER,
@@ -146,6 +123,8 @@ export class DuckDbStore implements Store {
   private readonly ledgerLock = new Mutex();
   private readonly readLock = new Mutex();
   private stageSeq = 0;
+  /** The join kept on the model tables' rows, behind `inferences`. */
+  private readonly keptJoin = new KeptJoin((conn, sql, params) => this.all(conn, sql, params), MODEL_SCHEMA);
 
   constructor(private readonly options: DuckDbStoreOptions) {}
 
@@ -171,7 +150,7 @@ export class DuckDbStore implements Store {
     // Naive timestamps in files are read as UTC, whatever the host's zone.
     for (const c of [this.importConn, this.ledgerConn, this.readConn, this.sqlConn]) await c.run("SET TimeZone = 'UTC'");
     await this.importConn.run(SCHEMA_SQL);
-    await this.addJoinedColumns(this.importConn);
+    await this.keptJoin.addColumns(this.importConn);
     await this.rebuildViews(this.importConn);
     // Files read outside the import turn land here (see openReader): in memory, never in the store's file.
     // Attached before the sandbox, which forbids ATTACH.
@@ -344,13 +323,13 @@ export class DuckDbStore implements Store {
         const fresh = `source_file_id IN (${r.fileIds.map(Math.floor).join(', ')})`;
         for (const source of JOINED_SOURCES) {
           if ((await this.all(conn, `SELECT 1 FROM ${source} WHERE ${scope} AND is_current LIMIT 1`)).length === 0) continue;
-          const cols = await this.usedJoined(conn, modelTable, source, `SELECT * FROM ${source} WHERE ${scope} AND is_current`, 'false');
-          await this.copyJoined(conn, modelTable, source, scope, `t.${fresh}`, cols);
+          const cols = await this.keptJoin.used(conn, modelTable, source, `SELECT * FROM ${source} WHERE ${scope} AND is_current`, 'false');
+          await this.keptJoin.copy(conn, modelTable, source, scope, `t.${fresh}`, cols);
         }
         return n;
       },
-      loadActuals: (r) => load('actual_rows', ['prediction_id'], r, (orphaned) => this.refreshJoined(conn, 'actual_rows', modelId, env, r.fileIds, orphaned)),
-      loadShap: (r) => load('shap_rows', ['prediction_id'], r, (orphaned) => this.refreshJoined(conn, 'shap_rows', modelId, env, r.fileIds, orphaned)),
+      loadActuals: (r) => load('actual_rows', ['prediction_id'], r, (orphaned) => this.keptJoin.refresh(conn, 'actual_rows', modelId, env, r.fileIds, orphaned)),
+      loadShap: (r) => load('shap_rows', ['prediction_id'], r, (orphaned) => this.keptJoin.refresh(conn, 'shap_rows', modelId, env, r.fileIds, orphaned)),
       matchedActuals: (withActuals, withPredictions) => this.matchedByImport(conn, modelId, env, withActuals, withPredictions),
       replaceRejected: async (keys, files) => {
         await conn.run(`DELETE FROM rejected_rows WHERE file_id IN (${previousOf(keys)})`);
@@ -436,65 +415,6 @@ export class DuckDbStore implements Store {
     await o.settled?.(`orphaned_${n}`);
     await conn.run(`DROP TABLE orphaned_${n}`);
     return inserted;
-  }
-
-  /**
-   * After a load of actual or SHAP rows of one model and environment: the prediction rows of the
-   * keys it touched take their keys' current values. The new rows that are current carry them; a
-   * key whose current row went with an earlier version of the files (`orphaned`) takes another
-   * file's row, or none.
-   */
-  private async refreshJoined(conn: DuckDBConnection, source: keyof typeof JOINED, modelId: string, env: string, fileIds: number[], orphaned: string): Promise<void> {
-    const tables = await this.all(conn, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId]);
-    // Actuals before their predictions: the predictions' load fills them in.
-    if (tables.length === 0) return;
-    const table = `${MODEL_SCHEMA}.${sqlIdent(String(tables[0].table_name))}`;
-    const scope = `model_id = ${sqlString(modelId)} AND environment = ${sqlString(env)}`;
-    const fresh = `${scope} AND source_file_id IN (${fileIds.map(Math.floor).join(', ')})`;
-    const cols = await this.usedJoined(conn, table, source, `SELECT * FROM ${source} WHERE ${fresh}`, scope);
-    const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM ${orphaned}`);
-    if (Number(orphans) > 0) {
-      await this.refreshKeys(conn, table, source, `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, prediction_id FROM ${orphaned}`, cols);
-    }
-    await this.copyJoined(conn, table, source, fresh, 'true', cols);
-  }
-
-  /**
-   * The joined columns of `source` an update must write: those the new values (`from`) or the
-   * table's rows in `scope` hold a value in. An UPDATE costs per column, and DuckDB rewrites whole
-   * rows (delete + insert) when it sets a MAP or STRUCT column, so the columns a model never uses
-   * (actual_scores of a binary model, boxes, relevance) are left out. `actual_file_id` is always written.
-   */
-  private async usedJoined(conn: DuckDBConnection, table: string, source: keyof typeof JOINED, from: string, scope: string): Promise<Array<[string, string, string]>> {
-    const optional = JOINED[source].filter(([c]) => c !== 'actual_file_id');
-    const held = async (sql: string) => (await this.all(conn, sql))[0] as Row;
-    const [fresh, stored] = [
-      await held(`SELECT ${optional.map(([c, f]) => `count(${f}) > 0 AS ${c}`).join(', ')} FROM (${from})`),
-      await held(`SELECT ${optional.map(([c]) => `count(${c}) > 0 AS ${c}`).join(', ')} FROM ${table} WHERE ${scope}`),
-    ];
-    return JOINED[source].filter(([c]) => c === 'actual_file_id' || fresh[c] || stored[c]);
-  }
-
-  /** Copies the joined columns of `source`'s current rows (those matching `where`) onto the prediction rows of their keys (those matching `target`, alias t). */
-  private async copyJoined(conn: DuckDBConnection, table: string, source: keyof typeof JOINED, where: string, target: string, cols = JOINED[source]): Promise<void> {
-    if (cols.length === 0) return;
-    await conn.run(
-      `UPDATE ${table} t SET ${cols.map(([c]) => `${c} = s.${c}`).join(', ')}
-       FROM (SELECT model_id, environment, prediction_id, ${cols.map(([c, from]) => `${from} AS ${c}`).join(', ')} FROM ${source} WHERE is_current AND ${where}) s
-       WHERE t.model_id = s.model_id AND t.environment = s.environment AND t.prediction_id = s.prediction_id AND ${target}`,
-    );
-  }
-
-  /** Sets the joined columns of `source` on the prediction rows of the given keys (distinct model_id, environment, prediction_id) from their current rows, or to NULL. */
-  private async refreshKeys(conn: DuckDBConnection, table: string, source: keyof typeof JOINED, keys: string, cols = JOINED[source]): Promise<void> {
-    if (cols.length === 0) return;
-    await conn.run(
-      `UPDATE ${table} t SET ${cols.map(([c]) => `${c} = s.${c}`).join(', ')}
-       FROM (SELECT k.model_id, k.environment, k.prediction_id, ${cols.map(([c, from]) => `a.${from} AS ${c}`).join(', ')}
-             FROM (SELECT DISTINCT model_id, environment, prediction_id FROM (${keys})) k
-             LEFT JOIN ${source} a ON a.model_id = k.model_id AND a.environment = k.environment AND a.prediction_id = k.prediction_id AND a.is_current) s
-       WHERE t.model_id = s.model_id AND t.environment = s.environment AND t.prediction_id = s.prediction_id`,
-    );
   }
 
   /**
@@ -613,7 +533,7 @@ export class DuckDbStore implements Store {
         }
         for (const source of JOINED_SOURCES) {
           if ((await this.all(conn, `SELECT 1 FROM purged_${source} LIMIT 1`)).length) {
-            for (const { table } of tables) await this.refreshKeys(conn, table, source, `SELECT * FROM purged_${source}`);
+            for (const { table } of tables) await this.keptJoin.refreshKeys(conn, table, source, `SELECT * FROM purged_${source}`);
           }
           await conn.run(`DROP TABLE purged_${source}`);
         }
@@ -697,27 +617,6 @@ export class DuckDbStore implements Store {
       }
     }
     if (viewsStale) await this.rebuildViews(conn);
-  }
-
-  /** Model tables of a store made before the maintained join get its columns, filled from the current actual and SHAP rows, once. */
-  private async addJoinedColumns(conn: DuckDBConnection): Promise<void> {
-    const stale = await this.all(
-      conn,
-      `SELECT table_name FROM information_schema.columns WHERE table_schema = $1 GROUP BY table_name HAVING NOT bool_or(column_name = 'file_shap')`,
-      [MODEL_SCHEMA],
-    );
-    for (const t of stale) {
-      const table = `${MODEL_SCHEMA}.${sqlIdent(String(t.table_name))}`;
-      await conn.run('BEGIN TRANSACTION');
-      try {
-        for (const [column, , type] of Object.values(JOINED).flat()) await conn.run(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${column} ${type}`);
-        for (const source of JOINED_SOURCES) await this.copyJoined(conn, table, source, 'true', 'true');
-        await conn.run('COMMIT');
-      } catch (err) {
-        await conn.run('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
-    }
   }
 
   private async structFields(conn: DuckDBConnection, table: string, column: string): Promise<Array<[string, string]>> {
