@@ -33,6 +33,20 @@ export interface EngineReader {
 /** An engine whose owner closes it: `closeReaders` stops the readers still reading and closes every reader (shutdown). */
 export type OwnedEngine = Engine & { closeReaders(): Promise<void> };
 
+/**
+ * Runs `fn` with this connection's session not keeping insertion order: rows carry their
+ * source_row, so keeping the scan's order would only cost a bulk statement its parallelism and
+ * memory. SESSION, not the instance-wide SET: a reader materialising a file meanwhile keeps its order.
+ */
+export async function withoutInsertionOrder<T>(conn: DuckDBConnection, fn: () => Promise<T>): Promise<T> {
+  await conn.run('SET SESSION preserve_insertion_order = false');
+  try {
+    return await fn();
+  } finally {
+    await conn.run('RESET SESSION preserve_insertion_order');
+  }
+}
+
 const runOn = (conn: DuckDBConnection): RunQuery => async (sql, params = []) =>
   (await conn.runAndReadAll(sql, params as DuckDBValue[])).getRowObjectsJson() as Array<Record<string, unknown>>;
 
@@ -47,15 +61,8 @@ export function engineOn(conn: DuckDBConnection, instance: DuckDBInstance, space
   return {
     run,
     async writeCsv(sql, path) {
-      // Rows carry their source_row: keeping the scan's order would only cost the writer its parallelism.
-      // SESSION: a reader materialising a file meanwhile must keep its file's order.
-      await conn.run('SET SESSION preserve_insertion_order = false');
-      try {
-        const rows = await run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT csv, HEADER false)`);
-        return Number(rows[0]?.Count ?? 0);
-      } finally {
-        await conn.run('RESET SESSION preserve_insertion_order');
-      }
+      const rows = await withoutInsertionOrder(conn, () => run(`COPY (${sql}) TO ${sqlString(path)} (FORMAT csv, HEADER false)`));
+      return Number(rows[0]?.Count ?? 0);
     },
     async openReader() {
       const reader = await instance.connect();

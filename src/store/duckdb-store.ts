@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBConnection, DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
 import { describeError, ImporterError, type ErrorCode, type ErrorLocation } from '../errors.ts';
-import { engineOn, sandbox, type Engine, type EngineReader, type OwnedEngine } from '../engine/index.ts';
+import { engineOn, sandbox, withoutInsertionOrder, type Engine, type EngineReader, type OwnedEngine } from '../engine/index.ts';
 import { sqlIdent, sqlString } from '../formats/index.ts';
 import { BOXES_TYPE, mergeStructFields, STRUCT_FIELD_KINDS, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { repeatedKeysSql } from '../schema/staged.ts';
@@ -390,15 +390,10 @@ export class DuckDbStore implements Store {
       // a hash collision only recomputes flags that were right.
       || (o.groupFiles > 1 && Number((await this.all(conn, `SELECT ${repeatedKeysSql(o.keys)} AS n FROM (${newKeys})`))[0].n) > 0);
     const overlapBefore = o.loadedFirst ? false : await overlapping();
-    // Rows carry their source_row; keeping the scan's order only costs the bulk insert parallelism and memory.
-    // SESSION: a reader materialising a file meanwhile keeps its file's order.
-    await conn.run('SET SESSION preserve_insertion_order = false');
     let inserted = 0;
-    try {
+    await withoutInsertionOrder(conn, async () => {
       for (const insert of o.inserts) inserted += Number((await this.all(conn, insert))[0]?.Count ?? 0);
-    } finally {
-      await conn.run('RESET SESSION preserve_insertion_order');
-    }
+    });
     if (o.loadedFirst) await o.loadedFirst.check(inserted);
     const overlap = o.loadedFirst ? await overlapping() : overlapBefore;
     if (Number(orphans) > 0 || overlap) {

@@ -310,6 +310,8 @@ export class PostgresStore implements Store {
     const load = async (table: keyof typeof TABLES, r: RowsToLoad): Promise<number> => {
       const { keys, columns } = TABLES[table];
       const scope = (t: string) => `${t}model_id = $1 AND ${t}environment = $2`;
+      // The engine's rows with the import's model and environment, as the tables hold them.
+      const scoped = (batch: EngineRows): EngineRows => ({ engine: batch.engine, sql: `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, * FROM (${batch.sql})` });
       // Taken before the rows go in: what this import sees of other files' rows stays true until it commits.
       await lockModel(table);
       const orphaned = `pg_orphaned_${randomUUID().replaceAll('-', '')}`;
@@ -334,8 +336,7 @@ export class PostgresStore implements Store {
         // into a model of 1M under a fresh load's missing statistics).
         await q(`CREATE TEMP TABLE ${added} (model_id TEXT, environment TEXT, ${keys.map((k) => `${k} TEXT`).join(', ')}, source_file_id BIGINT) ON COMMIT DROP`);
         for (const batch of r.batches) {
-          await this.copyIn(client, added, { engine: batch.engine, sql: `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, * FROM (${batch.sql})` },
-            { model_id: 'TEXT', environment: 'TEXT', ...Object.fromEntries(keys.map((k) => [k, 'TEXT'])), source_file_id: 'BIGINT' });
+          await this.copyIn(client, added, scoped(batch), { model_id: 'TEXT', environment: 'TEXT', ...Object.fromEntries(keys.map((k) => [k, 'TEXT'])), source_file_id: 'BIGINT' });
         }
         // Temp tables get no statistics by themselves; the joins below need them to pick a hash join.
         await q(`ANALYZE ${added}`);
@@ -356,8 +357,7 @@ export class PostgresStore implements Store {
       // Straight into the table (no staging copy): the rows' model, environment and load time come with them.
       let n = 0;
       for (const batch of r.batches) {
-        n += await this.copyIn(client, table, { engine: batch.engine, sql: `SELECT ${sqlString(modelId)} AS model_id, ${sqlString(env)} AS environment, * FROM (${batch.sql})` },
-          { model_id: 'TEXT', environment: 'TEXT', ...columns });
+        n += await this.copyIn(client, table, scoped(batch), { model_id: 'TEXT', environment: 'TEXT', ...columns });
       }
       if (r.check) await r.check(n);
       const [{ orphans }] = await q(`SELECT count(*)::int AS orphans FROM ${orphaned}`);
