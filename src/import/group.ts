@@ -108,7 +108,8 @@ async function importIn(
   for (const m of members) {
     const claim = claims.get(m.request.version.fileId);
     if (claim === 'superseded') m.result = { ...SKIPPED, status: 'superseded' };
-    if (claim === 'live') live.push(m);
+    // A version twice in one group imports once (the Importer already keeps a second run of it waiting).
+    if (claim === 'live' && !live.some((l) => l.request.version.fileId === m.request.version.fileId)) live.push(m);
   }
 
   // Columnar files of one schema are read together, in parallel: verdicts in one scan, rows in another.

@@ -32,6 +32,8 @@ export class Importer {
   private readonly stagingJobs = new Set<string>();
   /** Per job: files being read, and files read that wait for them (see `readDone`). */
   private readonly reads = new Map<string, { running: number; ready: WaitingImport[]; timer?: NodeJS.Timeout }>();
+  /** Imports under way (read, waiting or in the turn), by file version. */
+  private readonly running = new Map<number, Promise<ImportResult>>();
 
   constructor(private readonly store: Store) {}
 
@@ -42,6 +44,21 @@ export class Importer {
    * row. Skips versions already committed or no longer current.
    */
   async importFile(request: ImportRequest): Promise<ImportResult> {
+    // BullMQ delivers at least once: a run whose lock expired (Redis away longer than lockDuration) is
+    // handed out again while the first still runs. Two requests for one version waiting together
+    // would be imported in one transaction, both claiming it; the second waits and then finds it done.
+    const { fileId } = request.version;
+    for (let earlier = this.running.get(fileId); earlier; earlier = this.running.get(fileId)) await earlier.catch(() => undefined);
+    const imported = this.readAndImport(request);
+    this.running.set(fileId, imported);
+    try {
+      return await imported;
+    } finally {
+      if (this.running.get(fileId) === imported) this.running.delete(fileId);
+    }
+  }
+
+  private async readAndImport(request: ImportRequest): Promise<ImportResult> {
     const jobId = request.job.id;
     const reads = this.reads.get(jobId) ?? { running: 0, ready: [] };
     this.reads.set(jobId, reads);
