@@ -22,12 +22,13 @@ interface LatencyRun {
 }
 
 /** `runs` runs of `files` files each (arrival times drawn anew), one table row per run and their medians. */
-export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number, runs = 1, pollInterval = '10s'): Promise<string[]> {
+export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number, runs = 1, pollInterval = '10s', concurrency?: number): Promise<string[]> {
   const paths: string[] = [];
   for (let i = 0; i < files; i++) paths.push(await writeFixture(join(env.tmp.path, `lat-${i}.parquet`), predictionsSql(i * rowsPerFile, (i + 1) * rowsPerFile), 'FORMAT parquet'));
   const results: LatencyRun[] = [];
   // Each run watches a prefix of its own, so a run's daemon never finds the files of the one before.
-  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval));
+  // Run r draws its arrival times from seed r + 1: the same draws in every build, so two builds are compared on the same arrivals.
+  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval, r + 1, concurrency));
   const row = (label: string, x: LatencyRun) =>
     `| ${label} | ${pollInterval} | ${files} × ${rowsPerFile.toLocaleString('en')} rows | uniform over ${windowSeconds} s | ${x.p50.toFixed(1)} s | ${x.p99.toFixed(1)} s | ${x.max.toFixed(1)} s | ${x.waitP50.toFixed(1)} s / ${x.waitP99.toFixed(1)} s | ${x.afterP50.toFixed(1)} s / ${x.afterP99.toFixed(1)} s | ${x.listPerMinute.toFixed(1)} |`;
   const keys = ['p50', 'p99', 'max', 'waitP50', 'waitP99', 'afterP50', 'afterP99', 'listPerMinute'] as const;
@@ -43,9 +44,21 @@ export async function latency(env: BenchEnv, files: number, rowsPerFile: number,
   ];
 }
 
-async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number, pollInterval: string): Promise<LatencyRun> {
+/** A small seeded generator (mulberry32): uniform on [0, 1). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number, pollInterval: string, seed: number, concurrency?: number): Promise<LatencyRun> {
   const files = paths.length;
-  const config = benchConfig(env, [{ ...job('lat', prefix, PREDICTION_SCHEMA), pollInterval }]);
+  const config = benchConfig(env, [{ ...job('lat', prefix, PREDICTION_SCHEMA), pollInterval }], concurrency ? { worker: { concurrency } } : {});
   // The import log lines say where each file's time went after the worker took it.
   const split = { queue: [] as number[], download: [] as number[], siblings: [] as number[], load: [] as number[] };
   const took = new Map<string, number>();
@@ -85,7 +98,8 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
-    const offsets = paths.map(() => Math.random() * windowSeconds * 1000).sort((a, b) => a - b);
+    const random = seeded(seed);
+    const offsets = paths.map(() => random() * windowSeconds * 1000).sort((a, b) => a - b);
     const start = performance.now();
     const requestsBefore = await listRequests();
     await Promise.all(paths.map(async (path, i) => {

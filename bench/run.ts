@@ -10,6 +10,7 @@
  *   npm run bench -- --parts=1,2 --runs=1          one run per figure instead of 3 (parts 1, 2, 6, 7)
  *   npm run bench -- --parts=6         the PostgreSQL store (needs the PostgreSQL of the machine)
  *   npm run bench -- --parts=7         a query source (the machine's PostgreSQL as the warehouse)
+ *   npm run bench -- --parts=3 --intervals=10s --concurrency=8   part 3 at some poll intervals, another worker.concurrency
  */
 import { actualsJoin } from './actuals-join.ts';
 import { discovery } from './discovery.ts';
@@ -29,6 +30,9 @@ const formats = (formatsArg?.slice('--formats='.length).split(',') ?? ['parquet'
 const sizes = rowsArg ? rowsArg.slice('--rows='.length).split(',').map(Number) : [1_000_000, 5_000_000];
 const runsArg = process.argv.find((a) => a.startsWith('--runs='));
 const runs = runsArg ? Number(runsArg.slice('--runs='.length)) : 3;
+const intervals = process.argv.find((a) => a.startsWith('--intervals='))?.slice('--intervals='.length).split(',') ?? ['2s', '10s'];
+const concurrencyArg = process.argv.find((a) => a.startsWith('--concurrency='));
+const concurrency = concurrencyArg ? Number(concurrencyArg.slice('--concurrency='.length)) : undefined;
 const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5,6,7').split(',').map(Number));
 
 const env = await startBenchEnv();
@@ -45,10 +49,14 @@ try {
   await section(1, 'Import throughput', () =>
     quick ? throughput(env, [100_000], formats, 1) : throughput(env, sizes, formats, runs));
   await section(2, 'Actuals join', () => (quick ? actualsJoin(env, 200_000, 1) : actualsJoin(env, 5_000_000, runs)));
-  await section(3, 'End-to-end latency', async () => [
-    ...(await (quick ? latency(env, 5, 10_000, 15, 1, '2s') : latency(env, 50, 100_000, 150, 3, '2s'))),
-    ...(await (quick ? latency(env, 5, 10_000, 15, 1, '10s') : latency(env, 50, 100_000, 150, 3, '10s'))).slice(2),
-  ]);
+  await section(3, 'End-to-end latency', async () => {
+    const lines: string[] = [];
+    for (const interval of intervals) {
+      const table = await (quick ? latency(env, 5, 10_000, 15, 1, interval, concurrency) : latency(env, 50, 100_000, 150, runs, interval, concurrency));
+      lines.push(...(lines.length ? table.slice(2) : table));
+    }
+    return lines;
+  });
   await section(4, 'Discovery at scale', () => (quick ? discovery(env, 5_000, 1) : discovery(env, 1_000_000, 3)));
   await section(5, 'Memory', () => (quick ? memory(env, 50 * 2 ** 20, ['default']) : memory(env, 0.97 * 2 ** 30, ['default', '768MB'])));
   await section(6, 'PostgreSQL store', () => (quick ? postgres(env, 50_000, 1) : postgres(env, 1_000_000, runs)));

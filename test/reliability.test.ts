@@ -28,7 +28,7 @@ for (const kind of STORE_KINDS) {
     // Listing, downloads and the queue do not depend on the store: these run on the first store only (suite time).
     if (kind === STORE_KINDS[0]) {
       it('S3 connection resets, truncated bodies and a listing failing mid-way: every file once, nothing recorded from an incomplete listing, retries in the metrics', () => s3Faults(stack));
-      it('500 files of one LastModified second over 10 LIST pages: each recorded and queued once', () => sameSecond(stack));
+      it('500 files of one LastModified second over 10 LIST pages: each recorded and queued once, then imported once', () => sameSecond(stack));
       it('a multipart upload whose LastModified is older than files already imported: imported once', () => olderMultipart(stack));
       it('Redis unreachable (data kept) during imports, then back: every file once', () => redisCut(stack));
     }

@@ -243,6 +243,19 @@ export async function sameSecond(stack: Stack): Promise<void> {
     s3.listPageSize = undefined;
     await daemon.stop();
   }
+  // Then a worker alone imports what the scheduler queued: every file once, two rows each.
+  const worker = await runDaemon({ ...config, worker: { ...config.worker, concurrency: 16 } }, { roles: { scheduler: false, worker: true, http: false } });
+  try {
+    const l = await waitFor('500 imported', async () => {
+      const rows = await ledger(worker, 'samesecond');
+      return rows.every((r) => r.status !== 'pending') && rows;
+    }, 180_000);
+    assert.deepEqual([l.length, l.filter((r) => r.status === 'succeeded' && Number(r.predictions_loaded) === 2).length], [500, 500]);
+    assert.deepEqual(await predictionCount(worker, 'samesecond'), { rows: 1000, ids: 1000 });
+    assert.equal(await metric(worker, 'importer_files_imported_total{job="samesecond",outcome="succeeded"}'), 500);
+  } finally {
+    await worker.stop();
+  }
 }
 
 /**
