@@ -1,3 +1,4 @@
+import { MAX_PARQUET_DEPTH, nestingDepth } from '../parquet.ts';
 import { sqlString } from '../types.ts';
 import { deltaUnreadable } from './errors.ts';
 import type { RunQuery } from './types.ts';
@@ -60,6 +61,8 @@ export async function readParquetSchemas(localPaths: string[], run: RunQuery): P
   for (const path of localPaths) {
     const flat = byFile.get(path);
     if (!flat?.length) throw deltaUnreadable(`cannot read the parquet schema of ${path}`);
+    const depth = nestingDepth(flat.map((n) => n.numChildren));
+    if (depth > MAX_PARQUET_DEPTH) throw deltaUnreadable(`a data file of the table (${path}) has columns nested ${depth} levels deep; DuckDB reads at most ${MAX_PARQUET_DEPTH}`);
     let pos = 0;
     const build = (): RawNode => {
       const node = flat[pos++];
