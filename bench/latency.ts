@@ -8,6 +8,7 @@ import { createLogger } from '../src/log.ts';
 import { benchConfig, job, PREDICTION_SCHEMA } from './lib/daemon.ts';
 import type { BenchEnv } from './lib/endpoint.ts';
 import { sql } from '../test/helpers/sql.ts';
+import { rng } from '../test/reliability/sigkill.ts';
 
 const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,18 +43,6 @@ export async function latency(env: BenchEnv, files: number, rowsPerFile: number,
     ...(runs > 1 ? [row('**median**', { ...(Object.fromEntries(keys.map((k) => [k, mid(k)])) as Record<(typeof keys)[number], number>), queue: [], download: [], siblings: [], load: [] })] : []),
     `| after discovery, all runs | ${pollInterval} | p50 / p99: queue ${split('queue')}, download ${split('download')}, sibling wait ${split('siblings')}, import (store turn included) ${split('load')} | | | | | | | |`,
   ];
-}
-
-/** A small seeded generator (mulberry32): uniform on [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number, pollInterval: string, seed: number, concurrency?: number): Promise<LatencyRun> {
@@ -98,7 +87,7 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
-    const random = seeded(seed);
+    const random = rng(seed);
     const offsets = paths.map(() => random() * windowSeconds * 1000).sort((a, b) => a - b);
     const start = performance.now();
     const requestsBefore = await listRequests();
