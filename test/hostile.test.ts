@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import type { Daemon } from '../src/daemon.ts';
 import { openMemoryEngine } from '../src/engine/index.ts';
 import { readJson } from '../src/formats/json.ts';
+import { nestingDepth } from '../src/formats/parquet.ts';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { tmpDir } from './helpers/tmp.ts';
 import { BUCKET, counts, ledger, runDaemon, startStack, STORE_KINDS, waitFor, writeFixture, type Stack } from './helpers/stack.ts';
@@ -207,6 +208,16 @@ for (const kind of STORE_KINDS) {
 }
 
 const sql_ = (s: string) => `'${s.replaceAll("'", "''")}'`;
+
+describe('parquet nesting depth, from the footer', () => {
+  it('counts the levels of a depth-first schema (each element\'s number of children, the root first)', () => {
+    assert.equal(nestingDepth([3, 0, 0, 0]), 1); // three plain columns
+    assert.equal(nestingDepth([2, 0, 2, 0, 0]), 2); // a column and a struct of two fields
+    assert.equal(nestingDepth([2, 2, 1, 0, 0, 0]), 3); // the deep branch first, then a shallow one
+    assert.equal(nestingDepth([1, 1, 1, 0]), 3); // a list (its repeated group, its element)
+    assert.equal(nestingDepth([1, ...Array(300).fill(1), 0]), 301); // the hostile file's x.a.a…
+  });
+});
 
 describe('JSON nested 10,000 levels deep', () => {
   it('is typed down to maximum_depth 64 and kept as JSON below (unbounded, typing it took DuckDB half a minute)', async () => {
