@@ -36,6 +36,13 @@ const concurrency = concurrencyArg ? Number(concurrencyArg.slice('--concurrency=
 const parts = new Set((partsArg?.slice('--parts='.length) ?? '1,2,3,4,5,6,7').split(',').map(Number));
 
 const env = await startBenchEnv();
+// Stopped from outside (SIGTERM, Ctrl-C): stop s3rver and Redis and remove the temp folder, as the end of a run does.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    console.error(`${signal}: stopping the bench's s3rver and Redis`);
+    void env.stop().finally(() => process.exit(signal === 'SIGTERM' ? 143 : 130));
+  });
+}
 const report: string[] = [];
 const section = async (n: number, title: string, fn: () => Promise<string[]>) => {
   if (!parts.has(n)) return;
