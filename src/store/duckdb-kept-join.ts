@@ -33,6 +33,17 @@ export function joinedColumnsSql(): string {
 export class KeptJoin {
   constructor(private readonly all: All, private readonly schema: string) {}
 
+  /** After a load of prediction rows (`table`, files `fileIds`): the new rows take their keys' current actual and SHAP-file values. */
+  async fill(conn: DuckDBConnection, table: string, modelId: string, env: string, fileIds: number[]): Promise<void> {
+    const scope = `model_id = ${sqlString(modelId)} AND environment = ${sqlString(env)}`;
+    const fresh = `source_file_id IN (${fileIds.map(Math.floor).join(', ')})`;
+    for (const source of JOINED_SOURCES) {
+      if ((await this.all(conn, `SELECT 1 FROM ${source} WHERE ${scope} AND is_current LIMIT 1`)).length === 0) continue;
+      const cols = await this.used(conn, table, source, `SELECT * FROM ${source} WHERE ${scope} AND is_current`, 'false');
+      await this.copy(conn, table, source, scope, `t.${fresh}`, cols);
+    }
+  }
+
   /**
    * After a load of actual or SHAP rows of one model and environment: the prediction rows of the
    * keys it touched take their keys' current values. The new rows that are current carry them; a

@@ -318,14 +318,7 @@ export class DuckDbStore implements Store {
       loadPredictions: async (r) => {
         for (const structs of r.structs ?? []) await this.ensureModelTable(conn, modelId, structs);
         const n = await load(modelTable, ['model_version', 'prediction_id'], r);
-        // The new rows take the current actual and SHAP-file values of their keys.
-        const scope = `model_id = ${sqlString(modelId)} AND environment = ${sqlString(env)}`;
-        const fresh = `source_file_id IN (${r.fileIds.map(Math.floor).join(', ')})`;
-        for (const source of JOINED_SOURCES) {
-          if ((await this.all(conn, `SELECT 1 FROM ${source} WHERE ${scope} AND is_current LIMIT 1`)).length === 0) continue;
-          const cols = await this.keptJoin.used(conn, modelTable, source, `SELECT * FROM ${source} WHERE ${scope} AND is_current`, 'false');
-          await this.keptJoin.copy(conn, modelTable, source, scope, `t.${fresh}`, cols);
-        }
+        await this.keptJoin.fill(conn, modelTable, modelId, env, r.fileIds);
         return n;
       },
       loadActuals: (r) => load('actual_rows', ['prediction_id'], r, (orphaned) => this.keptJoin.refresh(conn, 'actual_rows', modelId, env, r.fileIds, orphaned)),
