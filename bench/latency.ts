@@ -15,9 +15,12 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
 };
 
-/** One run's figures, in seconds (`listPerMinute`: LIST requests per minute of the run's polls). */
+/**
+ * One run's figures, in seconds (`listPerMinute`: LIST requests per minute while the files arrived;
+ * `idlePerMinute`: after the last, once the poll interval is back at pollInterval, over 30 s).
+ */
 interface LatencyRun {
-  p50: number; p99: number; max: number; waitP50: number; waitP99: number; afterP50: number; afterP99: number; listPerMinute: number;
+  p50: number; p99: number; max: number; waitP50: number; waitP99: number; afterP50: number; afterP99: number; listPerMinute: number; idlePerMinute: number;
   /** From the import log lines: before the worker took the file (queue), the download, the wait for sibling downloads, the import with its wait for the store's turn. */
   queue: number[]; download: number[]; siblings: number[]; load: number[];
 }
@@ -29,23 +32,23 @@ export async function latency(env: BenchEnv, files: number, rowsPerFile: number,
   const results: LatencyRun[] = [];
   // Each run watches a prefix of its own, so a run's daemon never finds the files of the one before.
   // Run r draws its arrival times from seed r + 1: the same draws in every build, so two builds are compared on the same arrivals.
-  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval, r + 1, concurrency));
+  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval, r + 1, concurrency, r === 0));
   const row = (label: string, x: LatencyRun) =>
-    `| ${label} | ${pollInterval} | ${files} × ${rowsPerFile.toLocaleString('en')} rows | uniform over ${windowSeconds} s | ${x.p50.toFixed(1)} s | ${x.p99.toFixed(1)} s | ${x.max.toFixed(1)} s | ${x.waitP50.toFixed(1)} s / ${x.waitP99.toFixed(1)} s | ${x.afterP50.toFixed(1)} s / ${x.afterP99.toFixed(1)} s | ${x.listPerMinute.toFixed(1)} |`;
-  const keys = ['p50', 'p99', 'max', 'waitP50', 'waitP99', 'afterP50', 'afterP99', 'listPerMinute'] as const;
+    `| ${label} | ${pollInterval} | ${files} × ${rowsPerFile.toLocaleString('en')} rows | uniform over ${windowSeconds} s | ${x.p50.toFixed(1)} s | ${x.p99.toFixed(1)} s | ${x.max.toFixed(1)} s | ${x.waitP50.toFixed(1)} s / ${x.waitP99.toFixed(1)} s | ${x.afterP50.toFixed(1)} s / ${x.afterP99.toFixed(1)} s | ${x.listPerMinute.toFixed(1)} | ${Number.isNaN(x.idlePerMinute) ? '–' : x.idlePerMinute.toFixed(1)} |`;
+  const keys = ['p50', 'p99', 'max', 'waitP50', 'waitP99', 'afterP50', 'afterP99', 'listPerMinute', 'idlePerMinute'] as const;
   const mid = (k: (typeof keys)[number]) => median(results.map((x) => x[k]));
   const all = (k: 'queue' | 'download' | 'siblings' | 'load') => results.flatMap((x) => x[k]);
   const split = (k: 'queue' | 'download' | 'siblings' | 'load') => `${quantile(all(k), 0.5).toFixed(2)} / ${quantile(all(k), 0.99).toFixed(2)} s`;
   console.error(`  ${pollInterval}: after discovery, p50 / p99 over all runs: queue ${split('queue')}, download ${split('download')}, sibling wait ${split('siblings')}, import (turn included) ${split('load')}`);
   return [
-    '| run | pollInterval | files | arrivals | PutObject → visible p50 | p99 | max | of which PutObject → discovered p50 / p99 | discovered → committed p50 / p99 | LIST requests per minute |', '|---|---|---|---|---|---|---|---|---|---|',
+    '| run | pollInterval | files | arrivals | PutObject → visible p50 | p99 | max | of which PutObject → discovered p50 / p99 | discovered → committed p50 / p99 | LIST requests per minute while files arrive | idle |', '|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((x, i) => row(String(i + 1), x)),
     ...(runs > 1 ? [row('**median**', { ...(Object.fromEntries(keys.map((k) => [k, mid(k)])) as Record<(typeof keys)[number], number>), queue: [], download: [], siblings: [], load: [] })] : []),
-    `| after discovery, all runs | ${pollInterval} | p50 / p99: queue ${split('queue')}, download ${split('download')}, sibling wait ${split('siblings')}, import (store turn included) ${split('load')} | | | | | | | |`,
+    `| after discovery, all runs | ${pollInterval} | p50 / p99: queue ${split('queue')}, download ${split('download')}, sibling wait ${split('siblings')}, import (store turn included) ${split('load')} | | | | | | | | |`,
   ];
 }
 
-async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number, pollInterval: string, seed: number, concurrency?: number): Promise<LatencyRun> {
+async function latencyRun(env: BenchEnv, prefix: string, paths: string[], windowSeconds: number, pollInterval: string, seed: number, concurrency?: number, measureIdle = false): Promise<LatencyRun> {
   const files = paths.length;
   const config = benchConfig(env, [{ ...job('lat', prefix, PREDICTION_SCHEMA), pollInterval }], concurrency ? { worker: { concurrency } } : {});
   // The import log lines say where each file's time went after the worker took it.
@@ -69,6 +72,7 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
   const putWall = new Map<string, number>();
   const waits: number[] = [];
   let listPerMinute = 0;
+  let idlePerMinute = Number.NaN;
   const putAt = new Map<string, number>();
   const seenAt = new Map<string, number>();
   const afterDiscovery: number[] = [];
@@ -112,6 +116,15 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
     split.queue.push(...ledger.map((r) => Math.max(0, Number(r.s) - (took.get(r.key) ?? 0))));
     waits.push(...ledger.map((r) => (Number(r.discovered) - putWall.get(r.key)!) / 1000));
     console.error(`  latency: ${files} files over ${((performance.now() - start) / 1000).toFixed(0)} s`);
+    // The idle cost, once the polls are back at pollInterval (activePollInterval sped them up while
+    // files arrived). First run only: it follows from the settings, not from the arrivals.
+    if (measureIdle) {
+      const back = `importer_poll_interval_seconds{job="lat"} ${config.jobs[0].pollInterval / 1000}\n`;
+      await waitFor('polls back at pollInterval', async () => (await d.metrics.registry.metrics()).includes(back), 120_000, 200);
+      const idleFrom = await listRequests();
+      await new Promise((r) => setTimeout(r, 30_000));
+      idlePerMinute = ((await listRequests()) - idleFrom) * 2;
+    }
   } finally {
     watching = false;
     await watcher.catch(() => undefined);
@@ -120,6 +133,6 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
   const lat = [...putAt].map(([key, t]) => (seenAt.get(key)! - t) / 1000);
   return {
     p50: quantile(lat, 0.5), p99: quantile(lat, 0.99), max: Math.max(...lat), waitP50: quantile(waits, 0.5), waitP99: quantile(waits, 0.99),
-    afterP50: quantile(afterDiscovery, 0.5), afterP99: quantile(afterDiscovery, 0.99), listPerMinute, ...split,
+    afterP50: quantile(afterDiscovery, 0.5), afterP99: quantile(afterDiscovery, 0.99), listPerMinute, idlePerMinute, ...split,
   };
 }

@@ -112,7 +112,8 @@ describe('old date partitions (partitionHorizon)', () => {
     const today = new Date().toISOString().slice(0, 10);
     let now = Date.now();
     const csv = (id: string) => `pid,score\n${id},0.5\n`;
-    const job = { id: 'parts', source: `s3://${BUCKET}/parts/`, model: { id: 'parts' }, schema: { predictionId: 'pid', predictionScore: 'score' }, pollInterval: '1h', partitionHorizon: '2d', fullListInterval: '1h' };
+    // Both intervals an hour: after the daemon's first poll, only the test's own polls list.
+    const job = { id: 'parts', source: `s3://${BUCKET}/parts/`, model: { id: 'parts' }, schema: { predictionId: 'pid', predictionScore: 'score' }, pollInterval: '1h', activePollInterval: '1h', partitionHorizon: '2d', fullListInterval: '1h' };
     const config = stack.config([job], { s3: { endpoint: stack.s3.endpoint, forcePathStyle: true, maxAttempts: 2, listConcurrency: 3 } });
     const old = seedKeys('parts/').map((k) => k.replace('dt=2026-11-0', 'dt=2020-01-0'));
     await putAll(stack, old);

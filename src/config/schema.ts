@@ -224,6 +224,7 @@ const jobSchema = z
       .describe('Where the rows come from: an S3 location (s3://bucket/prefix/, watched recursively) or a query ({ sql: ... })'),
     format: z.enum(FORMATS).default('auto').describe('File format; auto = Delta tables (folders with _delta_log/) plus files by extension'),
     pollInterval: durationValue.optional().describe('How often to list this prefix; default defaults.pollInterval'),
+    activePollInterval: durationValue.optional().describe('How soon to list again after a poll found new or changed objects; default defaults.activePollInterval'),
     partitionHorizon: durationValue.optional().describe('Date partitions older than this are listed only by the full listing; default defaults.partitionHorizon'),
     partitionKey: partitionKey.optional().describe('Name of the date partition folders (<name>=2024-01-31/); default defaults.partitionKey'),
     fullListInterval: durationValue.optional().describe('How often the whole prefix is listed when partitionHorizon is set; default defaults.fullListInterval'),
@@ -383,7 +384,10 @@ export const configSchema = z
       .prefault({}),
     defaults: z
       .strictObject({
-        pollInterval: duration('10s').describe('How often each prefix is listed'),
+        pollInterval: duration('10s').describe('How often each prefix is listed while nothing arrives'),
+        activePollInterval: duration('1s').describe(
+          'After a poll finds new or changed objects the next one comes this soon, and every poll that finds nothing doubles the wait, up to pollInterval: files arriving in a stream are found within about this, an idle prefix is listed every pollInterval as before. Equal to pollInterval (or more) turns it off; query sources (jobs[].source.sql) poll on their refreshInterval only',
+        ),
         partitionHorizon: duration('0s').describe(
           'Date partition folders (<partitionKey>=YYYY-MM-DD/) whose day ended longer ago than this are left out of polls and listed only by the full listing every fullListInterval, so a file landing in one is imported within that interval; 0 = every poll lists the whole prefix',
         ),
@@ -432,12 +436,17 @@ export const configSchema = z
     });
   });
 
+const pollIntervalOf = (job: z.output<typeof jobSchema>, defaults: { pollInterval: number }) =>
+  job.pollInterval ?? (typeof job.source === 'string' ? defaults.pollInterval : job.source.sql.refreshInterval);
+
 /** The config with every per-job default resolved, so no caller restates one. */
 export const resolvedConfigSchema = configSchema.transform((cfg) => ({
   ...cfg,
   jobs: cfg.jobs.map((job) => ({
     ...job,
-    pollInterval: job.pollInterval ?? (typeof job.source === 'string' ? cfg.defaults.pollInterval : job.source.sql.refreshInterval),
+    pollInterval: pollIntervalOf(job, cfg.defaults),
+    // Never longer than the job's pollInterval; a query source keeps its refreshInterval unless told.
+    activePollInterval: Math.min(job.activePollInterval ?? (typeof job.source === 'string' ? cfg.defaults.activePollInterval : pollIntervalOf(job, cfg.defaults)), pollIntervalOf(job, cfg.defaults)),
     partitionHorizon: job.partitionHorizon ?? cfg.defaults.partitionHorizon,
     partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
     fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,

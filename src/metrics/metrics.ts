@@ -145,6 +145,7 @@ export function createMetrics() {
     listRequests: new Counter({ name: 'importer_list_requests_total', help: 'ListObjectsV2 requests sent by polls', labelNames: ['job'], registers }),
     jobEmpty: new Gauge({ name: 'importer_job_empty', help: '1 when the job\'s source held no importable object for defaults.emptyPolls polls in a row (a mistyped prefix?)', labelNames: ['job'], registers }),
     pollErrors: new Counter({ name: 'importer_poll_errors_total', help: 'Polls that failed (listing or ledger)', labelNames: ['job'], registers }),
+    pollInterval: new Gauge({ name: 'importer_poll_interval_seconds', help: 'How long after its last poll the job polls again: pollInterval while idle, shorter right after a poll found new or changed objects (activePollInterval)', labelNames: ['job'], registers }),
     lastPoll: new Gauge({ name: 'importer_last_successful_poll_timestamp_seconds', help: 'When the prefix was last listed successfully', labelNames: ['job'], registers }),
     filesDiscovered: new Counter({
       name: 'importer_files_discovered_total', help: 'File versions found by polling', labelNames: ['job', 'kind'], registers,

@@ -10,6 +10,7 @@ import { describeTarget, eligibleObjects, listSource, oldPartitionRanges, type S
 import type { FileVersion, ListedObject, Store } from '../store/store.ts';
 import { isSqlJob, s3Location, sourceLabel, type SqlJob } from '../source/sql/index.ts';
 import type { PollLock } from './poll-lock.ts';
+import { PollSchedule } from './poll-schedule.ts';
 import { refreshSqlJob } from './sql-windows.ts';
 
 /** Ledger states that change only when the object changes (or an operator retries through the API, which queues it itself). */
@@ -79,6 +80,8 @@ export class Poller {
    */
   private readonly settled = new Map<string, { at: number; listedAt: number; objects: Map<string, string> }>();
   private stopped = false;
+  /** When each job is due: sooner while files arrive (activePollInterval), every pollInterval while idle. */
+  private readonly schedule = new PollSchedule();
   /** Per job, polls in a row that found no importable object. */
   private readonly emptyPolls = new Map<string, number>();
 
@@ -113,7 +116,7 @@ export class Poller {
     if (!leader) return;
     const now = Date.now();
     for (const job of config.jobs) {
-      const interval = job.pollInterval;
+      const interval = this.schedule.interval(job);
       // Half a tick of slack: a tick landing a few ms before the interval is up would otherwise push the poll a whole tick late.
       if (this.inFlight.has(job.id) || now - (this.lastStart.get(job.id) ?? 0) < interval - TICK_MS / 2) continue;
       this.lastStart.set(job.id, now);
@@ -127,7 +130,10 @@ export class Poller {
   /** Polls one job now. Errors are logged and counted, never thrown past the loop. */
   async pollJob(job: JobConfig): Promise<PollResult | undefined> {
     const { store, s3, queues, metrics, log, isPaused, onPolled } = this.deps;
-    if (isPaused && (await isPaused(job.id))) return undefined;
+    if (isPaused && (await isPaused(job.id))) {
+      this.scheduleNext(job, false);
+      return undefined;
+    }
     const started = process.hrtime.bigint();
     const now = (this.deps.clock ?? Date.now)();
     try {
@@ -190,6 +196,8 @@ export class Poller {
       // A version recorded before (content went back to an older ETag) may still have a finished BullMQ job under its ID.
       for (const v of recorded) if (latest.has(v.key)) await queues.forgetFinished(v);
       await queues.enqueue([...recorded, ...requeue]);
+      // Versions waiting in the queue (requeue) are no news: only what this poll found makes the next one sooner.
+      this.scheduleNext(job, fresh.length > 0);
 
       const result: PollResult = { full, listed: listed.length, eligible: eligible.length, discoveredNew: fresh.length - changed, discoveredChanged: changed, requeued: requeue.length };
       metrics.pollDuration.observe({ job: job.id }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -203,6 +211,7 @@ export class Poller {
       await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: listed.length, queued: recorded.length + requeue.length }).catch(() => undefined);
       return result;
     } catch (err) {
+      this.scheduleNext(job, false, true);
       metrics.pollErrors.inc({ job: job.id });
       const e = describeError(err);
       log.error({ job: job.id, source: sourceLabel(job), code: e.code }, `poll failed: ${e.message}`);
@@ -215,11 +224,19 @@ export class Poller {
   private async refreshSql(job: SqlJob, started: bigint): Promise<PollResult> {
     const { store, queues, metrics, log, onPolled, config } = this.deps;
     const plan = await refreshSqlJob({ store, queues, metrics, log, region: config.s3.region }, job);
+    this.scheduleNext(job, plan.planned > 0);
     metrics.pollDuration.observe({ job: job.id }, Number(process.hrtime.bigint() - started) / 1e9);
     metrics.lastPoll.set({ job: job.id }, Date.now() / 1000);
     const empty = this.countEmpty(job, plan.windows, plan.windows, sourceLabel(job));
     await onPolled?.(job.id, { outcome: empty ? 'empty' : 'ok', listed: plan.windows, queued: plan.planned + plan.requeued }).catch(() => undefined);
     return { listed: plan.windows, eligible: plan.windows, discoveredNew: plan.planned, discoveredChanged: 0, requeued: plan.requeued, full: true };
+  }
+
+  /** Schedules the job's next poll after this one (`failed`: back to pollInterval) and shows the wait. */
+  private scheduleNext(job: JobConfig, found: boolean, failed = false): void {
+    if (failed) this.schedule.reset(job.id);
+    else this.schedule.polled(job, found);
+    this.deps.metrics.pollInterval.set({ job: job.id }, this.schedule.interval(job) / 1000);
   }
 
   /**
@@ -230,6 +247,7 @@ export class Poller {
     await this.inFlight.get(jobId);
     this.fullListings.delete(jobId);
     this.settled.delete(jobId);
+    this.schedule.reset(jobId);
   }
 
   /** Counts polls in a row without an importable object; at `defaults.emptyPolls` the job is flagged, with one log line. True while flagged. */
