@@ -85,6 +85,9 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
         const rows = await sql(d.store)<{ key: string; status: string }>(`SELECT key, status FROM import_files WHERE job_id = 'lat' AND status <> 'pending'`);
         const now = performance.now();
         for (const r of rows) {
+          // Once (2026-12-04, 1 s polls) this read returned a row still pending despite its filter; not reproduced in
+          // scratch. Such a row is not visible yet: the next look sees it committed.
+          if (r.status === 'pending') continue;
           if (r.status !== 'succeeded') throw new Error(`lat: ${r.key} ended ${r.status}`);
           if (!seenAt.has(r.key)) seenAt.set(r.key, now);
         }
