@@ -4,10 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import { validateConfig } from '../src/config/index.ts';
 import { readerFor } from '../src/formats/index.ts';
 import { createStore, type ListedObject, type Store } from '../src/store/index.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
 import { STORE_KINDS, writeFixture } from './helpers/stack.ts';
 import { importerOf, sql } from './helpers/sql.ts';
-import { tmpDir, type TmpDir } from './helpers/tmp.ts';
+import { openTestStore, type TestStore } from './helpers/store.ts';
+import type { TmpDir } from './helpers/tmp.ts';
 
 /**
  * `inferences` reads the join of predictions to actuals and SHAP files off the prediction rows,
@@ -45,26 +45,18 @@ const PLAIN = `SELECT ${COLUMNS} FROM (
 
 for (const kind of STORE_KINDS) {
   describe(`inferences, the maintained join: ${kind}`, () => {
+    let opened: TestStore<ReturnType<typeof config>>;
     let tmp: TmpDir;
-    let db: TestDatabase | undefined;
     let store: Store;
-    let storeConfig: Record<string, unknown>;
     before(async () => {
-      tmp = await tmpDir('importer-join-');
-      if (kind === 'postgres') db = await createTestDatabase();
-      storeConfig = kind === 'postgres' ? { kind, url: db!.url } : { kind, path: join(tmp.path, 's.duckdb') };
-      store = createStore(config(storeConfig), tmp.path);
-      await store.init();
+      opened = await openTestStore(kind, { prefix: 'importer-join-', config });
+      ({ tmp, store } = opened);
     });
-    after(async () => {
-      await store?.close();
-      await db?.drop();
-      await tmp?.cleanup();
-    });
+    after(() => opened?.close());
 
     let etags = 0;
     const load = async (jobId: string, key: string, query: string) => {
-      const job = config(storeConfig).jobs.find((j) => j.id === jobId)!;
+      const job = opened.config.jobs.find((j) => j.id === jobId)!;
       const obj: ListedObject = { bucket: 'b', key, etag: `e${++etags}`, size: 100, lastModified: new Date('2026-11-01T00:00:00Z') };
       const [version] = await store.recordDiscovered(jobId, [obj]);
       const file = { path: await writeFixture(join(tmp.path, `f${etags}.parquet`), query, 'FORMAT parquet'), key };
@@ -146,7 +138,7 @@ for (const kind of STORE_KINDS) {
       const columns = ['actual_label', 'actual_score', 'actual_scores', 'actual_boxes', 'relevance_label', 'relevance_score', 'actual_ts', 'actual_file_id', 'file_shap'];
       for (const c of columns) await q(`ALTER TABLE model_predictions.m DROP COLUMN ${c}`);
       await store.close();
-      store = createStore(config(storeConfig), tmp.path);
+      store = opened.store = createStore(opened.config, tmp.path);
       await store.init();
       assert.deepEqual(await same(), expected);
       assert.equal(expected.filter((r) => r.al !== null).length, 20);

@@ -5,11 +5,11 @@ import { after, before, describe, it } from 'node:test';
 import { validateConfig, type JobConfig } from '../src/config/index.ts';
 import type { ImportRequest } from '../src/import/index.ts';
 import { jobRelation } from '../src/schema/select.ts';
-import { DuckDbStore, PostgresStore, type ListedObject, type Store } from '../src/store/index.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import type { ListedObject, Store } from '../src/store/index.ts';
 import { STORE_KINDS, writeFixture } from './helpers/stack.ts';
 import { importerOf, sql } from './helpers/sql.ts';
-import { tmpDir, type TmpDir } from './helpers/tmp.ts';
+import { openTestStore, type TestStore } from './helpers/store.ts';
+import type { TmpDir } from './helpers/tmp.ts';
 
 /**
  * One version imported by two runs at once. BullMQ delivers at least once: a run whose lock
@@ -27,28 +27,16 @@ const config = (store: Record<string, unknown>) => validateConfig({
 
 for (const kind of STORE_KINDS) {
   describe(`one version, two runs at once: ${kind}`, () => {
+    let opened: TestStore<ReturnType<typeof config>>;
     let tmp: TmpDir;
-    let db: TestDatabase | undefined;
     let store: Store;
     let job: JobConfig;
     before(async () => {
-      tmp = await tmpDir('importer-rerun-');
-      if (kind === 'postgres') {
-        db = await createTestDatabase();
-        const c = config({ kind: 'postgres', url: db.url, memoryLimit: '256MB', threads: 1 });
-        job = c.jobs[0];
-        store = new PostgresStore({ ...c.store, readableDirectory: tmp.path } as never);
-      } else {
-        job = config({ kind: 'duckdb', path: join(tmp.path, 's.duckdb') }).jobs[0];
-        store = new DuckDbStore({ path: join(tmp.path, 's.duckdb'), memoryLimit: '256MB', threads: 1, readableDirectory: tmp.path });
-      }
-      await store.init();
+      opened = await openTestStore(kind, { prefix: 'importer-rerun-', config, settings: { memoryLimit: '256MB', threads: 1 } });
+      ({ tmp, store } = opened);
+      job = opened.config.jobs[0];
     });
-    after(async () => {
-      await store?.close();
-      await db?.drop();
-      await tmp?.cleanup();
-    });
+    after(() => opened?.close());
 
     for (const format of ['csv', 'parquet'] as const) {
       it(`imports a ${format} file once: one run succeeds, the other is skipped`, async () => {

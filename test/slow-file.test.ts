@@ -8,11 +8,11 @@ import { promisify } from 'node:util';
 import { validateConfig, type JobConfig } from '../src/config/index.ts';
 import type { ImportResult } from '../src/import/index.ts';
 import { jobRelation } from '../src/schema/select.ts';
-import { DuckDbStore, PostgresStore, type ListedObject, type Store } from '../src/store/index.ts';
-import { createTestDatabase, type TestDatabase } from './helpers/postgres.ts';
+import type { ListedObject, Store } from '../src/store/index.ts';
 import { STORE_KINDS } from './helpers/stack.ts';
 import { importerOf, sql } from './helpers/sql.ts';
-import { tmpDir, type TmpDir } from './helpers/tmp.ts';
+import { openTestStore, type TestStore } from './helpers/store.ts';
+import type { TmpDir } from './helpers/tmp.ts';
 
 /**
  * A slow file must not hold the store's write turn (issue 15, item 11). The slow file is a named
@@ -34,29 +34,20 @@ const DEADLINE_MS = 60_000;
 
 for (const kind of STORE_KINDS) {
   describe(`a slow file beside a good one: ${kind}`, () => {
+    let opened: TestStore<ReturnType<typeof config>>;
     let tmp: TmpDir;
-    let db: TestDatabase | undefined;
     let store: Store;
     let jobs: JobConfig[];
     before(async () => {
-      tmp = await tmpDir('importer-slow-');
-      if (kind === 'postgres') {
-        db = await createTestDatabase();
-        const c = config({ kind: 'postgres', url: db.url, memoryLimit: '256MB', threads: 1 });
-        jobs = [...c.jobs];
-        store = new PostgresStore({ ...c.store, readableDirectory: tmp.path } as never);
-      } else {
-        jobs = [...config({ kind: 'duckdb', path: join(tmp.path, 's.duckdb') }).jobs];
-        // Sandboxed as the daemon's store is: the reader connections must keep to the downloads too.
-        store = new DuckDbStore({ path: join(tmp.path, 's.duckdb'), memoryLimit: '256MB', threads: 1, readableDirectory: join(tmp.path, 'downloads') });
-      }
-      await store.init();
+      // Sandboxed as the daemon's store is: the DuckDB store's reader connections must keep to the downloads too.
+      opened = await openTestStore(kind, {
+        prefix: 'importer-slow-', config, settings: { memoryLimit: '256MB', threads: 1 },
+        readable: (dir) => (kind === 'postgres' ? dir : join(dir, 'downloads')),
+      });
+      ({ tmp, store } = opened);
+      jobs = [...opened.config.jobs];
     });
-    after(async () => {
-      await store?.close();
-      await db?.drop();
-      await tmp?.cleanup();
-    });
+    after(() => opened?.close());
 
     let n = 0;
     /**
