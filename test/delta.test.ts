@@ -421,6 +421,25 @@ describe('Delta Lake reader', () => {
     ]);
   });
 
+  it('refuses a data file nested deeper than DuckDB reads, from its footer, naming the file', async () => {
+    // Reading such a column makes DuckDB 1.5.6 invalidate its whole database (the store): see MAX_PARQUET_DEPTH.
+    const schema = { type: 'struct', fields: [{ name: 'id', type: 'long', nullable: true, metadata: {} }, { name: 'x', type: { type: 'struct', fields: [{ name: 'a', type: 'long', nullable: true, metadata: {} }] }, nullable: true, metadata: {} }] };
+    const root = await syntheticTable([[
+      { protocol: { minReaderVersion: 1, minWriterVersion: 2 } },
+      { metaData: { id: 'deep', format: { provider: 'parquet', options: {} }, schemaString: JSON.stringify(schema), partitionColumns: [], configuration: {} } },
+      { add: { path: 'deep.parquet', partitionValues: {}, size: 1, modificationTime: 1, dataChange: true } },
+    ]]);
+    await conn.run('SET max_expression_depth = 10000');
+    await conn.run(`COPY (SELECT 1::BIGINT AS id, ${"{'a': ".repeat(300)}1${'}'.repeat(300)} AS x) TO ${sqlString(join(root, 'deep.parquet'))} (FORMAT parquet)`);
+    await conn.run('RESET max_expression_depth');
+    const access = localTable(root);
+    await assert.rejects(deltaRelation(await replayDeltaLog(access, run), access.fetch, run), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'IMP_ERR_FORMAT_UNREADABLE');
+      assert.match(err.message, /^a data file of the table \(.*deep\.parquet\) has columns nested 301 levels deep; DuckDB reads at most 255$/);
+      return true;
+    });
+  });
+
   it('gives an empty table its columns and no rows', async () => {
     const root = await syntheticTable([[{ protocol: { minReaderVersion: 1, minWriterVersion: 2 } }, metaData]]);
     const access = localTable(root);
