@@ -196,6 +196,10 @@ describe('admin API and dashboard', () => {
       ['SELECT 1; DELETE FROM actuals', /only a single SELECT statement is accepted/],
       [`SELECT * FROM read_csv('/etc/passwd')`, /table functions/],
       [`SELECT nextval('import_file_ids')`, /sequence functions/],
+      // The files being read before their turn: not store data, and maybe another job's.
+      ['SELECT * FROM import_reads.main.t', /import_reads holds files being read/],
+      ['SELECT * FROM "IMPORT_READS".t', /import_reads holds files being read/],
+      ['SELECT count(*) FROM actuals WHERE prediction_id IN (SELECT x FROM Import_Reads.main.t)', /import_reads holds files being read/],
     ];
     for (const [sql, why] of refused) {
       const res = await call('POST', '/api/sql', { sql });

@@ -560,6 +560,8 @@ export class DuckDbStore implements Store {
       if (tree.statements.length !== 1) throw refuse('only a single SELECT statement is accepted');
       if (/"TABLE_FUNCTION"/.test(j)) throw refuse('table functions (read_csv, read_parquet, ...) are not accepted: query the store tables and views');
       if (/"function_name":"(nextval|setval|currval)"/.test(j)) throw refuse('sequence functions change state and are not accepted');
+      // Files being read before their import's turn sit there (see openReader): not store data.
+      if (new RegExp(`"(catalog|schema)_name":"${READS_DATABASE}"`, 'i').test(j)) throw refuse(`${READS_DATABASE} holds files being read, not store data: query the store tables and views`);
       const timer = setTimeout(() => conn.interrupt(), timeoutMs);
       try {
         const reader = await conn.runAndReadUntil(`SELECT * FROM (${sql.replace(/;\s*$/, '')}) LIMIT ${Math.floor(limit) + 1}`, limit + 1);
