@@ -51,12 +51,16 @@ async function peakRss(env: BenchEnv, key: string, store: Record<string, unknown
   }
 }
 
+/** Runs so far in this process: each gets a prefix, store and Redis prefix of its own. */
+let runs = 0;
+
 export async function memory(env: BenchEnv, bytes: number, limits: string[]): Promise<string[]> {
   const rows = Math.floor(bytes / PARQUET_BYTES_PER_ROW);
   const file = await writeFixture(join(env.tmp.path, `mem-${rows}.parquet`), predictionsSql(0, rows), 'FORMAT parquet');
   const size = (await stat(file)).size;
   const out = ['| file | store.memoryLimit | threads | idle RSS | peak RSS | import |', '|---|---|---|---|---|---|'];
-  for (const [i, limit] of limits.entries()) {
+  for (const limit of limits) {
+    const i = runs++;
     const key = `mem${i}/big.parquet`;
     await env.seedFile(key, file);
     const r = await peakRss(env, key, limit === 'default' ? {} : { memoryLimit: limit }, String(i));
