@@ -9,7 +9,6 @@ import { repeatedKeysSql } from '../schema/staged.ts';
 import { INFERENCE_ACTUAL_COLUMNS, JOINED, JOINED_SOURCES, joinedColumnsSql, KeptJoin } from './duckdb-kept-join.ts';
 import { Mutex } from '../util/mutex.ts';
 import {
-  ACTUAL_DELAY_BUCKETS,
   type JobCounts,
   type FilePage,
   type MatchedActuals,
@@ -24,7 +23,7 @@ import {
   type RowsToLoad,
   type Store,
 } from './store.ts';
-import { date, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toModelSummary, toVersion } from './rows.ts';
+import { date, delayBucketSql, LEDGER_COLUMNS, num, toFilePage, toJobCounts, toMatchedActuals, toModelSummary, toVersion } from './rows.ts';
 
 /** Options of the embedded store. */
 export interface DuckDbStoreOptions {
@@ -422,7 +421,7 @@ export class DuckDbStore implements Store {
     if (withActuals === 'NULL' && (await this.all(conn, `SELECT 1 FROM actual_rows WHERE model_id = $1 AND environment = $2 AND is_current LIMIT 1`, [modelId, env])).length === 0) {
       return out;
     }
-    const bucket = `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN d <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
+    const bucket = delayBucketSql();
     // The prediction rows carry their key's current actual and the file it came from (see JOINED): a scan, no join.
     const pair = `greatest(0, epoch(actual_ts) - epoch(prediction_ts)) AS d FROM ${table}
          WHERE model_id = $1 AND environment = $2 AND is_current AND actual_file_id IS NOT NULL`;
@@ -433,13 +432,7 @@ export class DuckDbStore implements Store {
     ];
     if (halves.length === 0) return out;
     const rows = await this.all(conn, `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (${halves.join(' UNION ALL ')}) GROUP BY ALL`, [modelId, env]);
-    for (const r of rows) {
-      const m = out.get(Number(r.f)) ?? { count: 0, groups: [] };
-      m.groups.push({ count: Number(r.n), meanSeconds: Number(r.mean) });
-      m.count += Number(r.n);
-      out.set(Number(r.f), m);
-    }
-    return out;
+    return toMatchedActuals(rows, out);
   }
 
   async jobCounts(): Promise<Map<string, JobCounts>> {

@@ -1,4 +1,4 @@
-import type { FilePage, FileStatus, FileVersion, JobCounts, ModelSummary } from './store.ts';
+import { ACTUAL_DELAY_BUCKETS, type FilePage, type FileStatus, type FileVersion, type JobCounts, type MatchedActuals, type ModelSummary } from './store.ts';
 
 /** Turns the rows the stores read back into the objects of the `Store` interface, the same for every store. */
 
@@ -75,4 +75,18 @@ export function toModelSummary(r: Row): ModelSummary {
     matchRate: predictions ? joined / predictions : 0, actualsWaiting: actuals - joined,
     delayP50: r.p50 === null ? null : Number(r.p50), delayP90: r.p90 === null ? null : Number(r.p90),
   };
+}
+
+/** The index in ACTUAL_DELAY_BUCKETS of a delay in seconds `d` (a SQL expression valid in both stores). */
+export const delayBucketSql = (d = 'd') => `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN ${d} <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
+
+/** Rows (f: file ID, n: matches, mean: mean delay) per file and delay bucket, as `matchedActuals` returns them. */
+export function toMatchedActuals(rows: Row[], out = new Map<number, MatchedActuals>()): Map<number, MatchedActuals> {
+  for (const r of rows) {
+    const m = out.get(Number(r.f)) ?? { count: 0, groups: [] };
+    m.groups.push({ count: Number(r.n), meanSeconds: Number(r.mean) });
+    m.count += Number(r.n);
+    out.set(Number(r.f), m);
+  }
+  return out;
 }
