@@ -8,6 +8,7 @@ import { createLogger } from '../src/log.ts';
 import { benchConfig, job, PREDICTION_SCHEMA } from './lib/daemon.ts';
 import type { BenchEnv } from './lib/endpoint.ts';
 import { sql } from '../test/helpers/sql.ts';
+import { metric } from '../test/reliability/scenarios.ts';
 import { rng } from '../test/reliability/sigkill.ts';
 
 const quantile = (xs: number[], q: number) => {
@@ -122,8 +123,8 @@ async function latencyRun(env: BenchEnv, prefix: string, paths: string[], window
     // The idle cost, once the polls are back at pollInterval (activePollInterval sped them up while
     // files arrived). First run only: it follows from the settings, not from the arrivals.
     if (measureIdle) {
-      const back = `importer_poll_interval_seconds{job="lat"} ${config.jobs[0].pollInterval / 1000}\n`;
-      await waitFor('polls back at pollInterval', async () => (await d.metrics.registry.metrics()).includes(back), 120_000, 200);
+      const back = config.jobs[0].pollInterval / 1000;
+      await waitFor('polls back at pollInterval', async () => (await metric(d, 'importer_poll_interval_seconds{job="lat"}')) === back, 120_000, 200);
       const idleFrom = await listRequests();
       await new Promise((r) => setTimeout(r, 30_000));
       idlePerMinute = ((await listRequests()) - idleFrom) * 2;

@@ -436,23 +436,23 @@ export const configSchema = z
     });
   });
 
-const pollIntervalOf = (job: z.output<typeof jobSchema>, defaults: { pollInterval: number }) =>
-  job.pollInterval ?? (typeof job.source === 'string' ? defaults.pollInterval : job.source.sql.refreshInterval);
-
 /** The config with every per-job default resolved, so no caller restates one. */
 export const resolvedConfigSchema = configSchema.transform((cfg) => ({
   ...cfg,
-  jobs: cfg.jobs.map((job) => ({
-    ...job,
-    pollInterval: pollIntervalOf(job, cfg.defaults),
-    // Never longer than the job's pollInterval; a query source keeps its refreshInterval unless told.
-    activePollInterval: Math.min(job.activePollInterval ?? (typeof job.source === 'string' ? cfg.defaults.activePollInterval : pollIntervalOf(job, cfg.defaults)), pollIntervalOf(job, cfg.defaults)),
-    partitionHorizon: job.partitionHorizon ?? cfg.defaults.partitionHorizon,
-    partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
-    fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,
-    maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
-    maxDecompressedBytes: job.maxDecompressedBytes ?? cfg.defaults.maxDecompressedBytes ?? 10 * (job.maxFileBytes ?? cfg.defaults.maxFileBytes),
-  })),
+  jobs: cfg.jobs.map((job) => {
+    const pollInterval = job.pollInterval ?? (typeof job.source === 'string' ? cfg.defaults.pollInterval : job.source.sql.refreshInterval);
+    return {
+      ...job,
+      pollInterval,
+      // Never longer than the job's pollInterval; a query source keeps its refreshInterval unless told.
+      activePollInterval: Math.min(job.activePollInterval ?? (typeof job.source === 'string' ? cfg.defaults.activePollInterval : pollInterval), pollInterval),
+      partitionHorizon: job.partitionHorizon ?? cfg.defaults.partitionHorizon,
+      partitionKey: job.partitionKey ?? cfg.defaults.partitionKey,
+      fullListInterval: job.fullListInterval ?? cfg.defaults.fullListInterval,
+      maxFileBytes: job.maxFileBytes ?? cfg.defaults.maxFileBytes,
+      maxDecompressedBytes: job.maxDecompressedBytes ?? cfg.defaults.maxDecompressedBytes ?? 10 * (job.maxFileBytes ?? cfg.defaults.maxFileBytes),
+    };
+  }),
 }));
 
 export type Config = z.output<typeof resolvedConfigSchema>;

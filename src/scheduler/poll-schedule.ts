@@ -25,7 +25,7 @@ export class PollSchedule {
 
   /** Records how a poll of the job ended: `found` when it recorded new or changed objects. */
   polled(job: PollTiming, found: boolean): void {
-    const next = found ? Math.min(job.activePollInterval, job.pollInterval) : Math.min(2 * this.interval(job), job.pollInterval);
+    const next = found ? job.activePollInterval : Math.min(2 * this.interval(job), job.pollInterval);
     if (next >= job.pollInterval) this.waits.delete(job.id);
     else this.waits.set(job.id, next);
   }

@@ -376,7 +376,7 @@ export class DuckDbStore implements Store {
     // and an empty table needs not even that: the join would still hash every key of the file).
     const [{ orphans }] = await this.all(conn, `SELECT count(*) AS orphans FROM orphaned_${n}`);
     const occupied = (await this.all(conn, `SELECT 1 FROM ${o.table} WHERE ${scope()} LIMIT 1`)).length > 0;
-        const overlapping = async () => (occupied
+    const overlapping = async () => (occupied
         && (await this.all(conn, `SELECT 1 FROM (${newKeys}) k JOIN ${o.table} t USING (${keys}) WHERE ${scope('t.')}${newIds ? ` AND t.source_file_id NOT IN (${newIds})` : ''} LIMIT 1`)).length > 0)
       // Files of one group may share keys with each other (a file's own repeats were rejected as duplicates);
       // a hash collision only recomputes flags that were right.
@@ -410,16 +410,15 @@ export class DuckDbStore implements Store {
    * arrived in the group counts once, for the actuals' file). Grouped by delay bucket.
    */
   private async matchedByImport(conn: DuckDBConnection, modelId: string, env: string, actualFiles: number[], predictionFiles: number[]): Promise<Map<number, MatchedActuals>> {
-    const out = new Map<number, MatchedActuals>();
     const table = `${MODEL_SCHEMA}.${sqlIdent(modelId)}`;
     const tableExists = (await this.all(conn, `SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND lower(table_name) = lower($2)`, [MODEL_SCHEMA, modelId])).length > 0;
-    if (!tableExists) return out;
+    if (!tableExists) return new Map();
     const ids = (files: number[]) => (files.length ? files.map((f) => Math.floor(f)).join(', ') : 'NULL');
     const withActuals = ids(actualFiles);
     const withPredictions = ids(predictionFiles);
     // Files of predictions for a model without actuals join nothing: skip the scan of the model table.
     if (withActuals === 'NULL' && (await this.all(conn, `SELECT 1 FROM actual_rows WHERE model_id = $1 AND environment = $2 AND is_current LIMIT 1`, [modelId, env])).length === 0) {
-      return out;
+      return new Map();
     }
     const bucket = delayBucketSql();
     // The prediction rows carry their key's current actual and the file it came from (see JOINED): a scan, no join.
@@ -430,9 +429,9 @@ export class DuckDbStore implements Store {
       ...(actualFiles.length ? [`SELECT actual_file_id AS f, ${pair} AND actual_file_id IN (${withActuals})`] : []),
       ...(predictionFiles.length ? [`SELECT source_file_id AS f, ${pair} AND source_file_id IN (${withPredictions})${actualFiles.length ? ` AND actual_file_id NOT IN (${withActuals})` : ''}`] : []),
     ];
-    if (halves.length === 0) return out;
+    if (halves.length === 0) return new Map();
     const rows = await this.all(conn, `SELECT f, ${bucket} AS b, count(*) AS n, avg(d) AS mean FROM (${halves.join(' UNION ALL ')}) GROUP BY ALL`, [modelId, env]);
-    return toMatchedActuals(rows, out);
+    return toMatchedActuals(rows);
   }
 
   async jobCounts(): Promise<Map<string, JobCounts>> {

@@ -81,7 +81,8 @@ export function toModelSummary(r: Row): ModelSummary {
 export const delayBucketSql = (d = 'd') => `CASE ${ACTUAL_DELAY_BUCKETS.map((b, i) => `WHEN ${d} <= ${b} THEN ${i}`).join(' ')} ELSE ${ACTUAL_DELAY_BUCKETS.length} END`;
 
 /** Rows (f: file ID, n: matches, mean: mean delay) per file and delay bucket, as `matchedActuals` returns them. */
-export function toMatchedActuals(rows: Row[], out = new Map<number, MatchedActuals>()): Map<number, MatchedActuals> {
+export function toMatchedActuals(rows: Row[]): Map<number, MatchedActuals> {
+  const out = new Map<number, MatchedActuals>();
   for (const r of rows) {
     const m = out.get(Number(r.f)) ?? { count: 0, groups: [] };
     m.groups.push({ count: Number(r.n), meanSeconds: Number(r.mean) });
