@@ -115,18 +115,22 @@ describe('DuckDB store', () => {
       return { result, n, misplaced, rejected: await store.query(`SELECT row_number::INT AS row, code, raw->>'score' AS score FROM rejected_rows WHERE file_id = $1`, [version.fileId]) };
     };
     for (const format of ['csv', 'json'] as const) {
+      // Clean: read as keys in file order, then loaded from one read in any order, numbered by key.
       const clean = await importAs(format, `clean.${format}`, undefined);
-      assert.deepEqual([clean.result.loadedFirst, clean.n, clean.misplaced], [true, 30_000, 0], format);
+      assert.deepEqual([clean.result.loadedFirst, clean.result.keyed, clean.n, clean.misplaced], [true, true, 30_000, 0], format);
+      // A rejected row: read whole into a table in file order, staged.
       const dirty = await importAs(format, `dirty.${format}`, 21_234);
-      assert.deepEqual([dirty.result.loadedFirst, dirty.result.rowsRejected, dirty.n, dirty.misplaced], [false, 1, 29_999, 0], format);
+      assert.deepEqual([dirty.result.loadedFirst, dirty.result.keyed, dirty.result.rowsRejected, dirty.n, dirty.misplaced], [false, false, 1, 29_999, 0], format);
       assert.deepEqual(dirty.rejected, [{ row: 21_234, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING', score: '3033.4285714285716' }], format);
     }
     // Files are read on a connection of their own while imports insert without keeping order: a
     // reader keeps its file's order whatever the instance-wide setting says.
     await store.query('SET GLOBAL preserve_insertion_order = false');
     try {
-      const unordered = await importAs('csv', 'global-unordered.csv', undefined);
-      assert.deepEqual([unordered.n, unordered.misplaced], [30_000, 0]);
+      // The first is staged (the job's last file had a rejected row), the second read as keys.
+      const staged = await importAs('csv', 'global-unordered.csv', undefined);
+      const keyed = await importAs('csv', 'global-unordered-keyed.csv', undefined);
+      assert.deepEqual([staged.result.keyed, staged.n, staged.misplaced, keyed.result.keyed, keyed.n, keyed.misplaced], [false, 30_000, 0, true, 30_000, 0]);
     } finally {
       await store.query('SET GLOBAL preserve_insertion_order = true');
     }

@@ -28,6 +28,13 @@ export interface SourceRelation {
    * IDs, and reads the relation `over` gives for that numbered table: columnar, like parquet.
    */
   ordered?: { scanSql: string; over: (numberedSql: string) => SourceRelation };
+  /**
+   * An ordered file read ahead as keys only (see `keySource`): `sql` reads its rows in parallel, in
+   * any order, without row numbers, and `table` holds the hash of each row's unique key in file
+   * order, `rows` of them, the first with row ID `firstRowId`. An import loads such a file from one
+   * read, each row numbered by where its key hash stands (`keyedRowsSql`).
+   */
+  keyed?: { table: string; firstRowId: bigint; rows: number };
 }
 
 /** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */

@@ -3,7 +3,7 @@ import type { Engine } from '../engine/index.ts';
 import { ImporterError } from '../errors.ts';
 import { planMapping, type FileColumn, type MappingPlan, type StructColumns, type StructField } from '../schema/mapping.ts';
 import { jobRelationOfFiles } from '../schema/select.ts';
-import { describeFile, firstRejectedSql, materialiseSource, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
+import { describeFile, firstRejectedSql, keyedRowsSql, materialiseSource, rejectedRowsSql, repeatedKeysSql, stageFile, stageFilesTogether, type StageStats } from '../schema/staged.ts';
 import type { EngineRows, ImportTransaction, MatchedActuals, Store } from '../store/store.ts';
 import { fileOutcome, type FirstRejected } from './outcome.ts';
 import { ACTUAL_ROW_COLUMNS, PREDICTION_ROW_COLUMNS, SHAP_ROW_COLUMNS, type ImportRequest, type ImportResult } from './types.ts';
@@ -94,13 +94,18 @@ async function importIn(
   // One import time for the group: a file's verdicts and the rows loaded from a scan of the group must agree on it.
   const { importTime } = requests[0];
   const members: GroupMember[] = [];
+  // CSV and JSON files read ahead as keys are loaded from one more read when every file of the group
+  // was (all are loaded first); otherwise every CSV and JSON file is read into a temp table here, in
+  // parallel, and its rows are then read like parquet's.
+  const keyed = options.loadFirst && requests.every((r) => r.source.keyed);
   for (const read of requests) {
-    // CSV and JSON are read once into a temp table, in parallel; their rows are then read like parquet's.
     const table = nextStage();
-    if (read.source.ordered) stages.push({ name: table, kind: 'table' });
-    const request = { ...read, source: await materialiseSource(run, table, read.source, read.file) };
+    if (read.source.ordered && !keyed) stages.push({ name: table, kind: 'table' });
+    const request = { ...read, source: keyed ? read.source : await materialiseSource(run, table, read.source, read.file) };
     const columns = await describeFile(run, job, request.source, request.file);
-    const plan = planMapping(job, request.source, columns, request.file.key, importTime);
+    const mapped = planMapping(job, request.source, columns, request.file.key, importTime);
+    const { keyed: keys } = request.source;
+    const plan = keys ? { ...mapped, rowsSql: keyedRowsSql(mapped, keys) } : mapped;
     members.push({ request, columns, plan, stage: nextStage(), result: SKIPPED });
   }
   const claims = await tx.claim(members.map((m) => m.request.version));
@@ -114,9 +119,11 @@ async function importIn(
 
   // Columnar files of one schema are read together, in parallel: verdicts in one scan, rows in another.
   const together = live.length > 1 ? await planTogether(engine, job, live, importTime) : undefined;
-  const loadFirst = options.loadFirst && live.length > 0 && (live.length === 1 || together !== undefined)
+  const loadFirst = options.loadFirst && live.length > 0 && (live.length === 1 || together !== undefined || keyed)
     // Files of predictions or of actuals; a file of both keeps its staged path (one ID may carry several versions).
-    && live.every((m) => m.request.source.columnar === true && m.plan.hasPredictions !== m.plan.hasActuals);
+    && live.every((m) => (m.request.source.columnar === true || keyed) && m.plan.hasPredictions !== m.plan.hasActuals);
+  // Keyed files are read as keys only when they are loaded first (see readKeys): staging needs their rows numbered in a table.
+  if (keyed && !loadFirst && live.length > 0) throw new NeedsStaging();
   if (together && !loadFirst) {
     const groupStage = nextStage();
     stages.push({ name: groupStage, kind: 'table' });
@@ -139,7 +146,7 @@ async function importIn(
     m.refuse = m.stats.rowsRejected > 0 && job.onInvalidRows === 'fail';
   }
   const rows = (sql: string): EngineRows => ({ engine, sql });
-  const rowsOf = (m: GroupMember) => (m.request.source.columnar === true ? `(${m.plan.rowsSql})` : m.stage);
+  const rowsOf = (m: GroupMember) => (m.request.source.columnar === true || keyed ? `(${m.plan.rowsSql})` : m.stage);
   const validOf = (m: GroupMember) =>
     loadFirst ? 'reject_code IS NULL'
       : m.stats!.rowsRejected === 0 ? 'true'
@@ -231,6 +238,7 @@ async function importIn(
       matched: m.refuse ? undefined : (matched.get(version.fileId) ?? { count: 0, groups: [] }),
       filesInTransaction: live.length,
       loadedFirst: loadFirst,
+      keyed,
     };
   }
   return members.map((m) => m.result);
@@ -245,7 +253,10 @@ async function importIn(
 async function checkLoadedFirst(engine: Engine, inserted: number, members: GroupMember[]): Promise<void> {
   let rows = 0;
   for (const m of members) {
-    const [{ n, repeats }] = await engine.run(`SELECT count(*) AS n, ${repeatedKeysSql(m.plan.uniqueKey)} AS repeats FROM (${m.plan.rowsSql})`);
+    const { keyed } = m.request.source;
+    // A keyed file's keys were counted when read (no repeated hash, every row valid); its rows must all have loaded.
+    const [{ n, repeats }] = keyed ? [{ n: keyed.rows, repeats: 0 }]
+      : await engine.run(`SELECT count(*) AS n, ${repeatedKeysSql(m.plan.uniqueKey)} AS repeats FROM (${m.plan.rowsSql})`);
     if (Number(repeats) > 0) throw new NeedsStaging();
     m.stats = { rowsRead: Number(n), rowsValid: Number(n), rowsRejected: 0, rejectedByCode: {} };
     rows += Number(n);

@@ -31,6 +31,11 @@ export interface ImportResult {
    * staged to compute each row's verdict before the load.
    */
   loadedFirst?: boolean;
+  /**
+   * A CSV or JSON file loaded from one parallel read, its rows numbered by a first read of their keys
+   * (see `keySource`), rather than read into a table first.
+   */
+  keyed?: boolean;
 }
 
 /** Columns of the prediction rows the import hands a store (STRUCT columns follow the file: see `StructColumns`). */

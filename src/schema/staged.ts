@@ -51,6 +51,49 @@ export async function materialiseSource(run: RunQuery, table: string, source: So
   return source.ordered.over(`(SELECT rowid - ${BigInt(String(first))} + 1 AS ${ROW_NUMBER_COLUMN}, * FROM ${table})`);
 }
 
+/**
+ * The one ordered read of an ordered file (CSV, JSON) that is clean: the hash of each row's unique
+ * key, in file order, into the table `table` of the reader's space. It is narrow (DuckDB converts
+ * only the key and checked columns) so it runs on both threads, where an ordered read of every
+ * column runs on one under the memory limit (DuckDB's ordered insert holds rows back within a
+ * quarter of it). The rows are then read once more, in parallel and in any order, straight into
+ * the store, each numbered by where its key hash stands (`keyedRowsSql`): a copy of every row
+ * (`materialiseSource`) is not written. That holds only while a hash names one row, so a file with
+ * a rejected row or a key hash twice (a repeated ID, or a 64-bit collision) gets undefined and no
+ * table: it is materialised and staged as before. `unnumbered` is the file's relation from
+ * `unnumberedSource`, and `plan` the job's mapping over it.
+ */
+export async function keySource(run: RunQuery, table: string, unnumbered: SourceRelation, plan: MappingPlan, file: LocalFile): Promise<SourceRelation | undefined> {
+  await run('SET SESSION preserve_insertion_order = true');
+  await run(`CREATE OR REPLACE TABLE ${table} AS SELECT hash(${plan.uniqueKey.join(', ')}) AS h, reject_code IS NULL AS valid FROM (${plan.rowsSql})`).catch((err) => {
+    throw unreadableError(file, err);
+  });
+  const [k] = await run(`SELECT count(*) AS n, count(*) - count(DISTINCT h) AS repeats, count(*) FILTER (WHERE NOT valid) AS invalid,
+    CAST(coalesce(min(rowid), 0) AS VARCHAR) AS first FROM ${table}`);
+  if (Number(k.repeats) > 0 || Number(k.invalid) > 0) {
+    await run(`DROP TABLE ${table}`);
+    return undefined;
+  }
+  return { ...unnumbered, keyed: { table, firstRowId: BigInt(String(k.first)), rows: Number(k.n) } };
+}
+
+/**
+ * An ordered file's relation read in parallel, in any order, its row numbers NULL (what `keySource`
+ * reads and a keyed import loads), keeping `ordered` for a materialised read. Undefined for other
+ * relations, and when a job's `select` draws random values (the reads would differ).
+ */
+export function unnumberedSource(source: SourceRelation): SourceRelation | undefined {
+  if (!source.ordered) return undefined;
+  const unnumbered = source.ordered.over(`(SELECT NULL::BIGINT AS ${ROW_NUMBER_COLUMN}, * FROM (${source.ordered.scanSql}))`);
+  return unnumbered.columnar ? { ...unnumbered, columnar: false, ordered: source.ordered } : undefined;
+}
+
+/** A keyed file's mapped rows (`plan` over its relation), each numbered by where its key hash stands in the file. */
+export function keyedRowsSql(plan: MappingPlan, keyed: NonNullable<SourceRelation['keyed']>): string {
+  return `SELECT r.* REPLACE (k.rowid - ${keyed.firstRowId} + 1 AS source_row) FROM (${plan.rowsSql}) r
+    JOIN ${keyed.table} k ON hash(${plan.uniqueKey.map((c) => `r.${c}`).join(', ')}) = k.h`;
+}
+
 /** Columns a keys-only stage keeps: enough to count, de-duplicate, find overlaps and skip rejected rows. */
 const KEY_STAGE_COLUMNS = ['source_row', 'model_version', 'prediction_id', 'has_actual', 'reject_code', 'reject_column'];
 
