@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { validateConfig, type JobConfig } from '../src/config/index.ts';
 import { readerFor } from '../src/formats/index.ts';
+import type { ImportResult } from '../src/import/index.ts';
 import { jobRelation } from '../src/schema/select.ts';
 import { DuckDbStore } from '../src/store/index.ts';
 import type { ListedObject } from '../src/store/index.ts';
@@ -358,6 +359,56 @@ describe('DuckDB store: files of a job waiting together', () => {
       const results = await Promise.all(requests.map((r) => importerOf(store).importFile(r)));
       assert.deepEqual(results.map((r) => [r.filesInTransaction, ...outline(r)]), [[2, true, 'succeeded', 10, 10, 0], [2, true, 'succeeded', 10, 10, 0]]);
       assert.deepEqual((await current()).slice(-3), [['g0.parquet', 1, 0], ['g1.parquet', 10, 5], ['g2.parquet', 10, 10]]);
+    });
+  });
+
+  it('CSV files read as keys: loaded together from one read each, numbered by key; a repeated ID, a random select or a parquet beside them reads them whole', async () => {
+    await withStore('keyed', async (store) => {
+      const csv = (from: number, to: number, score: number) => ({ sql: `SELECT 'k' || i AS id, ${score} AS score, i AS f_n FROM range(${from}, ${to}) t(i)` });
+      const summary = (r: ImportResult) => [r.filesInTransaction, r.loadedFirst, r.keyed, r.status, r.predictionsLoaded, r.rowsRejected];
+      // Row r of a file holds f_n = from + r - 1: source_row must say so, whichever file the row came from.
+      const misplaced = async (from: Record<string, number>) => (await store.query<{ key: string; n: number; bad: number }>(
+        `SELECT f.key, count(*)::INT AS n, count(*) FILTER (WHERE p.source_row <> p.features.n - CASE f.key ${Object.entries(from).map(([k, v]) => `WHEN '${k}' THEN ${v - 1}`).join(' ')} END)::INT AS bad
+         FROM model_predictions.gm p JOIN import_files f ON f.file_id = p.source_file_id WHERE f.key IN (${Object.keys(from).map((k) => `'${k}'`).join(', ')}) GROUP BY ALL ORDER BY ALL`)).map((r) => [r.key, r.n, r.bad]);
+      const together = async (files: Array<[string, { sql: string }]>) => {
+        const requests = [];
+        for (const [key, content] of files) requests.push(await requestFor(store, gjob, key, content));
+        return Promise.all(requests.map((r) => importerOf(store).importFile(r)));
+      };
+
+      // Three clean CSV files waiting together, the later ones overriding IDs of the earlier: one transaction, each file keyed.
+      const three = await together([['k1.csv', csv(0, 1000, 0.1)], ['k2.csv', csv(500, 1500, 0.2)], ['k3.csv', csv(1400, 1600, 0.3)]]);
+      assert.deepEqual(three.map(summary), [[3, true, true, 'succeeded', 1000, 0], [3, true, true, 'succeeded', 1000, 0], [3, true, true, 'succeeded', 200, 0]]);
+      assert.deepEqual(await misplaced({ 'k1.csv': 0, 'k2.csv': 500, 'k3.csv': 1400 }), [['k1.csv', 1000, 0], ['k2.csv', 1000, 0], ['k3.csv', 200, 0]]);
+      const [{ cur }] = await store.query<{ cur: number }>(`SELECT count(*)::INT AS cur FROM model_predictions.gm WHERE is_current AND prediction_id LIKE 'k%'`);
+      assert.equal(cur, 1600);
+
+      // An ID twice in a file: read whole and staged; the later row wins, the earlier is rejected at its own row.
+      const [dup] = await together([['kd.csv', { sql: `SELECT * FROM (${csv(2000, 2010, 0.4).sql} UNION ALL SELECT 'k2003', 0.9, 2010) ORDER BY f_n` }]]);
+      assert.deepEqual([...summary(dup), dup.rejectedByCode], [1, false, false, 'partially_succeeded', 10, 1, { IMP_ERR_ROW_DUPLICATE_ID: 1 }]);
+      assert.deepEqual(await store.query(`SELECT row_number::INT AS r FROM rejected_rows WHERE key = 'kd.csv'`), [{ r: 4 }]);
+      assert.deepEqual(await store.query(`SELECT prediction_score AS s, source_row::INT AS r FROM model_predictions.gm WHERE prediction_id = 'k2003'`), [{ s: 0.9, r: 11 }]);
+      // The job's next file is staged (read whole) too, and the one after it keyed again.
+      const [next, again] = [(await together([['kn.csv', csv(3000, 3010, 0.5)]]))[0], (await together([['ka.csv', csv(3100, 3110, 0.5)]]))[0]];
+      assert.deepEqual([summary(next), summary(again)], [[1, false, false, 'succeeded', 10, 0], [1, true, true, 'succeeded', 10, 0]]);
+
+      // A parquet file beside them: the group is read whole (one kind of read per group), loaded first all the same.
+      const mixed = await together([['km.csv', csv(4000, 4100, 0.6)], ['kp.parquet', csv(4100, 4200, 0.6)]]);
+      assert.deepEqual(mixed.map(summary), [[2, false, false, 'succeeded', 100, 0], [2, false, false, 'succeeded', 100, 0]]);
+      assert.deepEqual(await misplaced({ 'km.csv': 4000, 'kp.parquet': 4100 }), [['km.csv', 100, 0], ['kp.parquet', 100, 0]]);
+
+      // Actuals are keyed by prediction ID alone.
+      const [acts] = [await importerOf(store).importFile(await requestFor(store, ajob, 'ky.csv', { sql: `SELECT 'k' || i AS id, 'yes' AS y FROM range(0, 300) t(i)` }))];
+      assert.deepEqual([acts.loadedFirst, acts.keyed, acts.actualsLoaded, acts.matched?.count], [true, true, 300, 300]);
+      assert.deepEqual(await store.query(`SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT) + 1)::INT AS bad FROM actuals WHERE model_id = 'gm'`), [{ n: 300, bad: 0 }]);
+
+      // A select is applied to both reads; one drawing random values would differ between them, so its file is read whole (and staged).
+      for (const [id, select, keyed, score] of [['sel', ['id', 'score * 2 AS score', 'f_n'], true, 0.5], ['rnd', ['id', 'score', 'f_n', 'random() AS f_r'], false, 0.25]] as const) {
+        const sjob = validateConfig({ jobs: [{ id, source: `s3://bkt/${id}/`, model: { id: `m_${id}` }, select: [...select], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } }] }).jobs[0];
+        const r = await importerOf(store).importFile(await requestFor(store, sjob, `${id}.csv`, csv(0, 50, 0.25)));
+        assert.deepEqual([r.loadedFirst, r.keyed, r.predictionsLoaded], [keyed, keyed, 50], id);
+        assert.deepEqual(await store.query(`SELECT count(*) FILTER (WHERE source_row <> features.n + 1)::INT AS bad, min(prediction_score) AS s FROM model_predictions.m_${id}`), [{ bad: 0, s: score }], id);
+      }
     });
   });
 
