@@ -162,6 +162,9 @@ export class PostgresStore implements Store {
   private pgError(err: unknown): unknown {
     if (err instanceof ImporterError) return err;
     const e = err as Error & { code?: string };
+    // pg's own failures without a code are plain Errors; one of another class thrown inside a
+    // transaction (the import's NeedsStaging, a TypeError) is not PostgreSQL's and passes as it is.
+    if (!e.code && err instanceof Error && Object.getPrototypeOf(err) !== Error.prototype) return err;
     if (e.code && TRANSIENT_STATES.test(e.code)) return new ImporterError('IMP_ERR_STORE', `PostgreSQL (${this.where()}): ${e.message}; retried`, { cause: err });
     if (!e.code || /^(ECONN|ETIMEDOUT|EPIPE)/.test(e.code) || /Connection terminated|timeout/i.test(e.message)) return this.storeError(err, 'PostgreSQL failed');
     return err;

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { validateConfig } from '../src/config/index.ts';
+import type { ImportResult } from '../src/import/index.ts';
+import { jobRelation } from '../src/schema/select.ts';
+import type { ListedObject, Store } from '../src/store/index.ts';
+import { STORE_KINDS, writeFixture } from './helpers/stack.ts';
+import { importerOf, sql } from './helpers/sql.ts';
+import { openTestStore, type TestStore } from './helpers/store.ts';
+import type { TmpDir } from './helpers/tmp.ts';
+
+/**
+ * CSV and JSON files read as keys (`keySource`): a clean file's rows are loaded from one parallel
+ * read in any order, each numbered by where its key hash stands in the file. On every store the
+ * numbers must be the rows' own, and a file that is not clean must go the old way (read whole in
+ * file order, staged) with its rejected rows where they are.
+ */
+
+// Small read buffers make DuckDB read these files in many pieces on both threads.
+const readOptions = { csv: { buffer_size: 16384, max_line_size: 1000 }, json: { maximum_object_size: 1000 } };
+const config = (store: Record<string, unknown>) => validateConfig({
+  store,
+  jobs: (['csv', 'json'] as const).flatMap((format) => [
+    { id: `p_${format}`, source: `s3://bkt/p_${format}/`, format, readOptions: readOptions[format], model: { id: 'keyed' }, schema: { predictionId: 'id', predictionScore: 'score' } },
+    { id: `a_${format}`, source: `s3://bkt/a_${format}/`, format, readOptions: readOptions[format], model: { id: 'keyed' }, schema: { predictionId: 'id', actualLabel: 'y' } },
+  ]),
+});
+const ROWS = 20_000;
+
+for (const kind of STORE_KINDS) {
+  describe(`CSV and JSON read as keys: ${kind}`, () => {
+    let opened: TestStore<ReturnType<typeof config>>;
+    let tmp: TmpDir;
+    let store: Store;
+    before(async () => {
+      opened = await openTestStore(kind, { prefix: 'importer-keyed-', config, settings: { memoryLimit: '256MB', threads: 2 } });
+      ({ tmp, store } = opened);
+    });
+    after(() => opened?.close());
+
+    // Every row a file loaded, current or not (the views leave source_row out).
+    const predictionRows = kind === 'postgres' ? 'prediction_rows' : 'model_predictions.keyed';
+    let n = 0;
+    /** Imports the rows of `rows` as a file of the job `jobId`; returns the result and how many of its rows sit at another number than their ID's. */
+    async function importRows(jobId: string, rows: string): Promise<{ result: ImportResult; n: number; misplaced: number }> {
+      const job = opened.config.jobs.find((j) => j.id === jobId)!;
+      const ext = job.format === 'csv' ? 'csv' : 'json';
+      const key = `${jobId}/${++n}.${ext}`;
+      const obj: ListedObject = { bucket: 'bkt', key, etag: 'e1', size: 100, lastModified: new Date('2026-11-01T00:00:00Z') };
+      const [version] = await store.recordDiscovered(jobId, [obj]);
+      const path = await writeFixture(join(tmp.path, `${n}.${ext}`), rows, ext === 'csv' ? 'FORMAT csv, HEADER true' : 'FORMAT json');
+      const file = { path, key };
+      const result = await importerOf(store).importFile({ job, version, file, source: await jobRelation(job, file), importTime: new Date() });
+      // Row r of every file here holds the ID 'r<r>'.
+      const [counts] = await sql(store)<{ n: number; misplaced: number }>(
+        `SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced
+         FROM ${job.schema.actualLabel ? 'actual_rows' : predictionRows} WHERE source_file_id = $1`, [version.fileId]);
+      return { result, ...counts };
+    }
+    const outline = (r: { result: ImportResult; n: number; misplaced: number }) =>
+      [r.result.keyed, r.result.loadedFirst, r.result.status, r.result.rowsRejected, r.n, r.misplaced];
+
+    for (const format of ['csv', 'json'] as const) {
+      it(`${format}: a clean file of predictions, then of actuals, keyed; a file with a rejected row or a repeated ID read whole`, async () => {
+        const ids = () => `SELECT 'r' || i AS id, i / 7 AS score FROM range(1, ${ROWS + 1}) t(i)`;
+        assert.deepEqual(outline(await importRows(`p_${format}`, ids())), [true, true, 'succeeded', 0, ROWS, 0]);
+        assert.deepEqual(outline(await importRows(`a_${format}`, `SELECT 'r' || i AS id, 'yes' AS y FROM range(1, ${ROWS + 1}) t(i)`)), [true, true, 'succeeded', 0, ROWS, 0]);
+
+        // Row 7,777 without an ID: staged, every other row at its own number, the rejected one named by its.
+        const dirty = await importRows(`p_${format}`, `SELECT CASE WHEN i = 7777 THEN NULL ELSE 'r' || i END AS id, i / 7 AS score FROM range(1, ${ROWS + 1}) t(i)`);
+        assert.deepEqual(outline(dirty), [false, false, 'partially_succeeded', 1, ROWS - 1, 0]);
+        const fileId = async () => (await sql(store)<{ id: number }>(`SELECT max(file_id)::INT AS id FROM import_files WHERE job_id = $1`, [`p_${format}`]))[0].id;
+        assert.deepEqual(await sql(store)(`SELECT row_number::INT AS r, code FROM rejected_rows WHERE file_id = $1`, [await fileId()]), [{ r: 7777, code: 'IMP_ERR_ROW_PREDICTION_ID_MISSING' }]);
+
+        // The job's next file is read whole too (its last one needed staging); the one after is keyed again.
+        assert.deepEqual(outline(await importRows(`p_${format}`, ids())), [false, false, 'succeeded', 0, ROWS, 0]);
+        assert.deepEqual(outline(await importRows(`p_${format}`, ids())), [true, true, 'succeeded', 0, ROWS, 0]);
+
+        // 'r5' again as the last row: the later one wins, the earlier (row 5) is rejected as a duplicate.
+        const repeated = await importRows(`p_${format}`,
+          `SELECT CASE WHEN i > ${ROWS} THEN 'r5' ELSE 'r' || i END AS id, CASE WHEN i > ${ROWS} THEN 0.5 ELSE i / 7 END AS score FROM range(1, ${ROWS + 2}) t(i)`);
+        assert.deepEqual(outline(repeated), [false, false, 'partially_succeeded', 1, ROWS, 1]);
+        assert.deepEqual(await sql(store)(`SELECT row_number::INT AS r, code FROM rejected_rows WHERE file_id = $1`, [await fileId()]), [{ r: 5, code: 'IMP_ERR_ROW_DUPLICATE_ID' }]);
+        assert.deepEqual(await sql(store)(`SELECT source_row::INT AS r, prediction_score AS s FROM ${predictionRows} WHERE source_file_id = $1 AND prediction_id = 'r5'`, [await fileId()]), [{ r: ROWS + 1, s: 0.5 }]);
+      });
+    }
+  });
+}
