@@ -31,10 +31,11 @@ export interface SourceRelation {
   /**
    * An ordered file read ahead as keys only (see `keySource`): `sql` reads its rows in parallel, in
    * any order, without row numbers, and `table` holds the hash of each row's unique key in file
-   * order, `rows` of them, the first with row ID `firstRowId`. An import loads such a file from one
-   * read, each row numbered by where its key hash stands (`keyedRowsSql`).
+   * order, `rows` of them, the first with row ID `firstRowId`; `columns` are those of `sql` (a
+   * JSON file's every bind samples it for types). An import loads such a file from one read, each
+   * row numbered by where its key hash stands (`keyedRowsSql`).
    */
-  keyed?: { table: string; firstRowId: bigint; rows: number };
+  keyed?: { table: string; firstRowId: bigint; rows: number; columns: ReadonlyArray<{ name: string; type: string }> };
 }
 
 /** Options passed through to DuckDB's reader (`delim`, `quote`, `header`, `dateformat`, `types`, ...). */

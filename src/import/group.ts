@@ -102,9 +102,10 @@ async function importIn(
     const table = nextStage();
     if (read.source.ordered && !keyed) stages.push({ name: table, kind: 'table' });
     const request = { ...read, source: keyed ? read.source : await materialiseSource(run, table, read.source, read.file) };
-    const columns = await describeFile(run, job, request.source, request.file);
-    const mapped = planMapping(job, request.source, columns, request.file.key, importTime);
     const { keyed: keys } = request.source;
+    // A keyed file was described when read as keys (and its select checked).
+    const columns = keys ? [...keys.columns] : await describeFile(run, job, request.source, request.file);
+    const mapped = planMapping(job, request.source, columns, request.file.key, importTime);
     const plan = keys ? { ...mapped, rowsSql: keyedRowsSql(mapped, keys) } : mapped;
     members.push({ request, columns, plan, stage: nextStage(), result: SKIPPED });
   }

@@ -61,6 +61,6 @@ async function readKeys(reader: EngineReader, table: string, request: ImportRequ
     return undefined;
   }
   if (plan.hasPredictions === plan.hasActuals) return undefined;
-  const source = await keySource(reader.run, table, unnumbered, plan, request.file);
+  const source = await keySource(reader.run, table, unnumbered, columns, plan, request.file);
   return source && { ...request, source };
 }

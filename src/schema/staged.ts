@@ -61,9 +61,9 @@ export async function materialiseSource(run: RunQuery, table: string, source: So
  * (`materialiseSource`) is not written. That holds only while a hash names one row, so a file with
  * a rejected row or a key hash twice (a repeated ID, or a 64-bit collision) gets undefined and no
  * table: it is materialised and staged as before. `unnumbered` is the file's relation from
- * `unnumberedSource`, and `plan` the job's mapping over it.
+ * `unnumberedSource`, `columns` its columns, and `plan` the job's mapping over it.
  */
-export async function keySource(run: RunQuery, table: string, unnumbered: SourceRelation, plan: MappingPlan, file: LocalFile): Promise<SourceRelation | undefined> {
+export async function keySource(run: RunQuery, table: string, unnumbered: SourceRelation, columns: FileColumn[], plan: MappingPlan, file: LocalFile): Promise<SourceRelation | undefined> {
   await run('SET SESSION preserve_insertion_order = true');
   await run(`CREATE OR REPLACE TABLE ${table} AS SELECT hash(${plan.uniqueKey.join(', ')}) AS h, reject_code IS NULL AS valid FROM (${plan.rowsSql})`).catch((err) => {
     throw unreadableError(file, err);
@@ -74,7 +74,7 @@ export async function keySource(run: RunQuery, table: string, unnumbered: Source
     await run(`DROP TABLE ${table}`);
     return undefined;
   }
-  return { ...unnumbered, keyed: { table, firstRowId: BigInt(String(k.first)), rows: Number(k.n) } };
+  return { ...unnumbered, keyed: { table, firstRowId: BigInt(String(k.first)), rows: Number(k.n), columns } };
 }
 
 /**
