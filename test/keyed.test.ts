@@ -24,7 +24,11 @@ const config = (store: Record<string, unknown>) => validateConfig({
   jobs: (['csv', 'json'] as const).flatMap((format) => [
     { id: `p_${format}`, source: `s3://bkt/p_${format}/`, format, readOptions: readOptions[format], model: { id: 'keyed' }, schema: { predictionId: 'id', predictionScore: 'score' } },
     { id: `a_${format}`, source: `s3://bkt/a_${format}/`, format, readOptions: readOptions[format], model: { id: 'keyed' }, schema: { predictionId: 'id', actualLabel: 'y' } },
-  ]),
+  ]).concat([
+    // Mappings that need file order: an embedding's dimension from the first vector, a select reading the row number.
+    { id: 'emb', source: 's3://bkt/emb/', format: 'json', readOptions: readOptions.json, model: { id: 'keyed_emb' }, schema: { predictionId: 'id', predictionScore: 'score', embeddings: [{ name: 'v', vector: 'emb' }] } },
+    { id: 'line', source: 's3://bkt/line/', format: 'csv', readOptions: readOptions.csv, model: { id: 'keyed_line' }, select: ['id', 'score', '__source_row AS f_line'], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } },
+  ] as never[]),
 });
 const ROWS = 20_000;
 
@@ -46,6 +50,7 @@ for (const kind of STORE_KINDS) {
     async function importRows(jobId: string, rows: string): Promise<{ result: ImportResult; n: number; misplaced: number }> {
       const job = opened.config.jobs.find((j) => j.id === jobId)!;
       const ext = job.format === 'csv' ? 'csv' : 'json';
+      const rowsTable = job.schema.actualLabel ? 'actual_rows' : kind === 'postgres' ? 'prediction_rows' : `model_predictions.${job.model.id}`;
       const key = `${jobId}/${++n}.${ext}`;
       const obj: ListedObject = { bucket: 'bkt', key, etag: 'e1', size: 100, lastModified: new Date('2026-11-01T00:00:00Z') };
       const [version] = await store.recordDiscovered(jobId, [obj]);
@@ -55,7 +60,7 @@ for (const kind of STORE_KINDS) {
       // Row r of every file here holds the ID 'r<r>'.
       const [counts] = await sql(store)<{ n: number; misplaced: number }>(
         `SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced
-         FROM ${job.schema.actualLabel ? 'actual_rows' : predictionRows} WHERE source_file_id = $1`, [version.fileId]);
+         FROM ${rowsTable} WHERE source_file_id = $1`, [version.fileId]);
       return { result, ...counts };
     }
     const outline = (r: { result: ImportResult; n: number; misplaced: number }) =>
@@ -85,5 +90,16 @@ for (const kind of STORE_KINDS) {
         assert.deepEqual(await sql(store)(`SELECT source_row::INT AS r, prediction_score AS s FROM ${predictionRows} WHERE source_file_id = $1 AND prediction_id = 'r5'`, [await fileId()]), [{ r: ROWS + 1, s: 0.5 }]);
       });
     }
+
+    it('a mapping that needs file order reads the file whole: an embedding without a dimension, a select reading the row number', async () => {
+      // The first vector (row 1) is 3 long, later ones 2: rows 2.. are rejected for their dimension, whichever order the file is read in.
+      const emb = await importRows('emb', `SELECT 'r' || i AS id, 0.5 AS score, CASE WHEN i = 1 THEN [1.0, 2.0, 3.0] ELSE [1.0, 2.0] END AS emb FROM range(1, 2001) t(i)`);
+      assert.deepEqual([...outline(emb), emb.result.rejectedByCode], [false, false, 'partially_succeeded', 1999, 1, 0, { IMP_ERR_ROW_EMBEDDING_DIMENSION: 1999 }]);
+      const line = await importRows('line', `SELECT 'r' || i AS id, i / 7 AS score FROM range(1, ${ROWS + 1}) t(i)`);
+      assert.deepEqual(outline(line), [false, true, 'succeeded', 0, ROWS, 0]);
+      const feature = kind === 'postgres' ? `(features->>'line')::BIGINT` : 'features.line';
+      const [{ off }] = await sql(store)<{ off: number }>(`SELECT count(*) FILTER (WHERE ${feature} IS DISTINCT FROM source_row)::INT AS off FROM ${predictionRows.replace('keyed', 'keyed_line')} WHERE model_id = 'keyed_line'`);
+      assert.equal(off, 0);
+    });
   });
 }

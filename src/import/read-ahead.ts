@@ -44,11 +44,21 @@ export async function readAhead(store: Store, request: ImportRequest, { keys }: 
 }
 
 /**
+ * Whether the mapped rows can be read in any order: no window in the mapping (an embedding's
+ * dimension taken from the file's first vector, a window in the job's `select`), which would order
+ * the keys read by its own sort and see NULL row numbers, and no `select` reading the row number
+ * (NULL in both reads).
+ */
+function keepsFileOrder(request: ImportRequest, rowsSql: string): boolean {
+  return !/\bover\s*\(/i.test(rowsSql) && !(request.job.select ?? []).some((e) => /__source_row|__select_row/i.test(e));
+}
+
+/**
  * The request with its file read as keys only, or undefined when that does not apply: the file
  * holds predictions and actuals together or SHAP values alone (not loaded first), a select draws
- * random values, it is not a regular file (a pipe is read once; this reads three times: columns,
- * keys, rows), its mapping fails (the materialised read reports that, as before), or a row is
- * rejected or a key repeats (see `keySource`).
+ * random values, the mapping needs file order (`keepsFileOrder`), it is not a regular file (a pipe
+ * is read once; this reads three times: columns, keys, rows), its mapping fails (the materialised
+ * read reports that, as before), or a row is rejected or a key repeats (see `keySource`).
  */
 async function readKeys(reader: EngineReader, table: string, request: ImportRequest): Promise<ImportRequest | undefined> {
   const unnumbered = unnumberedSource(request.source);
@@ -60,7 +70,7 @@ async function readKeys(reader: EngineReader, table: string, request: ImportRequ
   } catch {
     return undefined;
   }
-  if (plan.hasPredictions === plan.hasActuals) return undefined;
+  if (plan.hasPredictions === plan.hasActuals || !keepsFileOrder(request, plan.rowsSql)) return undefined;
   const source = await keySource(reader.run, table, unnumbered, columns, plan, request.file);
   return source && { ...request, source };
 }
