@@ -28,6 +28,7 @@ const config = (store: Record<string, unknown>) => validateConfig({
     // Mappings that need file order: an embedding's dimension from the first vector, a select reading the row number.
     { id: 'emb', source: 's3://bkt/emb/', format: 'json', readOptions: readOptions.json, model: { id: 'keyed_emb' }, schema: { predictionId: 'id', predictionScore: 'score', embeddings: [{ name: 'v', vector: 'emb' }] } },
     { id: 'line', source: 's3://bkt/line/', format: 'csv', readOptions: readOptions.csv, model: { id: 'keyed_line' }, select: ['id', 'score', '__source_row AS f_line'], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } },
+    { id: 'bad', source: 's3://bkt/bad/', format: 'csv', model: { id: 'keyed' }, schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } },
   ] as never[]),
 });
 const ROWS = 20_000;
@@ -48,6 +49,16 @@ for (const kind of STORE_KINDS) {
     let n = 0;
     /** Imports the rows of `rows` as a file of the job `jobId`; returns the result and how many of its rows sit at another number than their ID's. */
     async function importRows(jobId: string, rows: string): Promise<{ result: ImportResult; n: number; misplaced: number }> {
+      const { request, rowsTable } = await prepare(jobId, rows);
+      const result = await importerOf(store).importFile(request);
+      // Row r of every file here holds the ID 'r<r>'.
+      const [counts] = await sql(store)<{ n: number; misplaced: number }>(
+        `SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced
+         FROM ${rowsTable} WHERE source_file_id = $1`, [request.version.fileId]);
+      return { result, ...counts };
+    }
+    /** The rows of `rows` written as a file of the job `jobId`, its version recorded: the import request, and the table its rows land in. */
+    async function prepare(jobId: string, rows: string) {
       const job = opened.config.jobs.find((j) => j.id === jobId)!;
       const ext = job.format === 'csv' ? 'csv' : 'json';
       const rowsTable = job.schema.actualLabel ? 'actual_rows' : kind === 'postgres' ? 'prediction_rows' : `model_predictions.${job.model.id}`;
@@ -56,12 +67,7 @@ for (const kind of STORE_KINDS) {
       const [version] = await store.recordDiscovered(jobId, [obj]);
       const path = await writeFixture(join(tmp.path, `${n}.${ext}`), rows, ext === 'csv' ? 'FORMAT csv, HEADER true' : 'FORMAT json');
       const file = { path, key };
-      const result = await importerOf(store).importFile({ job, version, file, source: await jobRelation(job, file), importTime: new Date() });
-      // Row r of every file here holds the ID 'r<r>'.
-      const [counts] = await sql(store)<{ n: number; misplaced: number }>(
-        `SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT))::INT AS misplaced
-         FROM ${rowsTable} WHERE source_file_id = $1`, [version.fileId]);
-      return { result, ...counts };
+      return { request: { job, version, file, source: await jobRelation(job, file), importTime: new Date() }, rowsTable };
     }
     const outline = (r: { result: ImportResult; n: number; misplaced: number }) =>
       [r.result.keyed, r.result.loadedFirst, r.result.status, r.result.rowsRejected, r.n, r.misplaced];
@@ -100,6 +106,19 @@ for (const kind of STORE_KINDS) {
       const feature = kind === 'postgres' ? `(features->>'line')::BIGINT` : 'features.line';
       const [{ off }] = await sql(store)<{ off: number }>(`SELECT count(*) FILTER (WHERE ${feature} IS DISTINCT FROM source_row)::INT AS off FROM ${predictionRows.replace('keyed', 'keyed_line')} WHERE model_id = 'keyed_line'`);
       assert.equal(off, 0);
+    });
+
+    it('a value that does not convert, in a column the keys read leaves out, is found in the turn: the file is refused naming it, nothing loaded', async () => {
+      // DuckDB types f_n from its first rows (BIGINT); the last row's 'n/a' is met only when every column is read.
+      const { request, rowsTable } = await prepare('bad', `SELECT 'b' || i AS id, i / 7 AS score, CASE WHEN i = 30000 THEN 'n/a' ELSE i::VARCHAR END AS f_n FROM range(1, 30001) t(i)`);
+      await assert.rejects(importerOf(store).importFile(request), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'IMP_ERR_FORMAT_UNREADABLE');
+        // Line 30,001 of the file: its header, then row 30,000.
+        assert.equal(err.message.startsWith(`${request.file.key}: cannot be read: Conversion Error: CSV Error on Line: 30001`), true, err.message);
+        return true;
+      });
+      const [{ c }] = await sql(store)<{ c: number }>(`SELECT count(*)::INT AS c FROM ${rowsTable} WHERE source_file_id = $1`, [request.version.fileId]);
+      assert.equal(c, 0);
     });
   });
 }

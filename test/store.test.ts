@@ -232,7 +232,8 @@ describe('DuckDB store: files of a job waiting together', () => {
     const group = await storeWith('together', true);
     try {
       assert.deepEqual(one.results.map((r) => r.filesInTransaction), [1, 1, 1, 1]);
-      assert.deepEqual(group.results.map((r) => r.filesInTransaction), [4, 4, 4, 4]);
+      // The CSV file, read as keys, goes in a transaction of its own: files read as keys are imported with each other only.
+      assert.deepEqual(group.results.map((r) => [r.filesInTransaction, r.keyed]), [[3, false], [3, false], [3, false], [1, true]]);
       const summary = (rs: typeof one.results) => rs.map((r) => [r.status, r.rowsRead, r.predictionsLoaded, r.rowsRejected]);
       const expected = [['succeeded', 1000, 1000, 0], ['succeeded', 1000, 1000, 0], ['partially_succeeded', 100, 98, 2], ['succeeded', 51, 51, 0]];
       assert.deepEqual(summary(one.results), expected);
@@ -362,7 +363,7 @@ describe('DuckDB store: files of a job waiting together', () => {
     });
   });
 
-  it('CSV files read as keys: loaded together from one read each, numbered by key; a repeated ID, a random select or a parquet beside them reads them whole', async () => {
+  it('CSV files read as keys: loaded together from one read each, numbered by key; a repeated ID or a random select reads them whole; a parquet file beside them imports apart', async () => {
     await withStore('keyed', async (store) => {
       const csv = (from: number, to: number, score: number) => ({ sql: `SELECT 'k' || i AS id, ${score} AS score, i AS f_n FROM range(${from}, ${to}) t(i)` });
       const summary = (r: ImportResult) => [r.filesInTransaction, r.loadedFirst, r.keyed, r.status, r.predictionsLoaded, r.rowsRejected];
@@ -392,9 +393,9 @@ describe('DuckDB store: files of a job waiting together', () => {
       const [next, again] = [(await together([['kn.csv', csv(3000, 3010, 0.5)]]))[0], (await together([['ka.csv', csv(3100, 3110, 0.5)]]))[0]];
       assert.deepEqual([summary(next), summary(again)], [[1, false, false, 'succeeded', 10, 0], [1, true, true, 'succeeded', 10, 0]]);
 
-      // A parquet file beside them: the group is read whole (one kind of read per group), loaded first all the same.
+      // A parquet file waiting with them goes in a transaction of its own (a group mixing the two would read the CSV whole).
       const mixed = await together([['km.csv', csv(4000, 4100, 0.6)], ['kp.parquet', csv(4100, 4200, 0.6)]]);
-      assert.deepEqual(mixed.map(summary), [[2, false, false, 'succeeded', 100, 0], [2, false, false, 'succeeded', 100, 0]]);
+      assert.deepEqual(mixed.map(summary), [[1, true, true, 'succeeded', 100, 0], [1, true, false, 'succeeded', 100, 0]]);
       assert.deepEqual(await misplaced({ 'km.csv': 4000, 'kp.parquet': 4100 }), [['km.csv', 100, 0], ['kp.parquet', 100, 0]]);
 
       // Actuals are keyed by prediction ID alone.

@@ -117,8 +117,11 @@ export class Importer {
     const group = [first];
     if (!first.request.alone) {
       let bytes = first.request.version.size;
+      // Files read as keys go together, and files read whole or parquet together: a group mixing them reads every file whole.
+      const keyed = first.request.source.keyed !== undefined;
       for (const w of this.waiting.slice(1)) {
-        if (w.request.job.id !== first.request.job.id || w.request.alone || bytes + w.request.version.size > GROUP_MAX_BYTES) continue;
+        if (w.request.job.id !== first.request.job.id || w.request.alone || (w.request.source.keyed !== undefined) !== keyed
+          || bytes + w.request.version.size > GROUP_MAX_BYTES) continue;
         bytes += w.request.version.size;
         group.push(w);
       }
