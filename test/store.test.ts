@@ -404,7 +404,7 @@ describe('DuckDB store: files of a job waiting together', () => {
       assert.deepEqual(await store.query(`SELECT count(*)::INT AS n, count(*) FILTER (WHERE source_row <> CAST(substr(prediction_id, 2) AS BIGINT) + 1)::INT AS bad FROM actuals WHERE model_id = 'gm'`), [{ n: 300, bad: 0 }]);
 
       // A select is applied to both reads; one drawing random values would differ between them, so its file is read whole (and staged).
-      for (const [id, select, keyed, score] of [['sel', ['id', 'score * 2 AS score', 'f_n'], true, 0.5], ['rnd', ['id', 'score', 'f_n', 'random() AS f_r'], false, 0.25]] as const) {
+      for (const [id, select, keyed, score] of [['sel', ['id', 'score * 2 AS score', 'f_n'], true, 0.5], ['rnd', ['id', 'score', 'f_n', 'random() AS f_r'], false, 0.25], ['uid', ['id', 'score', 'f_n', 'uuidv7()::VARCHAR AS f_u'], false, 0.25]] as const) {
         const sjob = validateConfig({ jobs: [{ id, source: `s3://bkt/${id}/`, model: { id: `m_${id}` }, select: [...select], schema: { predictionId: 'id', predictionScore: 'score', features: 'f_' } }] }).jobs[0];
         const r = await importerOf(store).importFile(await requestFor(store, sjob, `${id}.csv`, csv(0, 50, 0.25)));
         assert.deepEqual([r.loadedFirst, r.keyed, r.predictionsLoaded], [keyed, keyed, 50], id);

@@ -6,7 +6,8 @@ import type { RunQuery } from './staged.ts';
 /** Row number column of a relation wrapped by a job's `select`. */
 const SELECT_ROW_COLUMN = '__select_row';
 
-const VOLATILE_FUNCTION = /\b(random|uuid|gen_random_uuid|setseed)\s*\(/i;
+// Functions that draw a new value per row (uuid, uuidv4, uuidv7 and the like).
+const VOLATILE_FUNCTION = /\b(random|uuid\w*|gen_random_uuid|setseed)\s*\(/i;
 
 /** Columns the pipeline adds to every relation; never data. */
 export const INTERNAL_COLUMNS: ReadonlySet<string> = new Set([ROW_NUMBER_COLUMN, SELECT_ROW_COLUMN, FILE_INDEX_COLUMN]);
