@@ -18,7 +18,8 @@ const quantile = (xs: number[], q: number) => {
 
 /**
  * One run's figures, in seconds (`listPerMinute`: LIST requests per minute while the files arrived;
- * `idlePerMinute`: after the last, once the poll interval is back at pollInterval, over 30 s).
+ * `idlePerMinute`: after the last, once the poll interval is back at pollInterval, over 30 s; not
+ * measured by `--quick`, which would take a minute longer for it).
  */
 interface LatencyRun {
   p50: number; p99: number; max: number; waitP50: number; waitP99: number; afterP50: number; afterP99: number; listPerMinute: number; idlePerMinute: number;
@@ -27,13 +28,13 @@ interface LatencyRun {
 }
 
 /** `runs` runs of `files` files each (arrival times drawn anew), one table row per run and their medians. */
-export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number, runs = 1, pollInterval = '10s', concurrency?: number): Promise<string[]> {
+export async function latency(env: BenchEnv, files: number, rowsPerFile: number, windowSeconds: number, runs = 1, pollInterval = '10s', concurrency?: number, idle = true): Promise<string[]> {
   const paths: string[] = [];
   for (let i = 0; i < files; i++) paths.push(await writeFixture(join(env.tmp.path, `lat-${i}.parquet`), predictionsSql(i * rowsPerFile, (i + 1) * rowsPerFile), 'FORMAT parquet'));
   const results: LatencyRun[] = [];
   // Each run watches a prefix of its own, so a run's daemon never finds the files of the one before.
   // Run r draws its arrival times from seed r + 1: the same draws in every build, so two builds are compared on the same arrivals.
-  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval, r + 1, concurrency, r === 0));
+  for (let r = 0; r < runs; r++) results.push(await latencyRun(env, `lat-${pollInterval}-${r}/`, paths, windowSeconds, pollInterval, r + 1, concurrency, idle && r === 0));
   const row = (label: string, x: LatencyRun) =>
     `| ${label} | ${pollInterval} | ${files} × ${rowsPerFile.toLocaleString('en')} rows | uniform over ${windowSeconds} s | ${x.p50.toFixed(1)} s | ${x.p99.toFixed(1)} s | ${x.max.toFixed(1)} s | ${x.waitP50.toFixed(1)} s / ${x.waitP99.toFixed(1)} s | ${x.afterP50.toFixed(1)} s / ${x.afterP99.toFixed(1)} s | ${x.listPerMinute.toFixed(1)} | ${Number.isNaN(x.idlePerMinute) ? '–' : x.idlePerMinute.toFixed(1)} |`;
   const keys = ['p50', 'p99', 'max', 'waitP50', 'waitP99', 'afterP50', 'afterP99', 'listPerMinute', 'idlePerMinute'] as const;

@@ -59,7 +59,7 @@ try {
   await section(3, 'End-to-end latency', async () => {
     const lines: string[] = [];
     for (const interval of intervals) {
-      const table = await (quick ? latency(env, 5, 10_000, 15, 1, interval, concurrency) : latency(env, 50, 100_000, 150, runs, interval, concurrency));
+      const table = await (quick ? latency(env, 5, 10_000, 15, 1, interval, concurrency, false) : latency(env, 50, 100_000, 150, runs, interval, concurrency));
       lines.push(...(lines.length ? table.slice(2) : table));
     }
     return lines;
