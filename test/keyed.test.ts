@@ -45,7 +45,7 @@ for (const kind of STORE_KINDS) {
     after(() => opened?.close());
 
     // Every row a file loaded, current or not (the views leave source_row out).
-    const predictionRows = kind === 'postgres' ? 'prediction_rows' : 'model_predictions.keyed';
+    const predictionRows = (modelId: string) => (kind === 'postgres' ? 'prediction_rows' : `model_predictions.${modelId}`);
     let n = 0;
     /** Imports the rows of `rows` as a file of the job `jobId`; returns the result and how many of its rows sit at another number than their ID's. */
     async function importRows(jobId: string, rows: string): Promise<{ result: ImportResult; n: number; misplaced: number }> {
@@ -61,7 +61,7 @@ for (const kind of STORE_KINDS) {
     async function prepare(jobId: string, rows: string) {
       const job = opened.config.jobs.find((j) => j.id === jobId)!;
       const ext = job.format === 'csv' ? 'csv' : 'json';
-      const rowsTable = job.schema.actualLabel ? 'actual_rows' : kind === 'postgres' ? 'prediction_rows' : `model_predictions.${job.model.id}`;
+      const rowsTable = job.schema.actualLabel ? 'actual_rows' : predictionRows(job.model.id);
       const key = `${jobId}/${++n}.${ext}`;
       const obj: ListedObject = { bucket: 'bkt', key, etag: 'e1', size: 100, lastModified: new Date('2026-11-01T00:00:00Z') };
       const [version] = await store.recordDiscovered(jobId, [obj]);
@@ -93,7 +93,7 @@ for (const kind of STORE_KINDS) {
           `SELECT CASE WHEN i > ${ROWS} THEN 'r5' ELSE 'r' || i END AS id, CASE WHEN i > ${ROWS} THEN 0.5 ELSE i / 7 END AS score FROM range(1, ${ROWS + 2}) t(i)`);
         assert.deepEqual(outline(repeated), [false, false, 'partially_succeeded', 1, ROWS, 1]);
         assert.deepEqual(await sql(store)(`SELECT row_number::INT AS r, code FROM rejected_rows WHERE file_id = $1`, [await fileId()]), [{ r: 5, code: 'IMP_ERR_ROW_DUPLICATE_ID' }]);
-        assert.deepEqual(await sql(store)(`SELECT source_row::INT AS r, prediction_score AS s FROM ${predictionRows} WHERE source_file_id = $1 AND prediction_id = 'r5'`, [await fileId()]), [{ r: ROWS + 1, s: 0.5 }]);
+        assert.deepEqual(await sql(store)(`SELECT source_row::INT AS r, prediction_score AS s FROM ${predictionRows('keyed')} WHERE source_file_id = $1 AND prediction_id = 'r5'`, [await fileId()]), [{ r: ROWS + 1, s: 0.5 }]);
       });
     }
 
@@ -104,7 +104,7 @@ for (const kind of STORE_KINDS) {
       const line = await importRows('line', `SELECT 'r' || i AS id, i / 7 AS score FROM range(1, ${ROWS + 1}) t(i)`);
       assert.deepEqual(outline(line), [false, true, 'succeeded', 0, ROWS, 0]);
       const feature = kind === 'postgres' ? `(features->>'line')::BIGINT` : 'features.line';
-      const [{ off }] = await sql(store)<{ off: number }>(`SELECT count(*) FILTER (WHERE ${feature} IS DISTINCT FROM source_row)::INT AS off FROM ${predictionRows.replace('keyed', 'keyed_line')} WHERE model_id = 'keyed_line'`);
+      const [{ off }] = await sql(store)<{ off: number }>(`SELECT count(*) FILTER (WHERE ${feature} IS DISTINCT FROM source_row)::INT AS off FROM ${predictionRows('keyed_line')} WHERE model_id = 'keyed_line'`);
       assert.equal(off, 0);
     });
 

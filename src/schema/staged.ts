@@ -29,6 +29,21 @@ export async function describeFile(run: RunQuery, job: JobConfig, source: Source
   return described.map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
 }
 
+/** A table made in a transaction numbers its rows from a large base: the first row's ID, as text (a BIGINT). */
+const FIRST_ROW_ID = 'CAST(coalesce(min(rowid), 0) AS VARCHAR)';
+
+/**
+ * Creates `target` (`TABLE name`, `TEMP TABLE name`) from `selectSql`, a read of `file`, its rows in
+ * file order: row IDs follow insertion order only while DuckDB keeps it (the default; bulk inserts
+ * turn it off for their statement). A file DuckDB cannot read fails naming its key.
+ */
+async function createInFileOrder(run: RunQuery, target: string, selectSql: string, file: LocalFile): Promise<void> {
+  await run('SET SESSION preserve_insertion_order = true');
+  await run(`CREATE OR REPLACE ${target} AS ${selectSql}`).catch((err) => {
+    throw unreadableError(file, err);
+  });
+}
+
 /**
  * Reads a file whose row numbers would be a window over one scan (see `SourceRelation.ordered`)
  * into the table `table` (a temp table unless `temp` is false: a table other connections see) in
@@ -39,15 +54,10 @@ export async function describeFile(run: RunQuery, job: JobConfig, source: Source
  */
 export async function materialiseSource(run: RunQuery, table: string, source: SourceRelation, file: LocalFile, { temp = true } = {}): Promise<SourceRelation> {
   if (!source.ordered) return source;
-  // Row IDs follow insertion order only while DuckDB keeps it (the default; bulk inserts turn it off for their statement).
-  await run('SET SESSION preserve_insertion_order = true');
-  await run(`CREATE OR REPLACE ${temp ? 'TEMP ' : ''}TABLE ${table} AS ${source.ordered.scanSql}`).catch((err) => {
-    throw unreadableError(file, err);
-  });
+  await createInFileOrder(run, `${temp ? 'TEMP ' : ''}TABLE ${table}`, source.ordered.scanSql, file);
   // A data column named rowid would hide the row IDs: such a file keeps its numbering window.
   if ((await run(`DESCRIBE ${table}`)).some((c) => String(c.column_name).toLowerCase() === 'rowid')) return source;
-  // A table made in a transaction numbers its rows from a large base: the first row's ID.
-  const [{ first }] = await run(`SELECT CAST(coalesce(min(rowid), 0) AS VARCHAR) AS first FROM ${table}`);
+  const [{ first }] = await run(`SELECT ${FIRST_ROW_ID} AS first FROM ${table}`);
   return source.ordered.over(`(SELECT rowid - ${BigInt(String(first))} + 1 AS ${ROW_NUMBER_COLUMN}, * FROM ${table})`);
 }
 
@@ -64,12 +74,9 @@ export async function materialiseSource(run: RunQuery, table: string, source: So
  * `unnumberedSource`, `columns` its columns, and `plan` the job's mapping over it.
  */
 export async function keySource(run: RunQuery, table: string, unnumbered: SourceRelation, columns: FileColumn[], plan: MappingPlan, file: LocalFile): Promise<SourceRelation | undefined> {
-  await run('SET SESSION preserve_insertion_order = true');
-  await run(`CREATE OR REPLACE TABLE ${table} AS SELECT hash(${plan.uniqueKey.join(', ')}) AS h, reject_code IS NULL AS valid FROM (${plan.rowsSql})`).catch((err) => {
-    throw unreadableError(file, err);
-  });
+  await createInFileOrder(run, `TABLE ${table}`, `SELECT hash(${plan.uniqueKey.join(', ')}) AS h, reject_code IS NULL AS valid FROM (${plan.rowsSql})`, file);
   const [k] = await run(`SELECT count(*) AS n, count(*) - count(DISTINCT h) AS repeats, count(*) FILTER (WHERE NOT valid) AS invalid,
-    CAST(coalesce(min(rowid), 0) AS VARCHAR) AS first FROM ${table}`);
+    ${FIRST_ROW_ID} AS first FROM ${table}`);
   if (Number(k.repeats) > 0 || Number(k.invalid) > 0) {
     await run(`DROP TABLE ${table}`);
     return undefined;

@@ -47,10 +47,6 @@ export interface PostgresStoreOptions {
 
 type Row = Record<string, unknown>;
 
-
-
-
-
 /** Functions an operator's read-only query may not call: they read the server's files or act on other sessions. */
 const REFUSED_FUNCTIONS = /\b(pg_read_file|pg_read_binary_file|pg_ls_\w+|pg_stat_file|lo_\w+|dblink\w*|pg_terminate_backend|pg_cancel_backend|pg_sleep\w*|set_config|pg_advisory\w*|query_to_xml\w*|nextval|setval)\s*\(/i;
 
